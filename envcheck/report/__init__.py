@@ -1,0 +1,1 @@
+"""Renderers: format snapshots, findings, plans and validation reports. They only format."""

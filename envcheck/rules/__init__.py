@@ -1,0 +1,49 @@
+"""Rules: pure functions snapshot -> findings. Facts they need come from recipes/, not constants.
+
+Add a rule: write a function in the module of its area (torch.py, nvidia.py, host.py, env.py),
+decorate it with ``@rule``, give it fixtures in tests/fixtures/ and a test in tests/rules/.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from envcheck import exitcodes
+from envcheck.findings import Finding, Severity, sort_findings
+
+RuleFn = Callable[[dict], Iterable[Finding]]
+REGISTRY: list[RuleFn] = []
+
+
+def rule(fn: RuleFn) -> RuleFn:
+    """Register a rule: a function snapshot -> iterable of findings (empty when nothing applies)."""
+    REGISTRY.append(fn)
+    return fn
+
+
+def _load_rule_modules() -> None:
+    # Imported for their @rule side effect; kept here so REGISTRY is complete before use.
+    from envcheck.rules import env, host, nvidia, torch  # noqa: F401
+
+
+def evaluate(snapshot: dict) -> list[Finding]:
+    """Every rule's findings, worst first. A rule that raises becomes an envcheck.rule-failed finding."""
+    _load_rule_modules()
+    out: list[Finding] = []
+    for fn in REGISTRY:
+        try:
+            out.extend(fn(snapshot) or ())
+        except Exception as exc:  # noqa: BLE001 - a buggy rule must not hide the others
+            out.append(Finding(
+                id="envcheck.rule-failed", severity=Severity.WARN,
+                title=f"rule {fn.__module__}.{fn.__name__} failed on this snapshot",
+                evidence={"error": f"{type(exc).__name__}: {exc}"},
+                fix="report this envcheck bug with the saved snapshot (envcheck doctor --save FILE)",
+            ))
+    return sort_findings(out)
+
+
+def exit_code(findings: list[Finding], strict: bool = False) -> int:
+    """1 when any error finding (or warning, with --strict), else 0."""
+    bad = {Severity.ERROR, Severity.WARN} if strict else {Severity.ERROR}
+    return exitcodes.FINDINGS if any(f.severity in bad for f in findings) else exitcodes.OK

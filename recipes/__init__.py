@@ -1,0 +1,1 @@
+"""Reviewed compatibility data shipped inside the wheel as envcheck._recipes (see README.md here)."""
