@@ -170,8 +170,9 @@ def _metrics(g: _Gpu, namer: ProcessNamer) -> dict:
 
     out["memory"] = _memory(g)
     out["ecc"] = _ecc(g)
-    out["retired_pages"] = _retired_pages(g, major)
     out["row_remap"] = _row_remap(g, major)
+    remaps = isinstance(out["row_remap"], dict) and "unavailable" not in out["row_remap"]
+    out["retired_pages"] = _retired_pages(g, major, remaps)
     out["temperature_c"] = g.query("nvmlDeviceGetTemperature", s.const("NVML_TEMPERATURE_GPU", 0))
     out["power"] = {
         "draw_w": _watts(g.call("nvmlDeviceGetPowerUsage")),
@@ -252,13 +253,13 @@ def _ecc(g: _Gpu) -> Any:
     }
 
 
-def _retired_pages(g: _Gpu, major: int | None) -> Any:
+def _retired_pages(g: _Gpu, major: int | None, remaps: bool) -> Any:
     pending, failure = g.call("nvmlDeviceGetRetiredPagesPendingStatus")
     if failure:
         why = None
         if failure.cls == _nvml.NOT_SUPPORTED:
             why = "not supported on this GPU"
-            if major is not None and major >= 8:
+            if remaps and major is not None and major >= 8:
                 why += " (Ampere and newer use row remapping)"
         return failure.na(why)
     cause = g.s.const("NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR", 1)
