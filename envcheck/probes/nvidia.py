@@ -78,9 +78,11 @@ def _with_nvml(s: _nvml.Session, namer: ProcessNamer) -> dict:
         ("nvmlSystemGetCudaDriverVersion_v2", "nvmlSystemGetCudaDriverVersion")
     )
     count, count_failure = s.call("nvmlDeviceGetCount")
-    gpus = []
-    if count_failure is None:
-        gpus = [_gpu(s, i, namer) for i in range(int(count))]
+    if count_failure is None and not isinstance(count, int):
+        count_failure = _nvml.Failure(
+            _nvml.UNKNOWN_ERROR, "bad value", f"NVML returned a GPU count of {count!r}"
+        )
+    gpus = [] if count_failure else [_isolated_gpu(s, i, namer) for i in range(count)]
     return {
         "nvml": {"status": "ok", "error": None},
         "driver_version": _text(s.query("nvmlSystemGetDriverVersion")),
@@ -133,6 +135,19 @@ class _Gpu:
     def query(self, fn_name: str, *args: Any) -> Any:
         value, failure = self.call(fn_name, *args)
         return failure.na() if failure else value
+
+
+def _isolated_gpu(s: _nvml.Session, index: int, namer: ProcessNamer) -> dict:
+    """One GPU's entry; a surprise while reading it (an odd value) spoils only this entry."""
+    try:
+        return _gpu(s, index, namer)
+    except Exception as exc:  # noqa: BLE001 - one GPU failing must not affect the others
+        failure = _nvml.Failure(
+            _nvml.UNKNOWN_ERROR, type(exc).__name__, f"envcheck could not read this GPU ({exc})"
+        )
+        entry = {key: failure.na() for key in GPU_METRICS}
+        entry.update(index=index, error=failure.to_error())
+        return dict(sorted(entry.items()))
 
 
 def _gpu(s: _nvml.Session, index: int, namer: ProcessNamer) -> dict:
