@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 
 import click
@@ -37,6 +38,37 @@ COLOR = click.option(
     "--color/--no-color", default=None,
     help="Force colour on or off (default: on for a terminal, off when NO_COLOR is set).",
 )
+# Health-check plumbing shared by doctor and validate (envcheck/cluster/).
+EXIT_CODES = click.option(
+    "--exit-codes", "exit_codes", type=click.Choice(["default", "nagios", "npd", "binary"]),
+    default="default", show_default=True,
+    help="Exit-code scheme: nagios (0 OK/1 WARN/2 CRIT/3 UNKNOWN, one status line), npd "
+         "(node-problem-detector: 0/1, one line <= 80 chars), binary (0/1, for a Slurm prolog).",
+)
+PROM_FILE = click.option(
+    "--prom-file", "prom_file", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+    help="Also write Prometheus metrics to PATH (node_exporter textfile collector; written atomically).",
+)
+DRAIN = click.option(
+    "--drain", is_flag=True,
+    help="Slurm HealthCheckProgram mode: drain this node on failure (reason 'envcheck: ...'), "
+         "resume it on success if envcheck drained it; never touches a reason set by someone else.",
+)
+
+
+def _health_outputs(outcome, prom_text, prom_file: str | None, drain: bool) -> None:
+    """--prom-file and --drain: done after the report; a failure here is a line on stderr."""
+    if prom_file:
+        from envcheck.cluster import atomic
+
+        try:
+            atomic.write_text(prom_file, prom_text())
+        except OSError as exc:
+            _progress(f"envcheck: cannot write --prom-file {prom_file}: {exc.strerror or exc}")
+    if drain:
+        from envcheck.cluster import slurm
+
+        _progress(slurm.apply(outcome).message)
 
 
 class _Group(click.Group):
@@ -58,6 +90,15 @@ class _Group(click.Group):
                 "(re-run with --debug for the traceback, and please report it)",
                 err=True,
             )
+            # --exit-codes nagios|npd|binary: envcheck's own failure in that scheme's terms.
+            mode = (ctx.obj or {}).get("exit_codes", "default")
+            if mode != "default":
+                from envcheck.cluster import exitmodes
+
+                decision = exitmodes.decide(exitmodes.internal_error_outcome(type(exc).__name__), mode)
+                if decision.line is not None:
+                    click.echo(decision.line)
+                ctx.exit(decision.code)
             ctx.exit(exitcodes.INTERNAL)
 
 
@@ -90,17 +131,26 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Seconds to wait for the torch probe before calling it hung.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
-def doctor(fmt, color, save_path, snapshot_path, python, timeout, strict):
+@EXIT_CODES
+@PROM_FILE
+@DRAIN
+@click.pass_context
+def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, exit_codes, prom_file, drain):
     """Inspect Python, PyTorch, the NVIDIA driver, every GPU and the host; explain what is wrong.
 
     Probes run in isolation (torch in a subprocess with a timeout), so doctor works where
     torch is missing, broken or hangs, and where there is no driver or no GPU.
     """
     from envcheck import rules
+    from envcheck.cluster import exitmodes, prom
     from envcheck.report import doctor as render
 
     if snapshot_path and python:
         raise click.UsageError("--snapshot and --python exclude each other: a saved snapshot is not probed")
+    if fmt == "json" and exit_codes in ("nagios", "npd"):
+        raise click.UsageError(f"--format json and --exit-codes {exit_codes} exclude each other: "
+                               f"{exit_codes} prints one status line on stdout")
+    ctx.ensure_object(dict)["exit_codes"] = exit_codes
     if snapshot_path:
         snapshot = _load_snapshot(snapshot_path)
     else:
@@ -111,11 +161,16 @@ def doctor(fmt, color, save_path, snapshot_path, python, timeout, strict):
         snap.save(snapshot, save_path)
         _progress(f"snapshot saved to {save_path}")
     findings = rules.evaluate(snapshot)
-    if fmt == "json":
+    outcome = exitmodes.doctor_outcome(findings, strict=strict)
+    decision = exitmodes.decide(outcome, exit_codes)
+    if decision.line is not None:
+        _write(decision.line)
+    elif fmt == "json":
         _write(render.to_json(snapshot, findings))
     else:
         _write(render.to_text(snapshot, findings, color=style.use_color(color)))
-    sys.exit(rules.exit_code(findings, strict=strict))
+    _health_outputs(outcome, lambda: prom.doctor_text(snapshot, findings, time.time()), prom_file, drain)
+    sys.exit(rules.exit_code(findings, strict=strict) if exit_codes == "default" else decision.code)
 
 
 def main() -> None:
