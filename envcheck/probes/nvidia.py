@@ -210,8 +210,10 @@ def _metrics(g: _Gpu, namer: ProcessNamer) -> dict:
     out["throttle_reasons"] = failure.na() if failure else decode_throttle_reasons(int(mask), s.backend)
     out["pcie"] = {
         "gen_current": g.query("nvmlDeviceGetCurrPcieLinkGeneration"),
-        # "Max" is what this device *and* its slot can reach (NVML docs), so a gen4 slot under a
-        # gen5 GPU reports 4 here, and current < max means the link trained below what it can do.
+        # "Max" is what this device *and* its slot can reach (NVML API reference,
+        # nvmlDeviceGetMaxPcieLinkGeneration/Width), so a gen4 slot under a gen5 GPU reports 4
+        # here and current < max means the link trained below what it can do. Idle GPUs lower
+        # the *generation* to save power, so only a loaded GPU's gen is conclusive.
         "gen_max": g.query("nvmlDeviceGetMaxPcieLinkGeneration"),
         "width_current": g.query("nvmlDeviceGetCurrPcieLinkWidth"),
         "width_max": g.query("nvmlDeviceGetMaxPcieLinkWidth"),
@@ -304,7 +306,12 @@ def _row_remap(g: _Gpu, major: int | None) -> Any:
 
 
 def _nvlink(g: _Gpu) -> Any:
-    """Count links until NVML says there are no more (NOT_SUPPORTED / INVALID_ARGUMENT)."""
+    """Count links until NVML says there are no more (NOT_SUPPORTED / INVALID_ARGUMENT).
+
+    NVML_NVLINK_MAX_LINKS is a bound over all architectures (36 in nvidia-ml-py 13); the driver
+    rejects indices past the GPU's own link count with INVALID_ARGUMENT, e.g. 18..35 on GB200
+    (NVIDIA/TensorRT-LLM#17060). Inactive links (a PCIe card without a bridge) count as down.
+    """
     up = down = 0
     for link in range(int(g.s.const("NVML_NVLINK_MAX_LINKS", 18))):
         state, failure = g.call("nvmlDeviceGetNvLinkState", link)
