@@ -7,6 +7,7 @@ against the real NVML codes; only the values are invented (see tests/fixtures/nv
 from __future__ import annotations
 
 import ctypes
+import inspect
 import json
 import os
 import re
@@ -84,6 +85,40 @@ def test_init_and_shutdown_once_per_probe():
     assert (backend.inits, backend.shutdowns) == (1, 1)
     assert backend.calls[0] == "nvmlInit" and backend.calls[-1] == "nvmlShutdown"
     assert section["gpu_count"] == 8
+
+
+class _SignatureChecking:
+    """Forwards to a fake, but first binds every call against the real pynvml signature."""
+
+    def __init__(self, backend):
+        self._backend = backend
+        self.checked: set[str] = set()
+
+    def __dir__(self):
+        return dir(self._backend)
+
+    def __getattr__(self, name):
+        attr = getattr(self._backend, name)
+        if not (callable(attr) and name.startswith("nvml")):
+            return attr
+        real = inspect.signature(getattr(pynvml, name))  # AttributeError: no such pynvml call
+
+        def checked(*args, **kwargs):
+            real.bind(*args, **kwargs)  # TypeError: the real call would not accept these
+            self.checked.add(name)
+            return attr(*args, **kwargs)
+
+        return checked
+
+
+@pytest.mark.parametrize("name", ["healthy_8xh100", "function_not_supported", "v100",
+                                  "memory_used_by_others"])
+def test_probe_calls_exist_in_real_pynvml_with_these_arguments(name):
+    backend = fake_nvml.fake(name)
+    checking = _SignatureChecking(backend)
+    section = nvidia.probe(nvml=checking, process_name=backend.process_name)
+    assert section == scenario_snapshot(name)  # nothing was refused
+    assert "nvmlDeviceGetNvLinkState" in checking.checked and len(checking.checked) > 25
 
 
 # -- NVML cannot start ----------------------------------------------------------------
