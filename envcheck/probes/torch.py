@@ -1,7 +1,300 @@
-"""Probe: python + torch of the target interpreter, in a subprocess (placeholder)."""
+"""Probe: the target interpreter and its torch, in a subprocess with a deadline.
 
+``import torch`` can raise, crash the process (a bad native library: SIGSEGV) or hang (a
+wedged driver, a network filesystem), so it never happens in envcheck's own process. The
+target interpreter (default: this one; ``--python PATH`` for another interpreter or venv)
+runs ``_torch_script.py`` via ``python -c`` and reports one JSON line per stage; whatever
+arrived before a crash or a hang is kept, and the stage it stopped in is named.
+
+Not ``-I`` / ``-E`` / ``-s``: the point is to see the torch that *the user's* ``python`` sees,
+including PYTHONPATH and user site-packages (a ``pip install --user`` torch shadowing the
+venv's is a failure mode to report, not to hide). ``-c`` rather than a script path, because
+a script path puts its folder (envcheck/probes, which holds torch.py) first on sys.path; with
+``-c`` sys.path[0] is the working directory, exactly as for the user's ``python -c``.
+
+Sections returned: ``{"python": {...}, "torch": {...}}`` with the keys of
+tests/fixtures/snapshots/example_8xh100.json. ``torch.status``: ok | not_installed |
+import_error | crashed | timeout | probe_failed; ``torch.error``: null or {message, signal,
+timeout_s, stderr_tail}; ``torch.distributions`` (in sys.path order: the first is the one
+``import torch`` picks) is filled whatever the status, when the subprocess got that far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from envcheck import redact
 from envcheck.snapshot import na
 
+MARK = "@@envcheck@@ "
+SCRIPT = Path(__file__).with_name("_torch_script.py")
+STDERR_CAP = 64 * 1024        # bytes of the child's stderr kept in memory (the tail)
+STDOUT_LINE_CAP = 4 * 1024 * 1024
+TAIL_LINES = 25
+TAIL_CHARS = 4000
+TORCH_KEYS = ("version", "cuda", "hip", "cudnn", "nccl", "arch_list", "cuda_available",
+              "cuda_unavailable_reason", "device_count", "devices", "distributed", "compile",
+              "import_seconds")
 
-def probe(python=None, timeout=30.0) -> dict:
-    return {"python": {"status": na("not implemented")}, "torch": {"status": "probe_failed", "error": {"message": "not implemented"}}}
+
+def _error(message: str, signal_no: int | None = None, timeout_s: float | None = None,
+           stderr_tail: str = "") -> dict:
+    return {"message": redact.scrub_text(message), "signal": signal_no, "timeout_s": timeout_s,
+            "stderr_tail": redact.scrub_text(stderr_tail)}
+
+
+def _failed(message: str, **error: Any) -> dict:
+    return {
+        "python": {"status": "probe_failed", "error": {"message": redact.scrub_text(message)}},
+        "torch": {"status": "probe_failed", "error": _error(message, **error),
+                  "distributions": na("the target interpreter did not report")},
+    }
+
+
+def resolve_python(python: str | os.PathLike | None) -> tuple[str | None, str | None]:
+    """The interpreter to run (a venv or conda folder resolves to its python), or an error."""
+    if python is None:
+        if not sys.executable:
+            return None, "this Python does not know its own executable (sys.executable is empty)"
+        return sys.executable, None
+    p = Path(python).expanduser()
+    if p.is_dir():
+        for rel in ("bin/python", "bin/python3", "Scripts/python.exe", "python.exe"):
+            if (p / rel).is_file():
+                return str(p / rel), None
+        return None, f"{p} is a folder without bin/python (not a venv or conda environment)"
+    if not p.exists():
+        return None, f"interpreter {p} does not exist"
+    if not os.access(p, os.X_OK):
+        return None, f"interpreter {p} is not executable"
+    return str(p), None
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+class _Reader:
+    """Drains the child's pipes on threads, so a deadline can be kept on any platform."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.stages: dict[str, dict] = {}
+        self.step = "starting the interpreter"
+        self.done = threading.Event()
+        self.stdout_closed = threading.Event()
+        self._stderr = bytearray()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._read_stdout, args=(proc.stdout,), daemon=True),
+            threading.Thread(target=self._read_stderr, args=(proc.stderr,), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _read_stdout(self, stream) -> None:
+        try:
+            while True:
+                line = stream.readline(STDOUT_LINE_CAP)
+                if not line:
+                    break
+                text = line.decode("utf-8", "replace")
+                at = text.find(MARK)
+                if at < 0:
+                    continue  # native code writing to fd 1: not ours
+                try:
+                    obj = json.loads(text[at + len(MARK):])
+                except ValueError:
+                    continue
+                if not isinstance(obj, dict):
+                    continue
+                stage = obj.get("stage")
+                with self._lock:
+                    if stage == "step":
+                        self.step = str(obj.get("step"))
+                    elif stage == "done":
+                        self.done.set()
+                    elif stage:
+                        self.stages[str(stage)] = obj
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.stdout_closed.set()
+
+    def _read_stderr(self, stream) -> None:
+        try:
+            while True:
+                chunk = stream.read1(8192) if hasattr(stream, "read1") else stream.read(8192)
+                if not chunk:
+                    break
+                with self._lock:
+                    self._stderr += chunk
+                    if len(self._stderr) > STDERR_CAP:
+                        del self._stderr[: len(self._stderr) - STDERR_CAP]
+        except (OSError, ValueError):
+            pass
+
+    def join(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, end - time.monotonic()))
+
+    def stderr_tail(self) -> str:
+        with self._lock:
+            text = bytes(self._stderr).decode("utf-8", "replace")
+        lines = text.rstrip().splitlines()[-TAIL_LINES:]
+        return "\n".join(lines)[-TAIL_CHARS:]
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill the child and everything it started. Called before the child is reaped, so its
+    process-group id cannot have been reused by an unrelated process."""
+    with contextlib.suppress(OSError):
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+
+
+def probe(python: str | os.PathLike | None = None, timeout: float = 30.0,
+          env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None) -> dict:
+    """Facts about the target interpreter and its torch. Never raises, never outlives ``timeout``
+    (plus a second of clean-up), never leaves a process behind."""
+    try:
+        return _probe(python, timeout, env, cwd)
+    except Exception as exc:  # noqa: BLE001 - the doctor must survive its own bugs too
+        return _failed(f"torch probe failed: {type(exc).__name__}: {exc}")
+
+
+def _probe(python, timeout, env, cwd) -> dict:
+    exe, problem = resolve_python(python)
+    if problem:
+        return _failed(problem)
+    try:
+        script = SCRIPT.read_text(encoding="utf-8")
+    except OSError as exc:
+        return _failed(f"envcheck is missing {SCRIPT.name}: {exc.strerror}")
+    kwargs: dict[str, Any] = {}
+    if os.name == "posix":
+        kwargs["start_new_session"] = True  # own process group: one killpg ends everything
+    else:
+        kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            [exe, "-c", script, repr(float(timeout))],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=None if env is None else dict(env), cwd=cwd, **kwargs,
+        )
+    except OSError as exc:
+        return _failed(f"cannot run {exe}: {exc.strerror or exc}")
+
+    reader = _Reader(proc)
+    deadline = start + timeout
+    timed_out = False
+    # Wait for the script's "done" or for stdout to close (exit or crash), whichever comes first.
+    while not (reader.done.is_set() or reader.stdout_closed.is_set()):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        reader.done.wait(min(left, 0.05))
+    if timed_out:
+        _kill_tree(proc)
+    elif reader.done.is_set():
+        # All facts are in; the script ends itself with os._exit(0). Give it a moment, then
+        # make sure nothing it started lingers.
+        try:
+            proc.wait(timeout=max(0.0, min(2.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc)
+    else:  # stdout closed: the child exited or died; reap it (bounded)
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_tree(proc)
+    with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL was sent; nothing more to do
+        proc.wait(timeout=5)
+    if os.name == "posix" and proc.returncode is not None:
+        # Grandchildren (if any) share the group and were not waited for: end them too.
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    reader.join(1.0)
+    for stream in (proc.stdout, proc.stderr):
+        with contextlib.suppress(OSError):
+            stream.close()
+    return _assemble(exe, reader, proc.returncode, timed_out, timeout)
+
+
+def _assemble(exe: str, reader: _Reader, returncode: int | None, timed_out: bool,
+              timeout: float) -> dict:
+    stages = reader.stages
+    tail = reader.stderr_tail()
+    step = reader.step
+
+    py = stages.get("python")
+    if py and "error" not in py:
+        python = {"status": "ok", **{k: v for k, v in py.items() if k != "stage"}}
+    elif py:
+        python = {"status": "probe_failed", "error": {"message": redact.scrub_text(py["error"])}}
+    else:
+        python = None  # filled below with the reason the interpreter did not report
+
+    dists = stages.get("dists")
+    if dists and not dists.get("error"):
+        distributions: Any = dists.get("distributions", [])
+    elif dists:
+        distributions = na(f"cannot list installed distributions: {dists['error']}")
+    else:
+        distributions = na("the target interpreter stopped before listing distributions")
+
+    torch: dict[str, Any] = {"distributions": distributions}
+    facts = stages.get("torch")
+    err = stages.get("torch_error")
+    if facts and reader.done.is_set():
+        torch.update(status="ok", error=None)
+        torch.update({k: facts.get(k) for k in TORCH_KEYS})
+    elif err:
+        kind = err.get("kind")
+        torch["status"] = "not_installed" if kind == "not_installed" else "import_error"
+        message = str(err.get("message", ""))
+        if kind == "not_installed":
+            message = f"{message} (interpreter: {exe})"
+        trace = "" if kind == "not_installed" else str(err.get("traceback") or tail)
+        torch["error"] = _error(message, stderr_tail=trace)
+        torch["import_seconds"] = err.get("import_seconds")
+    elif timed_out:
+        torch["status"] = "timeout"
+        torch["error"] = _error(
+            f"no answer within {timeout:g} s; it hung in: {step} (interpreter: {exe})",
+            timeout_s=float(timeout), stderr_tail=tail,
+        )
+    elif returncode is not None and returncode < 0:
+        sig = -returncode
+        torch["status"] = "crashed"
+        torch["error"] = _error(
+            f"the interpreter was killed by {_signal_name(sig)} (signal {sig}) during: {step}",
+            signal_no=sig, stderr_tail=tail,
+        )
+    else:
+        torch["status"] = "crashed" if py else "probe_failed"
+        what = f"exited with status {returncode}" if returncode else "exited without reporting"
+        torch["error"] = _error(f"the interpreter {exe} {what} during: {step}", stderr_tail=tail)
+
+    if python is None:
+        python = {"status": "probe_failed", "error": {"message": torch["error"]["message"]
+                                                       if torch.get("error") else "no report"}}
+    return {"python": python, "torch": torch}
