@@ -126,7 +126,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Also write the snapshot (all probed facts) to FILE as JSON.")
 @click.option("--snapshot", "snapshot_path", type=click.Path(dir_okay=False),
               help="Diagnose a saved snapshot instead of probing this machine.")
-@click.option("--python", "python", metavar="PATH",
+@click.option("--python", "python", metavar="PATH", type=click.Path(exists=True),
               help="Inspect the torch of another interpreter or venv (default: this one).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Seconds to wait for the torch probe before calling it hung.")
