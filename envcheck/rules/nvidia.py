@@ -1,1 +1,436 @@
-"""Rules about nvidia (placeholder)."""
+"""Rules about the NVIDIA driver and every GPU's health, from the NVML section of the snapshot.
+
+Per-GPU conditions are reported once per rule with the affected GPUs listed in the evidence,
+so an 8-GPU node with the same problem gives one finding, not eight.
+"""
+
+from __future__ import annotations
+
+from envcheck.findings import Finding, Severity
+from envcheck.rules import rule
+from envcheck.rules._util import (
+    as_dict,
+    as_list,
+    container_hides_gpu,
+    flag,
+    fmt_bytes,
+    gpu_label,
+    gpu_present,
+    gpus,
+    host_os,
+    in_container,
+    num,
+    nvidia_gpu_count,
+    nvml_status,
+    pci_nvidia_gpus,
+)
+from envcheck.snapshot import get
+
+_NO_DRIVER = ("library_not_found", "driver_not_loaded")
+
+# GPU memory held by others above this share: a job sized for the whole GPU will not fit.
+MEMORY_BUSY_SHARE = 0.5
+
+
+def _nvml_message(snapshot: dict) -> str | None:
+    msg = get(snapshot, "nvidia.nvml.error.message")
+    return msg if isinstance(msg, str) else None
+
+
+def _healthy(g: dict) -> bool:
+    """A GPU whose metrics can be read (a lost GPU has its own finding)."""
+    return not as_dict(g.get("error"))
+
+
+# ---------------------------------------------------------------------------------- driver
+
+
+@rule
+def no_gpu(snapshot: dict):
+    """No NVIDIA GPU (or no driver and no NVIDIA PCI device): torch runs on the CPU. Info, not an
+    error: a laptop or CI runner without a GPU is a valid place to run envcheck."""
+    if gpu_present(snapshot) is not False or container_hides_gpu(snapshot):
+        return
+    status = nvml_status(snapshot)
+    yield Finding(
+        id="nvidia.no-gpu", severity=Severity.INFO,
+        title="no NVIDIA GPU on this machine: torch will run on the CPU",
+        evidence={"nvml": status, "nvml_error": _nvml_message(snapshot),
+                  "nvidia_pci_devices": len(pci_nvidia_gpus(snapshot) or []),
+                  "gpu_count": nvidia_gpu_count(snapshot)},
+        fix=None,
+    )
+
+
+@rule
+def no_driver_with_gpu(snapshot: dict):
+    """An NVIDIA GPU is on the PCI bus but no driver answers (NVML library missing or kernel
+    module not loaded): nothing can use the GPU. torch says "Found no NVIDIA driver on your
+    system" (c10/cuda/CUDAFunctions.cpp)."""
+    status = nvml_status(snapshot)
+    pci = pci_nvidia_gpus(snapshot)
+    if status not in _NO_DRIVER or not pci or container_hides_gpu(snapshot):
+        return
+    if get(snapshot, "host.wsl") is True:
+        return  # WSL's driver is the Windows one (host.wsl explains)
+    distro = str(get(snapshot, "host.os.distro_id") or "").lower()
+    module = get(snapshot, "host.kernel_modules.nvidia")
+    if module is True:
+        title = "the NVIDIA kernel module is loaded but its user-space library (libnvidia-ml) is missing"
+        fix = "reinstall the NVIDIA driver package (same version as the kernel module) and reboot"
+    else:
+        title = f"{len(pci)} NVIDIA GPU(s) on the PCI bus but no NVIDIA driver is loaded"
+        fix = ("sudo ubuntu-drivers install && sudo reboot" if distro == "ubuntu" else
+               "install the NVIDIA driver (https://www.nvidia.com/Download/index.aspx or your distro's "
+               "packages, https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/) and reboot")
+    yield Finding(
+        id="nvidia.no-driver-with-gpu", severity=Severity.ERROR, title=title,
+        evidence={"nvidia_pci_devices": [d.get("address") for d in pci], "nvml": status,
+                  "nvml_error": _nvml_message(snapshot), "nvidia_module": module,
+                  "nouveau_module": get(snapshot, "host.kernel_modules.nouveau")},
+        fix=fix,
+    )
+
+
+@rule
+def driver_library_mismatch(snapshot: dict):
+    """The loaded kernel module and the user-space driver libraries differ, typically after a
+    driver upgrade without a reboot: nvidia-smi says "Failed to initialize NVML: Driver/library
+    version mismatch" and torch fails inside the caching allocator (pytorch/pytorch#45109)."""
+    if nvml_status(snapshot) != "driver_library_mismatch":
+        return
+    fix = ("the host's driver was upgraded: reboot the host (or restart the container after the "
+           "host is consistent)" if in_container(snapshot) else
+           "sudo reboot (or, with no process on the GPU: `sudo rmmod nvidia_uvm nvidia_drm "
+           "nvidia_modeset nvidia && sudo modprobe nvidia`)")
+    yield Finding(
+        id="nvidia.driver-library-mismatch", severity=Severity.ERROR,
+        title="NVIDIA driver/library version mismatch: the driver was updated without a reboot",
+        evidence={"nvml": "driver_library_mismatch", "nvml_error": _nvml_message(snapshot)},
+        fix=fix,
+    )
+
+
+@rule
+def nvml_error(snapshot: dict):
+    """NVML started but refused us (permissions) or failed for an unknown reason."""
+    status = nvml_status(snapshot)
+    if status not in ("no_permission", "unknown_error"):
+        return
+    if status == "no_permission":
+        title = "no permission to use the NVIDIA devices"
+        fix = ("check `ls -l /dev/nvidia*`: add the user to the owning group (`sudo usermod -aG "
+               "video $USER`, then log in again) or fix the container's device access")
+    else:
+        title = "NVML failed with an unknown error"
+        fix = "run `nvidia-smi`; check `sudo dmesg | grep -i -e NVRM -e xid` for driver errors; reboot if the driver is wedged"
+    yield Finding(
+        id="nvidia.nvml-error", severity=Severity.ERROR if status == "unknown_error" else Severity.WARN,
+        title=title, evidence={"nvml": status, "nvml_error": _nvml_message(snapshot)}, fix=fix,
+    )
+
+
+@rule
+def gpus_missing_from_driver(snapshot: dict):
+    """More NVIDIA GPUs on the PCI bus than the driver lists: a GPU failed to initialise (see
+    `dmesg`, e.g. Xid 79 "GPU has fallen off the bus") or is bound to another driver (vfio-pci for
+    VM passthrough). Not checked in containers, which see the host's whole PCI bus."""
+    if nvml_status(snapshot) != "ok" or in_container(snapshot):
+        return
+    pci, count = pci_nvidia_gpus(snapshot), nvidia_gpu_count(snapshot)
+    if pci is None or count is None or len(pci) <= count:
+        return
+    yield Finding(
+        id="nvidia.gpus-missing-from-driver", severity=Severity.WARN,
+        title=f"{len(pci)} NVIDIA GPUs on the PCI bus but the driver lists {count}",
+        evidence={"pci_gpus": len(pci), "nvml_gpu_count": count,
+                  "pci_addresses": [d.get("address") for d in pci]},
+        fix="`sudo dmesg | grep -i -e NVRM -e xid` for the failing GPU; `lspci -k -d 10de:` shows "
+            "which driver each one uses; reseat or reboot, and drain the node if it recurs",
+    )
+
+
+# ---------------------------------------------------------------------------------- GPU health
+
+
+@rule
+def gpu_lost(snapshot: dict):
+    """NVML answers NVML_ERROR_GPU_IS_LOST: the GPU fell off the bus (Xid 79) and needs a reset
+    or a reboot; repeated, it is a hardware fault (NVIDIA Xid errors,
+    https://docs.nvidia.com/deploy/xid-errors/)."""
+    lost, other = [], []
+    for g in gpus(snapshot):
+        err = as_dict(g.get("error"))
+        if not err:
+            continue
+        entry = f"{gpu_label(g)}: {err.get('message', err.get('class', '?'))}"
+        (lost if err.get("class") == "gpu_lost" else other).append(entry)
+    if lost:
+        yield Finding(
+            id="nvidia.gpu-lost", severity=Severity.ERROR,
+            title=f"{len(lost)} GPU(s) lost: the driver cannot reach them",
+            evidence={"gpus": lost, "pci_bus_ids": [g.get("pci_bus_id") for g in gpus(snapshot)
+                                                    if as_dict(g.get("error")).get("class") == "gpu_lost"
+                                                    and isinstance(g.get("pci_bus_id"), str)]},
+            fix="drain the node; `sudo dmesg | grep -i xid` (Xid 79 = fallen off the bus); reboot, and "
+                "reseat or replace the GPU if it happens again",
+        )
+    if other:
+        yield Finding(
+            id="nvidia.gpu-unreadable", severity=Severity.WARN,
+            title=f"{len(other)} GPU(s) could not be queried",
+            evidence={"gpus": other},
+            fix="run `nvidia-smi -q -i <index>`; check `sudo dmesg | grep -i -e NVRM -e xid`",
+        )
+
+
+@rule
+def ecc_uncorrectable(snapshot: dict):
+    """Uncorrectable (double-bit) ECC errors. Volatile ones happened since the driver loaded:
+    results computed since may be corrupt and the GPU needs a reset (error). Aggregate-only ones
+    are history that row remapping / page retirement should have contained (warning).
+    NVIDIA GPU memory error management, https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/."""
+    now, past = [], []
+    for g in gpus(snapshot):
+        ecc = as_dict(g.get("ecc"))
+        vol, agg = num(ecc.get("volatile_uncorrected")), num(ecc.get("aggregate_uncorrected"))
+        if vol:
+            now.append((g, vol, agg))
+        elif agg:
+            past.append((g, vol, agg))
+    for items, sev, title, fix in (
+        (now, Severity.ERROR, "uncorrectable ECC errors since the driver loaded",
+         "drain the GPU, then reset it (`sudo nvidia-smi -r -i <index>` with no processes) or reboot; "
+         "if errors return, contact the vendor (RMA)"),
+        (past, Severity.WARN, "uncorrectable ECC errors in the GPU's lifetime record",
+         "watch `nvidia-smi -q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT`; RMA if new ones appear"),
+    ):
+        if items:
+            yield Finding(
+                id="nvidia.ecc-uncorrectable", severity=sev,
+                title=f"{', '.join(gpu_label(g) for g, _, _ in items)}: {title}",
+                evidence={gpu_label(g): {"volatile_uncorrected": v, "aggregate_uncorrected": a}
+                          for g, v, a in items},
+                fix=fix,
+            )
+
+
+@rule
+def retired_pages_pending(snapshot: dict):
+    """Pre-Ampere GPUs retire memory pages after ECC errors, but a retirement only takes effect
+    after the GPU is reset; until then the bad page can still be handed out (NVIDIA Dynamic Page
+    Retirement, https://docs.nvidia.com/deploy/dynamic-page-retirement/)."""
+    hit = [g for g in gpus(snapshot) if get(g, "retired_pages.pending") is True]
+    if not hit:
+        return
+    yield Finding(
+        id="nvidia.retired-pages-pending", severity=Severity.WARN,
+        title=f"{', '.join(gpu_label(g) for g in hit)}: retired memory pages wait for a GPU reset",
+        evidence={gpu_label(g): {"pending": True, "retired_double_bit": get(g, "retired_pages.count")}
+                  for g in hit},
+        fix="drain the GPU and reset it (`sudo nvidia-smi -r -i <index>`) or reboot",
+    )
+
+
+@rule
+def row_remap(snapshot: dict):
+    """Ampere and newer remap a bad memory row; a pending remap needs a GPU reset, and a remap
+    failure means the GPU ran out of spare rows and should be replaced (NVIDIA GPU memory error
+    management, "Row Remapping", https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/)."""
+    failed = [g for g in gpus(snapshot) if get(g, "row_remap.failure") is True]
+    pending = [g for g in gpus(snapshot) if get(g, "row_remap.pending") is True and g not in failed]
+    if failed:
+        yield Finding(
+            id="nvidia.row-remap-failure", severity=Severity.ERROR,
+            title=f"{', '.join(gpu_label(g) for g in failed)}: memory row remapping failed",
+            evidence={gpu_label(g): as_dict(g.get("row_remap")) for g in failed},
+            fix="drain the GPU and contact the vendor: a failed row remap is an RMA condition",
+        )
+    if pending:
+        yield Finding(
+            id="nvidia.row-remap-pending", severity=Severity.WARN,
+            title=f"{', '.join(gpu_label(g) for g in pending)}: a memory row remap waits for a GPU reset",
+            evidence={gpu_label(g): as_dict(g.get("row_remap")) for g in pending},
+            fix="drain the GPU and reset it (`sudo nvidia-smi -r -i <index>`) or reboot",
+        )
+
+
+@rule
+def pcie_degraded(snapshot: dict):
+    """The PCIe link trained below what the GPU and slot can do (NVML "max" is the device and
+    system combined). A narrower link is a physical problem (slot, riser, seating). A lower
+    generation is normal power saving on an idle GPU, so it is only flagged when the GPU is not
+    idle (no gpu_idle clock reason)."""
+    hit = []
+    for g in gpus(snapshot):
+        if not _healthy(g):
+            continue
+        pcie = as_dict(g.get("pcie"))
+        gen, gen_max = num(pcie.get("gen_current")), num(pcie.get("gen_max"))
+        w, w_max = num(pcie.get("width_current")), num(pcie.get("width_max"))
+        reasons = g.get("throttle_reasons")
+        idle = "gpu_idle" in reasons if isinstance(reasons, list) else None
+        narrow = w is not None and w_max is not None and w < w_max
+        slow = gen is not None and gen_max is not None and gen < gen_max and idle is False
+        if narrow or slow:
+            hit.append((g, pcie))
+    if not hit:
+        return
+    yield Finding(
+        id="nvidia.pcie-degraded", severity=Severity.WARN,
+        title=f"{', '.join(gpu_label(g) for g, _ in hit)}: PCIe link below its maximum",
+        evidence={gpu_label(g): f"Gen{p.get('gen_current')} x{p.get('width_current')} "
+                                f"(max Gen{p.get('gen_max')} x{p.get('width_max')})" for g, p in hit},
+        fix="check seating, risers and BIOS PCIe settings; `sudo lspci -vv -s <bus id> | grep LnkSta` "
+            "shows the trained link",
+    )
+
+
+# NVML clock event reasons (nvmlClocksEventReasons docs, nvml.h). HW slowdown cuts clocks by
+# half or more ("HW Slowdown ... reduces the clocks by a factor of 2 or more").
+_HW_REASONS = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
+
+
+@rule
+def throttled_at_rest(snapshot: dict):
+    """Clock slowdowns that should not happen on an idle GPU: hardware slowdown (thermal,
+    external power brake), software thermal slowdown, or a power cap hit with nothing running
+    (a power limit set far too low). A throttled GPU is a straggler for the whole job."""
+    hard, soft = [], []
+    for g in gpus(snapshot):
+        reasons = g.get("throttle_reasons")
+        if not _healthy(g) or not isinstance(reasons, list):
+            continue
+        procs = g.get("processes")
+        at_rest = isinstance(procs, list) and not procs
+        hw = [r for r in reasons if r in _HW_REASONS]
+        sw = [r for r in reasons if r == "sw_thermal_slowdown" or (r == "sw_power_cap" and at_rest)]
+        if hw:
+            hard.append((g, hw + sw))
+        elif sw:
+            soft.append((g, sw))
+    for items, sev in ((hard, Severity.ERROR), (soft, Severity.WARN)):
+        if not items:
+            continue
+        yield Finding(
+            id="nvidia.throttled-at-rest", severity=sev,
+            title=f"{', '.join(gpu_label(g) for g, _ in items)}: clocks throttled "
+                  f"({', '.join(sorted({r for _, rs in items for r in rs}))})",
+            evidence={gpu_label(g): {"reasons": rs, "temperature_c": g.get("temperature_c"),
+                                     "power_w": get(g, "power.draw_w"),
+                                     "power_limit_w": get(g, "power.limit_w"),
+                                     "sm_mhz": get(g, "clocks.sm_mhz"),
+                                     "sm_max_mhz": get(g, "clocks.sm_max_mhz")}
+                      for g, rs in items},
+            fix="thermal: check fans, airflow and inlet temperature (`nvidia-smi -q -d TEMPERATURE,PERFORMANCE`); "
+                "power brake: check PSU cabling and the chassis power-brake signal; power cap: "
+                "restore the default limit (`sudo nvidia-smi -pl <default W> -i <index>`)",
+        )
+
+
+@rule
+def memory_used_by_others(snapshot: dict):
+    """More than half of a GPU's memory is held by other processes: a job sized for the GPU
+    will hit CUDA out-of-memory. (NVML memory v2 "used" excludes the driver's reservation.)"""
+    hit = []
+    for g in gpus(snapshot):
+        mem = as_dict(g.get("memory"))
+        used, total = num(mem.get("used_bytes")), num(mem.get("total_bytes"))
+        if used is None or not total or used / total <= MEMORY_BUSY_SHARE:
+            continue
+        procs = [p for p in as_list(g.get("processes")) if isinstance(p, dict)]
+        top = sorted(procs, key=lambda p: num(p.get("used_bytes")) or 0, reverse=True)[:3]
+        hit.append((g, used, total, [f"pid {p.get('pid')} {p.get('name') or '?'} "
+                                     f"{fmt_bytes(p.get('used_bytes'))}" for p in top]))
+    if not hit:
+        return
+    yield Finding(
+        id="nvidia.memory-used-by-others", severity=Severity.WARN,
+        title=f"{', '.join(gpu_label(g) for g, *_ in hit)}: most GPU memory is already in use",
+        evidence={gpu_label(g): {"used": fmt_bytes(u), "total": fmt_bytes(t), "processes": p}
+                  for g, u, t, p in hit},
+        fix="stop the listed processes or pick a free GPU (CUDA_VISIBLE_DEVICES); "
+            "`nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv` lists them",
+    )
+
+
+@rule
+def mig_enabled(snapshot: dict):
+    """MIG splits a GPU into isolated instances: a process sees one instance (a fraction of the
+    memory and SMs), and collectives between instances are not supported (NVIDIA MIG User Guide,
+    https://docs.nvidia.com/datacenter/tesla/mig-user-guide/)."""
+    hit = [g for g in gpus(snapshot) if get(g, "mig_mode.current") is True]
+    if not hit:
+        return
+    yield Finding(
+        id="nvidia.mig-enabled", severity=Severity.WARN,
+        title=f"MIG is enabled on {', '.join(gpu_label(g) for g in hit)}: each process sees only a slice",
+        evidence={"gpus": [gpu_label(g) for g in hit]},
+        fix="if you need whole GPUs: `sudo nvidia-smi -i <index> -mig 0` (no processes running), then "
+            "reset the GPU or reboot",
+    )
+
+
+@rule
+def persistence_mode_off(snapshot: dict):
+    """Without persistence the driver tears the GPU state down when the last client exits, so
+    every CUDA start (and nvidia-smi) pays the initialisation again; NVIDIA recommends the
+    persistence daemon on Linux (https://docs.nvidia.com/deploy/driver-persistence/)."""
+    if host_os(snapshot) != "linux" or get(snapshot, "host.wsl") is True:
+        return
+    off = [g for g in gpus(snapshot) if flag(g.get("persistence_mode")) is False]
+    if not off:
+        return
+    yield Finding(
+        id="nvidia.persistence-mode-off", severity=Severity.INFO,
+        title=f"persistence mode is off on {len(off)} GPU(s): every CUDA start re-initialises the GPU",
+        evidence={"gpus": [gpu_label(g) for g in off]},
+        fix="sudo systemctl enable --now nvidia-persistenced",
+    )
+
+
+@rule
+def nvlink_down(snapshot: dict):
+    """Some NVLink links of a GPU are down while others are up: NCCL routes around them at lower
+    bandwidth. A GPU with every link down has no NVLink connected (e.g. PCIe cards without a
+    bridge) and is not flagged."""
+    hit = []
+    for g in gpus(snapshot):
+        nv = as_dict(g.get("nvlink"))
+        up, down = num(nv.get("up")), num(nv.get("down"))
+        if up and down:
+            hit.append((g, int(up), int(down)))
+    if not hit:
+        return
+    yield Finding(
+        id="nvidia.nvlink-down", severity=Severity.WARN,
+        title=f"{', '.join(gpu_label(g) for g, *_ in hit)}: NVLink links down",
+        evidence={gpu_label(g): f"{d} down, {u} up" for g, u, d in hit},
+        fix="`nvidia-smi nvlink -s` and `nvidia-smi nvlink -e` show which links and their errors; "
+            "reset the GPUs or reboot; on NVSwitch systems check nvidia-fabricmanager",
+    )
+
+
+@rule
+def compute_mode_restricted(snapshot: dict):
+    """Compute mode "prohibited" lets no CUDA context be created; "exclusive_process" allows one
+    process per GPU (fine for one rank per GPU, breaks tools that share a GPU). nvidia-smi -c."""
+    prohibited = [g for g in gpus(snapshot) if g.get("compute_mode") == "prohibited"]
+    exclusive = [g for g in gpus(snapshot) if g.get("compute_mode") in ("exclusive_process", "exclusive_thread")]
+    if prohibited:
+        yield Finding(
+            id="nvidia.compute-mode-restricted", severity=Severity.ERROR,
+            title=f"{', '.join(gpu_label(g) for g in prohibited)}: compute mode is 'prohibited'",
+            evidence={"gpus": [gpu_label(g) for g in prohibited]},
+            fix="sudo nvidia-smi -i <index> -c DEFAULT",
+        )
+    if exclusive:
+        yield Finding(
+            id="nvidia.compute-mode-restricted", severity=Severity.INFO,
+            title=f"{', '.join(gpu_label(g) for g in exclusive)}: compute mode is exclusive "
+                  "(one process per GPU)",
+            evidence={gpu_label(g): g.get("compute_mode") for g in exclusive},
+            fix="nothing to do for one process per GPU; otherwise `sudo nvidia-smi -i <index> -c DEFAULT`",
+        )
+
+

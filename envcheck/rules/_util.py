@@ -1,0 +1,343 @@
+"""Small pure helpers shared by the rules: safe access to snapshot values, version parsing,
+CUDA_VISIBLE_DEVICES parsing, and how CUDA decides whether a build's code runs on a GPU.
+
+Every helper treats a missing key, a wrong type and an ``na()`` marker as "unknown" (None or
+an empty list), so a rule built on them never raises and never concludes from a missing fact.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from envcheck import recommend
+from envcheck.snapshot import get, is_na
+
+GiB = 1024**3
+MiB = 1024**2
+
+# Fallback fix when the install engine cannot recommend a command for this machine.
+INSTALL_FALLBACK = "run `envcheck install` for the exact torch install command that fits this machine"
+
+
+# ---------------------------------------------------------------------------- safe access
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def as_dict(value: Any) -> dict:
+    return value if isinstance(value, dict) and not is_na(value) else {}
+
+
+def num(value: Any) -> float | None:
+    """A real number, or None (bools, strings and na() are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def flag(value: Any) -> bool | None:
+    """True/False only when the snapshot says so explicitly; None when unknown."""
+    return value if isinstance(value, bool) else None
+
+
+def gpus(snapshot: dict) -> list[dict]:
+    """The NVML GPU entries that are objects (a malformed entry is skipped, not fatal)."""
+    return [g for g in as_list(get(snapshot, "nvidia.gpus", [])) if isinstance(g, dict)]
+
+
+def gpu_label(gpu: dict) -> str:
+    idx = gpu.get("index")
+    name = gpu.get("name")
+    name = name if isinstance(name, str) else "GPU"
+    return f"GPU {idx} ({name})" if isinstance(idx, int) else name
+
+
+def version_tuple(text: Any) -> tuple[int, ...] | None:
+    """``"550.90.07"`` -> (550, 90, 7); ``"2.7.1+cu126"`` -> (2, 7, 1); None when unparseable."""
+    if not isinstance(text, str):
+        return None
+    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", text)
+    return tuple(int(p) for p in m.group(1).split(".")) if m else None
+
+
+def major_minor(text: Any) -> tuple[int, int] | None:
+    v = version_tuple(text)
+    if v is None:
+        return None
+    return (v[0], v[1] if len(v) > 1 else 0)
+
+
+def fmt_bytes(n: Any) -> str:
+    """Binary units, one decimal: 85520809984 -> '79.6 GiB'."""
+    v = num(n)
+    if v is None:
+        return "?"
+    for unit, size in (("TiB", 1024**4), ("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if abs(v) >= size:
+            return f"{v / size:.1f} {unit}"
+    return f"{int(v)} B"
+
+
+# ---------------------------------------------------------------------------- machine facts
+
+
+def host_os(snapshot: dict) -> str | None:
+    """'linux' | 'windows' | 'macos' | None. WSL counts as 'windows' for driver questions
+    only (see :func:`driver_os`); here it is 'linux' (the Python userland)."""
+    system = get(snapshot, "host.os.system")
+    platform = get(snapshot, "host.platform") or get(snapshot, "python.platform_tag")
+    text = f"{system or ''} {platform or ''}".lower()
+    if "linux" in text:
+        return "linux"
+    if "windows" in text:
+        return "windows"
+    if "darwin" in text or "macos" in text:
+        return "macos"
+    return None
+
+
+def driver_os(snapshot: dict) -> str:
+    """Which driver family the minimum-driver tables apply to. Under WSL the driver is the
+    Windows host's (NVIDIA CUDA on WSL user guide: do not install a Linux driver in WSL),
+    and NVML reports that Windows driver's version."""
+    if get(snapshot, "host.wsl") is True or host_os(snapshot) == "windows":
+        return "windows"
+    return "linux"
+
+
+def in_container(snapshot: dict) -> bool:
+    return bool(get(snapshot, "host.container.kind"))
+
+
+def pci_nvidia_gpus(snapshot: dict) -> list[dict] | None:
+    """NVIDIA display-class PCI functions (class 0x03xxxx), or None when not probed.
+
+    Consumer boards also expose an HDMI audio function (class 0x0403) and sometimes a USB-C
+    controller (0x0c03) with NVIDIA's vendor id; those are not GPUs.
+    """
+    devices = get(snapshot, "host.pci_nvidia_devices")
+    if not isinstance(devices, list):
+        return None
+    out = []
+    for d in devices:
+        if not isinstance(d, dict):
+            continue
+        cls = d.get("class")
+        if isinstance(cls, str) and not cls.lower().startswith("0x03"):
+            continue
+        out.append(d)
+    return out
+
+
+def nvml_status(snapshot: dict) -> str | None:
+    return get(snapshot, "nvidia.nvml.status")
+
+
+def nvidia_gpu_count(snapshot: dict) -> int | None:
+    """GPUs the driver reports (NVML), or None when NVML did not answer."""
+    count = num(get(snapshot, "nvidia.gpu_count"))
+    if count is not None:
+        return int(count)
+    if nvml_status(snapshot) == "ok":
+        return len(gpus(snapshot))
+    return None
+
+
+def gpu_present(snapshot: dict) -> bool | None:
+    """Is there an NVIDIA GPU in this machine? True / False / None (cannot tell)."""
+    count = nvidia_gpu_count(snapshot)
+    if count:
+        return True
+    pci = pci_nvidia_gpus(snapshot)
+    if pci:
+        return True
+    if count == 0:
+        return False
+    if pci is not None and nvml_status(snapshot) in ("library_not_found", "driver_not_loaded"):
+        return False
+    return None
+
+
+# ---------------------------------------------------------------------------- torch facts
+
+
+def torch_status(snapshot: dict) -> str | None:
+    return get(snapshot, "torch.status")
+
+
+def torch_ok(snapshot: dict) -> bool:
+    return torch_status(snapshot) == "ok"
+
+
+def torch_build(snapshot: dict) -> str | None:
+    """'cuda' | 'rocm' | 'cpu' for an importable torch, None when unknown."""
+    if not torch_ok(snapshot):
+        return None
+    torch = as_dict(snapshot.get("torch"))
+    if not torch:
+        return None
+    cuda, hip = torch.get("cuda"), torch.get("hip")
+    if is_na(cuda) or is_na(hip):
+        return None
+    if isinstance(cuda, str) and cuda:
+        return "cuda"
+    if isinstance(hip, str) and hip:
+        return "rocm"
+    if cuda is None and "cuda" in torch and "hip" in torch:
+        return "cpu"
+    return None
+
+
+def torch_version(snapshot: dict) -> str | None:
+    """The torch version: from the import when it worked, else from installed metadata."""
+    v = get(snapshot, "torch.version")
+    if isinstance(v, str) and v:
+        return v
+    dists = [d for d in as_list(get(snapshot, "torch.distributions", [])) if isinstance(d, dict)]
+    versions = [d.get("version") for d in dists if d.get("name") in ("torch", None)]
+    versions = [x for x in versions if isinstance(x, str)]
+    return versions[0] if len(versions) == 1 else None
+
+
+def python_cmd(snapshot: dict) -> str:
+    exe = get(snapshot, "python.executable")
+    return exe if isinstance(exe, str) and exe else "python"
+
+
+def install_fix(snapshot: dict) -> str:
+    """The install engine's fix for this machine, so doctor and install never disagree."""
+    try:
+        fix = recommend.install_fix(snapshot)
+    except Exception:  # noqa: BLE001 - the engine failing must not hide the finding
+        fix = None
+    return fix if isinstance(fix, str) and fix.strip() else INSTALL_FALLBACK
+
+
+# ---------------------------------------------------------------------------- CUDA arch support
+
+# Compute capabilities of integrated (Tegra/Jetson) GPUs. Their cubins are not interchangeable
+# with the discrete GPUs of the same major (sm_80 code does not run on an sm_87 Orin and vice
+# versa). Source: torch/cuda/__init__.py DEVICE_REQUIREMENT (torch 2.13.0 wheel), which
+# encodes the same exclusions for its own _check_capability warning.
+_INTEGRATED = {53, 62, 72, 87, 101}
+
+
+def parse_arch(entry: Any) -> tuple[str, int, str] | None:
+    """``"sm_86"`` -> ("sm", 86, ""), ``"sm_90a"`` -> ("sm", 90, "a"), ``"compute_120"`` ->
+    ("compute", 120, ""); None for anything else."""
+    if not isinstance(entry, str):
+        return None
+    m = re.fullmatch(r"\s*(sm|compute)_(\d+)([af]?)\s*", entry)
+    if not m:
+        return None
+    return m.group(1), int(m.group(2)), m.group(3)
+
+
+def parse_cc(cc: Any) -> int | None:
+    """``"8.6"`` or ``[8, 6]`` -> 86."""
+    if isinstance(cc, str):
+        m = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", cc)
+        return int(m.group(1)) * 10 + int(m.group(2)) if m else None
+    if isinstance(cc, (list, tuple)) and len(cc) == 2 and all(num(x) is not None for x in cc):
+        return int(cc[0]) * 10 + int(cc[1])
+    return None
+
+
+def _cubin_runs(code: int, suffix: str, device: int) -> bool:
+    if suffix == "a":
+        # Architecture-specific code (sm_90a) runs only on exactly that capability.
+        return code == device
+    if (code in _INTEGRATED) != (device in _INTEGRATED):
+        return code == device
+    return code // 10 == device // 10 and code % 10 <= device % 10
+
+
+def arch_support(arch_list: Any, cc: Any) -> str | None:
+    """How a build with ``arch_list`` (torch.cuda.get_arch_list()) runs on a GPU of capability ``cc``.
+
+    'cubin' when it has machine code the GPU runs, 'ptx' when only PTX can be JIT-compiled
+    for it, None when neither (the "no kernel image is available" case), 'unknown' when the
+    inputs do not allow a conclusion. The rule is NVIDIA's binary compatibility rule (CUDA C++
+    Programming Guide, "Binary Compatibility" / "PTX Compatibility"): a cubin for X.y runs on
+    X.z with z >= y; PTX for X.y JIT-compiles for any capability >= X.y.
+    """
+    device = parse_cc(cc)
+    entries = [parse_arch(a) for a in as_list(arch_list)]
+    entries = [e for e in entries if e is not None]
+    if device is None or not entries:
+        return "unknown"
+    if any(kind == "sm" and _cubin_runs(code, suffix, device) for kind, code, suffix in entries):
+        return "cubin"
+    if any(kind == "compute" and code <= device and suffix != "a" for kind, code, suffix in entries):
+        return "ptx"
+    return None
+
+
+def fmt_cc(code: int) -> str:
+    return f"{code // 10}.{code % 10}"
+
+
+# ---------------------------------------------------------------------------- CUDA_VISIBLE_DEVICES
+
+# Values that deliberately hide every GPU: "-1" and "none" are the common idioms; Slurm's
+# gres plugin historically exported "NoDevFiles" when a job had no GPU allocated.
+_HIDE_ALL = {"-1", "none", "nodevfiles", "void"}
+
+
+def parse_visible_devices(value: str, gpu_list: list[dict], count: int | None) -> dict:
+    """What CUDA makes of CUDA_VISIBLE_DEVICES on this machine.
+
+    CUDA reads the list left to right and stops at the first invalid entry: only the devices
+    before it are visible (CUDA C++ Programming Guide, "CUDA Environment Variables"; e.g.
+    "0,2,-1,1" shows devices 0 and 2). Entries are indexes or (prefixes of) GPU-/MIG- UUIDs.
+
+    Returns {"visible": [indexes or uuids], "invalid": entry or None, "reason": str or None,
+    "ignored": [entries after the invalid one], "hides_all_idiom": bool}.
+    """
+    raw = value.strip()
+    result: dict[str, Any] = {"visible": [], "invalid": None, "reason": None, "ignored": [],
+                              "hides_all_idiom": raw.lower() in _HIDE_ALL}
+    if raw == "" or result["hides_all_idiom"]:
+        return result
+    tokens = [t.strip() for t in raw.split(",")]
+    uuids = [g.get("uuid") for g in gpu_list if isinstance(g.get("uuid"), str)]
+    for pos, tok in enumerate(tokens):
+        reason = None
+        if tok == "":
+            reason = "empty entry"
+        elif re.fullmatch(r"-?\d+", tok):
+            idx = int(tok)
+            if idx < 0:
+                reason = "negative index (deliberately ends the list)"
+            elif count is not None and idx >= count:
+                reason = f"index {idx} but this machine has {count} GPU(s) (0..{count - 1})"
+            else:
+                result["visible"].append(idx)
+        elif tok.upper().startswith(("GPU-", "MIG-")):
+            if tok.upper().startswith("MIG-"):
+                result["visible"].append(tok)  # MIG instance UUIDs are not in the NVML GPU list
+            elif uuids and not any(u.lower().startswith(tok.lower()) for u in uuids):
+                reason = "matches no GPU UUID on this machine"
+            else:
+                result["visible"].append(tok)
+        else:
+            reason = "neither a GPU index nor a GPU-/MIG- UUID"
+        if reason is not None:
+            result["invalid"], result["reason"] = tok, reason
+            result["ignored"] = tokens[pos + 1:]
+            break
+    return result
+
+
+def container_hides_gpu(snapshot: dict) -> bool:
+    """Inside a container started without GPU access (no `--gpus`/CDI/device plugin): the host
+    has an NVIDIA GPU and driver (its PCI device and kernel module are visible through
+    /sys and /proc/modules, which containers share), but NVML and /dev/nvidia* are absent."""
+    if not in_container(snapshot):
+        return False
+    if nvml_status(snapshot) not in ("library_not_found", "driver_not_loaded"):
+        return False
+    return bool(pci_nvidia_gpus(snapshot)) or get(snapshot, "host.kernel_modules.nvidia") is True
