@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -45,8 +46,18 @@ EXIT_CODES = click.option(
     help="Exit-code scheme: nagios (0 OK/1 WARN/2 CRIT/3 UNKNOWN, one status line), npd "
          "(node-problem-detector: 0/1, one line <= 80 chars), binary (0/1, for a Slurm prolog).",
 )
+
+
+def _existing_dir(ctx, param, value):
+    # Checked up front (exit 2): a missing textfile directory found after a long run is lost work.
+    if value and not os.path.isdir(os.path.dirname(os.path.abspath(value))):
+        raise click.BadParameter(f"the directory of {value} does not exist", ctx=ctx, param=param)
+    return value
+
+
 PROM_FILE = click.option(
     "--prom-file", "prom_file", type=click.Path(dir_okay=False, writable=True), metavar="PATH",
+    callback=_existing_dir,
     help="Also write Prometheus metrics to PATH (node_exporter textfile collector; written atomically).",
 )
 DRAIN = click.option(

@@ -194,7 +194,7 @@ def doctor_families(snapshot: Mapping, findings: Iterable[Any], now: float) -> l
 
 # ---- validate --------------------------------------------------------------------------------
 
-_UNITS = (  # (key suffix, name suffix, factor), longest suffix first
+_UNITS = (  # (key suffix, name suffix, factor); matched longest suffix first (_gb_s before _s)
     ("_seconds", "_seconds", 1.0), ("_ms", "_seconds", 1e-3), ("_us", "_seconds", 1e-6), ("_s", "_seconds", 1.0),
     ("_gb_s", "_bytes_per_second", 1e9), ("_gbps", "_bytes_per_second", 1e9),
     ("_gib", "_bytes", 2.0**30), ("_mib", "_bytes", 2.0**20), ("_bytes", "_bytes", 1.0),
@@ -212,7 +212,7 @@ _LABEL_KEYS = {"device": "device", "index": "device", "rank": "rank", "dtype": "
 
 def _unit(key: str) -> tuple[str, float]:
     k = key.lower()
-    for suffix, unit, factor in _UNITS:
+    for suffix, unit, factor in sorted(_UNITS, key=lambda u: -len(u[0])):
         if k.endswith(suffix) and len(k) > len(suffix):
             return k[: -len(suffix)] + unit, factor
     return k, 1.0

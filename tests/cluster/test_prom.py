@@ -1,0 +1,202 @@
+"""--prom-file: rendered metrics parsed back with prometheus_client's own text parser."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from envcheck import __version__
+from envcheck.cli import cli
+from envcheck.cluster import atomic, prom
+from envcheck.findings import Finding, Severity
+
+SNAPSHOT_PATH = "tests/fixtures/snapshots/example_8xh100.json"
+SNAPSHOT = json.loads(Path(SNAPSHOT_PATH).read_text())
+FINDINGS = [Finding("torch.missing", Severity.ERROR, "t"), Finding("host.shm-small", Severity.WARN, "s"),
+            Finding("nvidia.ok", Severity.OK, "fine")]
+NOW = 1795420000.5
+
+
+def parse(text: str) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} via the reference parser (fails on bad syntax)."""
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            assert key not in out, f"duplicate series {key}"
+            out[key] = s.value
+    return out
+
+
+def test_doctor_metrics_parse_back():
+    m = parse(prom.doctor_text(SNAPSHOT, FINDINGS, NOW))
+    assert m[("envcheck_build_info", (("version", __version__),))] == 1
+    assert m[("envcheck_last_run_timestamp_seconds", (("command", "doctor"),))] == NOW
+    assert m[("envcheck_doctor_findings", (("severity", "error"),))] == 1
+    assert m[("envcheck_doctor_findings", (("severity", "warn"),))] == 1
+    assert m[("envcheck_doctor_findings", (("severity", "info"),))] == 0
+    assert m[("envcheck_doctor_finding", (("id", "torch.missing"), ("severity", "error")))] == 1
+    assert not any(k[0] == "envcheck_doctor_finding" and ("id", "nvidia.ok") in k[1] for k in m)
+    assert m[("envcheck_gpus", (("source", "nvml"),))] == 8
+    assert m[("envcheck_probe_duration_seconds", (("probe", "torch"),))] == pytest.approx(1.71)
+    assert m[("envcheck_torch_info", (("cuda", "12.6"), ("status", "ok"), ("version", "2.7.1+cu126")))] == 1
+
+
+def test_doctor_metrics_on_a_broken_machine_snapshot():
+    broken = {"nvidia": {"unavailable": "no driver"}, "torch": {"status": "not_installed"}, "probe_seconds": {}}
+    m = parse(prom.doctor_text(broken, [], NOW))
+    assert m[("envcheck_torch_info", (("cuda", ""), ("status", "not_installed"), ("version", "")))] == 1
+    assert not any(k[0] == "envcheck_gpus" for k in m)
+
+
+def test_every_metric_name_follows_the_naming_rules():
+    text = prom.doctor_text(SNAPSHOT, FINDINGS, NOW) + prom.validate_text(VALIDATE, NOW)
+    for fam in text_string_to_metric_families(text):
+        assert fam.name.startswith("envcheck_"), fam.name
+        assert fam.type == "gauge" and not fam.name.endswith("_total")
+        assert "percent" not in fam.name and "_ms" not in fam.name and "_gbps" not in fam.name
+
+
+VALIDATE = {
+    "verdict": "degraded",
+    "checks": [
+        {"name": "gemm", "status": "warn", "duration_s": 12.5, "metrics": {
+            "devices": {"0": {"bf16": {"tflops": 650.5}, "fp32": {"tflops": 51.2}},
+                        "1": {"bf16": {"tflops": 410.0}, "fp32": {"tflops": 50.9}}},
+            "bitexact_mismatches": 0}},
+        {"name": "allreduce", "status": "pass", "metrics": {
+            "nccl_version": "2.21.5", "world_size": 8,
+            "sizes": [{"size_bytes": 1024, "algbw_gbps": 0.5, "busbw_gbps": 0.875, "time_ms": 2.0},
+                      {"size_bytes": 1073741824, "algbw_gbps": 200.0, "busbw_gbps": 350.0, "time_ms": 5.0}]}},
+        {"name": "memory", "status": "pass", "metrics": {"d2d_gb_s": 2900.0, "pattern_ok": True,
+                                                           "free_fraction_ratio": 0.9}},
+        {"name": "compile", "status": "skip", "metrics": {"unavailable": "no C compiler"}},
+    ],
+}
+
+
+def test_validate_metrics_parse_back_with_units_and_labels():
+    m = parse(prom.validate_text(VALIDATE, NOW))
+    assert m[("envcheck_validate_verdict", (("verdict", "degraded"),))] == 1
+    assert m[("envcheck_validate_verdict", (("verdict", "certified"),))] == 0
+    assert m[("envcheck_check_status", (("check", "gemm"), ("status", "warn")))] == 1
+    assert m[("envcheck_check_status", (("check", "gemm"), ("status", "pass")))] == 0
+    assert m[("envcheck_check_status", (("check", "compile"), ("status", "skip")))] == 1
+    assert m[("envcheck_check_duration_seconds", (("check", "gemm"),))] == 12.5
+    assert m[("envcheck_gemm_tflops", (("device", "1"), ("dtype", "bf16")))] == 410.0
+    assert m[("envcheck_gemm_bitexact_mismatches", ())] == 0
+    assert m[("envcheck_allreduce_busbw_bytes_per_second", (("size_bytes", "1073741824"),))] == 350e9
+    assert m[("envcheck_allreduce_time_seconds", (("size_bytes", "1024"),))] == pytest.approx(0.002)
+    assert m[("envcheck_memory_d2d_bytes_per_second", ())] == 2900e9
+    assert m[("envcheck_memory_free_fraction_ratio", ())] == 0.9
+    # strings and booleans are not figures; na() markers are skipped
+    assert not any("nccl_version" in k[0] or "pattern_ok" in k[0] or "unavailable" in k[0] for k in m)
+
+
+def test_cluster_report_labels_nodes_and_ranks():
+    report = {"verdict": "failed", "world_size": 4, "nodes": [
+        {"node_rank": 0, "hostname": "gpu01", "verdict": "certified", "straggler": False,
+         "ranks": [{"rank": 0, "checks": [{"name": "gemm", "status": "pass",
+                                           "metrics": {"devices": {"0": {"bf16": {"tflops": 700}}}}}]}]},
+        {"node_rank": 1, "hostname": "gpu02", "verdict": "failed", "straggler": True,
+         "checks": [{"name": "memory", "status": "fail", "metrics": {}}]},
+    ]}
+    m = parse(prom.validate_text(report, NOW))
+    assert m[("envcheck_world_size", ())] == 4
+    assert m[("envcheck_node_verdict", (("node", "gpu02"), ("verdict", "failed")))] == 1
+    assert m[("envcheck_node_straggler", (("node", "gpu02"),))] == 1
+    assert m[("envcheck_node_straggler", (("node", "gpu01"),))] == 0
+    assert m[("envcheck_gemm_tflops", (("device", "0"), ("dtype", "bf16"), ("node", "gpu01"), ("rank", "0")))] == 700
+    assert m[("envcheck_check_status", (("check", "memory"), ("node", "gpu02"), ("status", "fail")))] == 1
+
+
+def test_render_escapes_labels_and_special_values():
+    fam = prom.Family("envcheck_x", 'help with \\ and\nnewline')
+    fam.add(float("nan"), id='a"b\\c\nd').add(float("inf"), id="up").add(float("-inf"), id="down")
+    fam.add(1, id="up")  # duplicate series: dropped
+    out = list(text_string_to_metric_families(prom.render([fam])))[0]
+    values = {s.labels["id"]: s.value for s in out.samples}
+    assert set(values) == {'a"b\\c\nd', "up", "down"}
+    assert math.isnan(values['a"b\\c\nd']) and values["up"] == math.inf and values["down"] == -math.inf
+    assert out.documentation == "help with \\ and\nnewline"
+    assert prom.render([]) == ""
+
+
+def test_no_timestamps_in_the_file():
+    # node_exporter's textfile collector does not support timestamps.
+    for line in prom.doctor_text(SNAPSHOT, FINDINGS, NOW).splitlines():
+        if not line.startswith("#"):
+            assert len(line.rsplit("}", 1)[-1].split()) == 1, line
+
+
+# ---- atomic write ------------------------------------------------------------------------
+
+
+def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "envcheck.prom"
+    target.write_text("old\n")
+    atomic.write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert os.listdir(tmp_path) == ["envcheck.prom"]
+    assert (target.stat().st_mode & 0o777) == 0o644
+
+
+def test_atomic_write_failure_keeps_the_old_file_and_cleans_up(tmp_path, monkeypatch):
+    target = tmp_path / "envcheck.prom"
+    target.write_text("old\n")
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        atomic.write_text(target, "new\n")
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["envcheck.prom"]
+
+
+def test_reader_never_sees_a_partial_file(tmp_path):
+    target = tmp_path / "m.prom"
+    big = [("# " + str(i) + "x" * 200_000 + "\n") for i in range(2)]
+    atomic.write_text(target, big[0])
+    seen, stop = set(), threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            seen.add(len(target.read_text()))
+    t = threading.Thread(target=reader)
+    t.start()
+    for i in range(30):
+        atomic.write_text(target, big[i % 2])
+    stop.set()
+    t.join()
+    assert seen <= {len(big[0]), len(big[1])}
+
+
+# ---- through the CLI ---------------------------------------------------------------------
+
+
+def test_doctor_prom_file_cli(tmp_path, monkeypatch):
+    import envcheck.rules as rules
+
+    monkeypatch.setattr(rules, "evaluate", lambda s: list(FINDINGS))
+    target = tmp_path / "textfile" / "envcheck.prom"
+    target.parent.mkdir()
+    res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT_PATH, "--prom-file", str(target),
+                                   "--exit-codes", "nagios"])
+    assert res.exit_code == 2, res.output
+    m = parse(target.read_text())
+    assert m[("envcheck_doctor_findings", (("severity", "error"),))] == 1
+    assert os.listdir(target.parent) == ["envcheck.prom"]
+
+
+def test_doctor_prom_file_in_a_missing_directory_is_a_usage_error(tmp_path):
+    res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT_PATH,
+                                   "--prom-file", str(tmp_path / "nope" / "x.prom")])
+    assert res.exit_code == 2 and "--prom-file" in res.stderr
