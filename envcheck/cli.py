@@ -177,9 +177,9 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
     if decision.line is not None:
         _write(decision.line)
     elif fmt == "json":
-        _write(render.to_json(snapshot, findings))
+        _write(render.to_json(snapshot, findings, strict=strict))
     else:
-        _write(render.to_text(snapshot, findings, color=style.use_color(color)))
+        _write(render.to_text(snapshot, findings, color=style.use_color(color), strict=strict))
     _health_outputs(outcome, lambda: prom.doctor_text(snapshot, findings, time.time()), prom_file, drain)
     sys.exit(rules.exit_code(findings, strict=strict) if exit_codes == "default" else decision.code)
 

@@ -1,16 +1,399 @@
-"""Render the doctor report: text for people, JSON (snapshot + findings) for machines (placeholder)."""
+"""Render the doctor report: text for people, JSON (snapshot + findings + summary) for machines.
+
+Text layout (stable; golden files in tests/fixtures/golden/)::
+
+    envcheck doctor · <hostname> · <created_at>
+
+    Findings: 1 error, 2 warnings, 1 info          (worst first; each with why, evidence, fix)
+    Machine                                         (Python, torch, driver, GPU table, host)
+    Verdict: NOT READY - 1 error, 2 warnings (exit 1)
+
+JSON: the snapshot's own keys (see envcheck/snapshot.py and the example fixture), plus
+``findings`` (``Finding.to_dict()`` each: id, severity, title, evidence, fix, detail; worst
+first) and ``summary`` {errors, warnings, infos, worst, strict, exit_code, verdict}.
+``exit_code`` is the default-mode exit code (0/1) for the ``strict`` flag given.
+
+Both formats pass through envcheck.redact as a last line of defence: reports get pasted into
+public issues. Only ASCII is produced by the renderer itself, so a report printed to a
+non-UTF-8 console (Windows code pages, C locale) cannot fail to encode.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from envcheck.findings import Finding
+from envcheck.findings import Finding, Severity, sort_findings
+from envcheck.report.style import paint, severity
+from envcheck.snapshot import get, is_na
+
+try:  # the secret scrubber; identity if it is ever missing, the report still prints
+    from envcheck.redact import scrub as _scrub
+    from envcheck.redact import scrub_text as _scrub_text
+except ImportError:  # pragma: no cover - redact ships with envcheck
+    def _scrub(obj: Any) -> Any:
+        return obj
+
+    def _scrub_text(text: str) -> str:
+        return text
+
+GiB = 1024**3
+_LABEL = {Severity.ERROR: "ERROR", Severity.WARN: "WARN", Severity.INFO: "INFO", Severity.OK: "OK"}
+_INDENT = "  "
+_MAX_TEXT_LINES = 12  # of a multi-line evidence value (stderr tails), the last lines are kept
 
 
-def to_json(snapshot: dict, findings: list[Finding]) -> str:
-    return json.dumps({**snapshot, "findings": [f.to_dict() for f in findings]}, indent=2, sort_keys=True) + "\n"
+# ------------------------------------------------------------------------------------ summary
 
 
-def to_text(snapshot: dict, findings: list[Finding], color: bool = False) -> str:
-    lines = [f"[{f.severity.value}] {f.id}: {f.title}" for f in findings]
-    return "\n".join(lines or ["no findings"]) + "\n"
+def summarize(findings: list[Finding], strict: bool = False) -> dict[str, Any]:
+    """Counts, the worst severity, the verdict word and the default-mode exit code."""
+    from envcheck.rules import exit_code
+
+    count = {s: sum(1 for f in findings if f.severity == s) for s in Severity}
+    worst = max((f.severity for f in findings), key=lambda s: s.rank, default=Severity.OK)
+    if count[Severity.ERROR]:
+        verdict = "not ready"
+    elif count[Severity.WARN]:
+        verdict = "ready with warnings"
+    else:
+        verdict = "ready"
+    return {
+        "errors": count[Severity.ERROR],
+        "warnings": count[Severity.WARN],
+        "infos": count[Severity.INFO],
+        "worst": worst.value,
+        "verdict": verdict,
+        "strict": strict,
+        "exit_code": exit_code(findings, strict=strict),
+    }
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _counts(summary: dict) -> str:
+    parts = [_plural(summary["errors"], "error"), _plural(summary["warnings"], "warning"),
+             _plural(summary["infos"], "info")]
+    return ", ".join(p for p in parts if not p.startswith("0 ")) or "none"
+
+
+# ------------------------------------------------------------------------------------ JSON
+
+
+def to_json(snapshot: dict, findings: list[Finding], strict: bool = False) -> str:
+    """The snapshot plus ``findings`` and ``summary`` (see the module docstring)."""
+    ordered = sort_findings(list(findings))
+    doc = {**snapshot, "findings": [f.to_dict() for f in ordered],
+           "summary": summarize(ordered, strict=strict)}
+    return json.dumps(_scrub(doc), indent=2, sort_keys=True, default=str) + "\n"
+
+
+# ------------------------------------------------------------------------------------ text helpers
+
+
+def _ascii(text: str) -> str:
+    """Keep the report encodable anywhere: common typographic characters become ASCII."""
+    table = {"\u2265": ">=", "\u2264": "<=", "\u2013": "-", "\u2014": "-", "\u2026": "...",
+             "\u00b0": "", "\u00d7": "x", "\u2192": "->", "\u2018": "'", "\u2019": "'",
+             "\u201c": '"', "\u201d": '"', "\u00b7": "-"}
+    for a, b in table.items():
+        text = text.replace(a, b)
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _na_reason(value: Any) -> str:
+    reason = str(value.get("unavailable", "")) if isinstance(value, dict) else ""
+    reason = reason.split(":")[0].strip()
+    return f"n/a ({reason[:48]})" if reason else "n/a"
+
+
+def _fmt(value: Any) -> str:
+    """One evidence or fact value as compact text."""
+    if is_na(value):
+        return _na_reason(value)
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value) if value else "(none)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _bytes(n: Any) -> str:
+    if is_na(n):
+        return "n/a"
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
+        return "?"
+    for unit, size in (("TiB", 1024**4), ("GiB", GiB), ("MiB", 1024**2), ("KiB", 1024)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _table(rows: list[list[str]], indent: str) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths))).rstrip() for r in rows]
+
+
+# ------------------------------------------------------------------------------------ findings
+
+
+def _finding_lines(f: Finding, color: bool) -> list[str]:
+    label = _LABEL.get(f.severity, f.severity.value.upper())
+    pad = " " * (6 - len(label))
+    head = f"{_INDENT}{severity(label, f.severity.value, color)}{pad} {paint(f.id, color, bold=True)}"
+    body_indent = _INDENT + " " * 7
+    lines = [head, f"{body_indent}{f.title}"]
+    rows: list[tuple[str, str]] = []
+    if f.detail:
+        rows.append(("why", f.detail))
+    for k, v in (f.evidence or {}).items():
+        rows.append((str(k), _fmt(v)))
+    if f.fix:
+        rows.append(("fix", f.fix))
+    if not rows:
+        return lines
+    width = min(max(len(k) for k, _ in rows), 24)
+    for key, text in rows:
+        text_lines = str(text).splitlines() or [""]
+        if len(text_lines) > _MAX_TEXT_LINES:
+            text_lines = ["..."] + text_lines[-_MAX_TEXT_LINES:]
+        shown_key = paint(key.ljust(width), color, fg="green" if key == "fix" else None,
+                          bold=key == "fix")
+        lines.append(f"{body_indent}{shown_key}  {text_lines[0]}")
+        lines.extend(f"{body_indent}{' ' * width}  {t}" for t in text_lines[1:])
+    return lines
+
+
+# ------------------------------------------------------------------------------------ machine
+
+
+def _python_line(s: dict) -> str:
+    py = s.get("python") if isinstance(s.get("python"), dict) else {}
+    if py.get("status") not in (None, "ok"):
+        msg = get(s, "python.error.message")
+        return f"not inspected ({msg or py.get('status')})"
+    parts = [_fmt(py.get("version", "?")), f"({_fmt(py.get('implementation', '?'))})",
+             _fmt(py.get("executable", "?"))]
+    env = []
+    if py.get("venv") is True:
+        env.append("venv")
+    if isinstance(py.get("conda_env"), str):
+        env.append(f"conda:{py['conda_env']}")
+    if py.get("free_threaded") is True:
+        env.append("free-threaded")
+    return " ".join(parts + env)
+
+
+def _cudnn(v: Any) -> str | None:
+    # torch.backends.cudnn.version() is an int like 90501 (9.5.1) or 8902 (8.9.2).
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        return None
+    if v >= 10000:
+        return f"{v // 10000}.{(v // 100) % 100}.{v % 100}"
+    return f"{v // 1000}.{(v // 100) % 10}.{v % 100}"
+
+
+def _torch_lines(s: dict) -> list[str]:
+    t = s.get("torch") if isinstance(s.get("torch"), dict) else {}
+    status = t.get("status")
+    if status == "not_installed":
+        return ["not installed"]
+    if status != "ok":
+        err = t.get("error") if isinstance(t.get("error"), dict) else {}
+        msg = str(err.get("message") or status or "unknown").strip().splitlines()
+        word = {"import_error": "import failed", "crashed": "import crashed", "timeout": "import hung",
+                "probe_failed": "not inspected"}.get(status, str(status))
+        return [f"{word}: {msg[-1][:90] if msg else ''}".rstrip(": ")]
+    first = [_fmt(t.get("version", "?"))]
+    if isinstance(t.get("cuda"), str):
+        first.append(f"CUDA {t['cuda']}")
+    elif isinstance(t.get("hip"), str):
+        first.append(f"ROCm/HIP {t['hip']}")
+    else:
+        first.append("CPU-only build")
+    cudnn = _cudnn(t.get("cudnn"))
+    if cudnn:
+        first.append(f"cuDNN {cudnn}")
+    if isinstance(t.get("nccl"), str):
+        first.append(f"NCCL {t['nccl']}")
+    triton = get(s, "torch.compile.triton.version")
+    if isinstance(triton, str):
+        first.append(f"triton {triton}")
+    avail = t.get("cuda_available")
+    second = f"CUDA available: {_fmt(avail)}"
+    if avail is True and isinstance(t.get("device_count"), int):
+        second += f" ({_plural(t['device_count'], 'device')})"
+    if isinstance(t.get("import_seconds"), (int, float)):
+        second += f", import {t['import_seconds']:.2f} s"
+    return ["  ".join(first), second]
+
+
+def _driver_line(s: dict) -> str:
+    status = get(s, "nvidia.nvml.status")
+    if status != "ok":
+        return f"not available (NVML: {status or 'not probed'})"
+    parts = [_fmt(get(s, "nvidia.driver_version", "?"))]
+    cuda = get(s, "nvidia.cuda_driver_version")
+    if isinstance(cuda, str):
+        parts.append(f"(supports CUDA <= {cuda})")
+    nvml = get(s, "nvidia.nvml_version")
+    if isinstance(nvml, str):
+        parts.append(f"NVML {nvml}")
+    return "  ".join(parts)
+
+
+def _gpu_row(g: dict) -> list[str]:
+    idx = str(g.get("index", "?"))
+    err = g.get("error") if isinstance(g.get("error"), dict) else None
+    if err:
+        return [idx, f"({err.get('class', 'error')}: {str(err.get('message', ''))[:50]})", "", "", "", "", "", ""]
+    name = g.get("name") if isinstance(g.get("name"), str) else "?"
+    cc = g.get("compute_capability") if isinstance(g.get("compute_capability"), str) else "?"
+    mem = g.get("memory") if isinstance(g.get("memory"), dict) and not is_na(g.get("memory")) else {}
+    used, total = mem.get("used_bytes"), mem.get("total_bytes")
+    memory = (f"{used / GiB:.1f}/{total / GiB:.1f} GiB"
+              if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (used, total))
+              else "n/a")
+    temp = g.get("temperature_c")
+    temp_s = f"{temp}C" if isinstance(temp, (int, float)) and not isinstance(temp, bool) else "n/a"
+    draw, limit = get(g, "power.draw_w"), get(g, "power.limit_w")
+    power = (f"{draw:.0f}/{limit:.0f} W" if isinstance(draw, (int, float)) and isinstance(limit, (int, float))
+             else f"{draw:.0f} W" if isinstance(draw, (int, float)) else "n/a")
+    ecc = g.get("ecc")
+    if not isinstance(ecc, dict) or is_na(ecc):
+        ecc_s = "n/a"
+    elif ecc.get("mode_current") is False:
+        ecc_s = "off"
+    else:
+        vol, agg = ecc.get("volatile_uncorrected"), ecc.get("aggregate_uncorrected")
+        nums = [x for x in (vol, agg) if isinstance(x, int) and not isinstance(x, bool)]
+        ecc_s = f"{max(nums)} unc" if nums and max(nums) > 0 else ("ok" if nums else "on")
+    p = g.get("pcie") if isinstance(g.get("pcie"), dict) and not is_na(g.get("pcie")) else {}
+    gen, width = p.get("gen_current"), p.get("width_current")
+    if isinstance(gen, int) and isinstance(width, int):
+        pcie = f"Gen{gen} x{width}"
+        gmax, wmax = p.get("gen_max"), p.get("width_max")
+        if isinstance(gmax, int) and isinstance(wmax, int) and (gen < gmax or width < wmax):
+            pcie += f" (max Gen{gmax} x{wmax})"
+    else:
+        pcie = "n/a"
+    return [idx, name, cc, memory, temp_s, power, ecc_s, pcie]
+
+
+def _gpu_lines(s: dict) -> list[str]:
+    gpus = [g for g in (get(s, "nvidia.gpus", []) or []) if isinstance(g, dict)]
+    if not gpus:
+        return []
+    rows = [["#", "NAME", "CC", "MEMORY", "TEMP", "POWER", "ECC", "PCIE"]]
+    rows += [_gpu_row(g) for g in gpus]
+    return _table(rows, _INDENT * 2)
+
+
+def _host_rows(s: dict) -> list[tuple[str, str]]:
+    h = s.get("host") if isinstance(s.get("host"), dict) else {}
+    rows: list[tuple[str, str]] = []
+    os_name = get(s, "host.os.distro") or get(s, "host.os.system")
+    os_parts = [str(os_name) if os_name else "n/a"]
+    for key, label in (("kernel", "kernel "), ("arch", ""), ("glibc", "glibc ")):
+        v = get(s, f"host.{key}")
+        if isinstance(v, str) and v:
+            os_parts.append(f"{label}{v}")
+    if get(s, "host.wsl") is True:
+        os_parts.append("WSL")
+    rows.append(("OS", "  ".join(os_parts)))
+    model = get(s, "host.cpu.model")
+    phys, logical = get(s, "host.cpu.physical_cores"), get(s, "host.cpu.logical_cores")
+    cpu = str(model) if model else "n/a"
+    if isinstance(phys, int) or isinstance(logical, int):
+        cpu += f"  {phys if isinstance(phys, int) else '?'} cores / {logical if isinstance(logical, int) else '?'} threads"
+    rows.append(("CPU", cpu))
+    total, avail = get(s, "host.ram.total_bytes"), get(s, "host.ram.available_bytes")
+    rows.append(("RAM", f"{_bytes(total)} total, {_bytes(avail)} available" if total is not None
+                 else _fmt(h.get("ram", "n/a"))))
+    disks = [d for d in (get(s, "host.disk", []) or []) if isinstance(d, dict)]
+    # Entries with identical figures are one filesystem (cwd, home and /tmp often are).
+    grouped: dict[tuple, list[tuple[str, str]]] = {}
+    for d in disks:
+        key = (_bytes(d.get("free_bytes")), _bytes(d.get("total_bytes")))
+        path = d.get("path") if isinstance(d.get("path"), str) else "?"
+        grouped.setdefault(key, []).append((str(d.get("label", "?")), path))
+    disk_lines = []
+    for (free, total_), members in grouped.items():
+        labels = ", ".join(label for label, _ in members)
+        paths = ", ".join(dict.fromkeys(path for _, path in members))
+        disk_lines.append(f"{labels} ({paths}): {free} free of {total_}")
+    if disks:
+        rows.append(("Disk", disk_lines[0]))
+        rows.extend(("", line) for line in disk_lines[1:])
+    else:
+        rows.append(("Disk", "n/a"))
+    shm = get(s, "host.shm.total_bytes")
+    rows.append(("/dev/shm", _bytes(shm) if shm is not None else "n/a"))
+    kind = get(s, "host.container.kind")
+    rows.append(("Container", str(kind) if kind else "none detected"))
+    return rows
+
+
+def _machine_lines(s: dict, color: bool) -> list[str]:
+    rows: list[tuple[str, str]] = [("Host", str(get(s, "host.hostname") or "n/a")),
+                                   ("Python", _python_line(s))]
+    torch = _torch_lines(s)
+    rows.append(("torch", torch[0]))
+    rows.extend(("", line) for line in torch[1:])
+    rows.append(("Driver", _driver_line(s)))
+    count = get(s, "nvidia.gpu_count")
+    gpu_rows = _gpu_lines(s)
+    if gpu_rows or isinstance(count, int):
+        rows.append(("GPUs", str(count if isinstance(count, int) else len(gpu_rows) - 1)))
+    lines = []
+    width = max(len(k) for k, _ in rows + _host_rows(s))
+    for key, value in rows:
+        lines.append(f"{_INDENT}{paint(key.ljust(width), color, bold=bool(key))}  {value}".rstrip())
+        if key == "GPUs":
+            lines.extend(gpu_rows)
+    for key, value in _host_rows(s):
+        lines.append(f"{_INDENT}{paint(key.ljust(width), color, bold=bool(key))}  {value}".rstrip())
+    return lines
+
+
+# ------------------------------------------------------------------------------------ text
+
+
+def _verdict_line(summary: dict, color: bool) -> str:
+    word = summary["verdict"].upper()
+    sev = "error" if summary["errors"] else "warn" if summary["warnings"] else "ok"
+    code = summary["exit_code"]
+    tail = f"exit {code}"
+    if summary["warnings"] and not summary["errors"] and not summary["strict"]:
+        tail += "; 1 with --strict"
+    counts = _counts(summary)
+    text = f"{word}: {counts} ({tail})" if counts != "none" else f"{word}: no problems found ({tail})"
+    return paint("Verdict: ", color, bold=True) + severity(text, sev, color)
+
+
+def to_text(snapshot: dict, findings: list[Finding], color: bool = False, strict: bool = False) -> str:
+    """The human report: findings first (worst first), machine facts, one verdict line."""
+    ordered = sort_findings(list(findings))
+    summary = summarize(ordered, strict=strict)
+    host = get(snapshot, "host.hostname")
+    created = snapshot.get("created_at") if isinstance(snapshot.get("created_at"), str) else None
+    head = " - ".join(x for x in ("envcheck doctor", host if isinstance(host, str) else None, created) if x)
+    lines = [paint(head, color, bold=True), ""]
+    lines.append(paint("Findings", color, bold=True) + f": {_counts(summary)}")
+    for f in ordered:
+        lines.extend(_finding_lines(f, color))
+    lines.append("")
+    lines.append(paint("Machine", color, bold=True))
+    lines.extend(_machine_lines(snapshot, color))
+    lines.append("")
+    lines.append(_verdict_line(summary, color))
+    # Scrub first (its patterns see the text as produced), then make it ASCII.
+    return _ascii(_scrub_text("\n".join(lines))) + "\n"

@@ -55,9 +55,9 @@ def no_gpu(snapshot: dict):
     yield Finding(
         id="nvidia.no-gpu", severity=Severity.INFO,
         title="no NVIDIA GPU on this machine: torch will run on the CPU",
-        evidence={"nvml": status, "nvml_error": _nvml_message(snapshot),
-                  "nvidia_pci_devices": len(pci_nvidia_gpus(snapshot) or []),
-                  "gpu_count": nvidia_gpu_count(snapshot)},
+        evidence={k: v for k, v in (("nvml", status), ("nvml_error", _nvml_message(snapshot)),
+                                    ("nvidia_pci_devices", len(pci_nvidia_gpus(snapshot) or [])),
+                                    ("gpu_count", nvidia_gpu_count(snapshot))) if v is not None},
         fix=None,
     )
 
