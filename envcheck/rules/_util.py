@@ -341,3 +341,14 @@ def container_hides_gpu(snapshot: dict) -> bool:
     if nvml_status(snapshot) not in ("library_not_found", "driver_not_loaded"):
         return False
     return bool(pci_nvidia_gpus(snapshot)) or get(snapshot, "host.kernel_modules.nvidia") is True
+
+
+def emits(*ids: str):
+    """Declare the finding ids a rule can produce (``fn.finding_ids``). The tests use it to
+    prove every id is triggered by a fixture and that no rule emits an undeclared id."""
+
+    def mark(fn):
+        fn.finding_ids = tuple(ids)
+        return fn
+
+    return mark

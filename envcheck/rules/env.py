@@ -8,6 +8,7 @@ from typing import Any
 from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
+    emits,
     gpu_present,
     gpus,
     host_os,
@@ -31,6 +32,7 @@ def _cvd(snapshot: dict) -> tuple[str, dict] | None:
 
 
 @rule
+@emits("env.cuda-visible-devices-hides-gpus")
 def cuda_visible_devices_hides_gpus(snapshot: dict):
     """CUDA_VISIBLE_DEVICES decides which GPUs CUDA enumerates (CUDA C++ Programming Guide,
     "CUDA Environment Variables"). Empty, "-1" or "none" hides every GPU: torch then reports
@@ -59,6 +61,7 @@ def cuda_visible_devices_hides_gpus(snapshot: dict):
 
 
 @rule
+@emits("env.cuda-visible-devices-malformed")
 def cuda_visible_devices_malformed(snapshot: dict):
     """CUDA stops reading CUDA_VISIBLE_DEVICES at the first invalid entry and hides every device
     after it (CUDA C++ Programming Guide, "CUDA Environment Variables": "0,2,-1,1" shows 0 and 2).
@@ -98,6 +101,7 @@ _CUDA_LIB_DIR = re.compile(
 
 
 @rule
+@emits("env.ld-library-path-shadows-cuda")
 def ld_library_path_shadows_cuda(snapshot: dict):
     """LD_LIBRARY_PATH holds a CUDA library directory that can shadow the torch wheel's bundled
     nvidia-* libraries (see _CUDA_LIB_DIR). Linux only; irrelevant to CPU-only torch builds."""
@@ -142,6 +146,7 @@ _DEBUG_SWITCHES = {
 
 
 @rule
+@emits("env.debug-setting-left-on")
 def debug_setting_left_on(snapshot: dict):
     """Debugging environment variables that cost performance on every run."""
     found = {}
@@ -160,6 +165,7 @@ def debug_setting_left_on(snapshot: dict):
 
 
 @rule
+@emits("env.nccl-transport-disabled")
 def nccl_transport_disabled(snapshot: dict):
     """NCCL_P2P_DISABLE=1 forces GPU-to-GPU traffic through host memory instead of NVLink/PCIe P2P;
     NCCL_IB_DISABLE=1 forces inter-node traffic onto TCP sockets (NCCL docs, "Environment

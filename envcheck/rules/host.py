@@ -14,6 +14,7 @@ from envcheck.rules._util import (
     GiB,
     as_list,
     container_hides_gpu,
+    emits,
     fmt_bytes,
     gpus,
     in_container,
@@ -39,6 +40,7 @@ NOFILE_MIN = 4096
 
 
 @rule
+@emits("host.nouveau-loaded")
 def nouveau_loaded(snapshot: dict):
     """nouveau (the open-source driver) binds the GPU and blocks NVIDIA's driver; CUDA needs the
     NVIDIA driver. NVIDIA's installation guide disables it ("Disabling Nouveau",
@@ -61,6 +63,7 @@ def nouveau_loaded(snapshot: dict):
 
 
 @rule
+@emits("host.shm-small")
 def shm_small(snapshot: dict):
     """/dev/shm under 1 GiB: DataLoader workers die with "Unexpected bus error encountered in
     worker. This might be caused by insufficient shared memory (shm)" and NCCL fails to allocate
@@ -84,6 +87,7 @@ def shm_small(snapshot: dict):
 
 
 @rule
+@emits("host.disk-low")
 def disk_low(snapshot: dict):
     """Little free space where models, caches and temporary files go (see DISK_WARN)."""
     groups: dict[tuple, dict[str, Any]] = {}
@@ -126,6 +130,7 @@ def _gpu_memory_total(snapshot: dict) -> tuple[float | None, int]:
 
 
 @rule
+@emits("host.ram-smaller-than-gpu-memory")
 def ram_smaller_than_gpu_memory(snapshot: dict):
     """Host RAM below the GPUs' total memory: checkpoints are loaded through host memory
     (torch.load materialises the state dict in RAM unless mmap=True; every rank of a data-parallel
@@ -155,6 +160,7 @@ def _rdma_in_use(snapshot: dict) -> bool:
 
 
 @rule
+@emits("host.memlock-low")
 def memlock_low(snapshot: dict):
     """RDMA (InfiniBand/RoCE, GPUDirect) pins memory; a limited memlock ulimit makes NCCL fail
     with "Call to ibv_reg_mr failed" / "ibv_create_cq failed". NCCL's troubleshooting guide asks
@@ -176,6 +182,7 @@ def memlock_low(snapshot: dict):
 
 
 @rule
+@emits("host.nofile-low")
 def nofile_low(snapshot: dict):
     """Open-files soft limit below NOFILE_MIN (see there)."""
     soft = num(get(snapshot, "host.ulimits.nofile_soft"))
@@ -196,6 +203,7 @@ def nofile_low(snapshot: dict):
 
 
 @rule
+@emits("host.nvidia-uvm-missing")
 def nvidia_uvm_missing(snapshot: dict):
     """CUDA needs the nvidia_uvm module and /dev/nvidia-uvm; without them CUDA initialisation
     fails ("CUDA unknown error"). nvidia-modprobe loads it on demand, which fails in containers
@@ -221,6 +229,7 @@ def nvidia_uvm_missing(snapshot: dict):
 
 
 @rule
+@emits("host.wsl")
 def wsl_notes(snapshot: dict):
     """Under WSL 2 the GPU driver is the Windows host's, exposed through /usr/lib/wsl/lib;
     installing a Linux NVIDIA driver inside WSL breaks it (NVIDIA CUDA on WSL User Guide,
@@ -237,6 +246,7 @@ def wsl_notes(snapshot: dict):
 
 
 @rule
+@emits("host.container-without-gpu")
 def container_without_gpu(snapshot: dict):
     """A container on a GPU host started without GPU access (see container_hides_gpu): CUDA
     cannot see the GPU. NVIDIA Container Toolkit docs: `docker run --gpus all`, or CDI

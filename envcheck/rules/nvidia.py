@@ -12,6 +12,7 @@ from envcheck.rules._util import (
     as_dict,
     as_list,
     container_hides_gpu,
+    emits,
     flag,
     fmt_bytes,
     gpu_label,
@@ -46,6 +47,7 @@ def _healthy(g: dict) -> bool:
 
 
 @rule
+@emits("nvidia.no-gpu")
 def no_gpu(snapshot: dict):
     """No NVIDIA GPU (or no driver and no NVIDIA PCI device): torch runs on the CPU. Info, not an
     error: a laptop or CI runner without a GPU is a valid place to run envcheck."""
@@ -63,6 +65,7 @@ def no_gpu(snapshot: dict):
 
 
 @rule
+@emits("nvidia.no-driver-with-gpu")
 def no_driver_with_gpu(snapshot: dict):
     """An NVIDIA GPU is on the PCI bus but no driver answers (NVML library missing or kernel
     module not loaded): nothing can use the GPU. torch says "Found no NVIDIA driver on your
@@ -93,6 +96,7 @@ def no_driver_with_gpu(snapshot: dict):
 
 
 @rule
+@emits("nvidia.driver-library-mismatch")
 def driver_library_mismatch(snapshot: dict):
     """The loaded kernel module and the user-space driver libraries differ, typically after a
     driver upgrade without a reboot: nvidia-smi says "Failed to initialize NVML: Driver/library
@@ -112,6 +116,7 @@ def driver_library_mismatch(snapshot: dict):
 
 
 @rule
+@emits("nvidia.nvml-error")
 def nvml_error(snapshot: dict):
     """NVML started but refused us (permissions) or failed for an unknown reason."""
     status = nvml_status(snapshot)
@@ -131,6 +136,7 @@ def nvml_error(snapshot: dict):
 
 
 @rule
+@emits("nvidia.gpus-missing-from-driver")
 def gpus_missing_from_driver(snapshot: dict):
     """More NVIDIA GPUs on the PCI bus than the driver lists: a GPU failed to initialise (see
     `dmesg`, e.g. Xid 79 "GPU has fallen off the bus") or is bound to another driver (vfio-pci for
@@ -154,6 +160,7 @@ def gpus_missing_from_driver(snapshot: dict):
 
 
 @rule
+@emits("nvidia.gpu-lost", "nvidia.gpu-unreadable")
 def gpu_lost(snapshot: dict):
     """NVML answers NVML_ERROR_GPU_IS_LOST: the GPU fell off the bus (Xid 79) and needs a reset
     or a reboot; repeated, it is a hardware fault (NVIDIA Xid errors,
@@ -185,6 +192,7 @@ def gpu_lost(snapshot: dict):
 
 
 @rule
+@emits("nvidia.ecc-uncorrectable")
 def ecc_uncorrectable(snapshot: dict):
     """Uncorrectable (double-bit) ECC errors. Volatile ones happened since the driver loaded:
     results computed since may be corrupt and the GPU needs a reset (error). Aggregate-only ones
@@ -216,6 +224,7 @@ def ecc_uncorrectable(snapshot: dict):
 
 
 @rule
+@emits("nvidia.retired-pages-pending")
 def retired_pages_pending(snapshot: dict):
     """Pre-Ampere GPUs retire memory pages after ECC errors, but a retirement only takes effect
     after the GPU is reset; until then the bad page can still be handed out (NVIDIA Dynamic Page
@@ -233,6 +242,7 @@ def retired_pages_pending(snapshot: dict):
 
 
 @rule
+@emits("nvidia.row-remap-failure", "nvidia.row-remap-pending")
 def row_remap(snapshot: dict):
     """Ampere and newer remap a bad memory row; a pending remap needs a GPU reset, and a remap
     failure means the GPU ran out of spare rows and should be replaced (NVIDIA GPU memory error
@@ -256,6 +266,7 @@ def row_remap(snapshot: dict):
 
 
 @rule
+@emits("nvidia.pcie-degraded")
 def pcie_degraded(snapshot: dict):
     """The PCIe link trained below what the GPU and slot can do (NVML "max" is the device and
     system combined). A narrower link is a physical problem (slot, riser, seating). A lower
@@ -292,6 +303,7 @@ _HW_REASONS = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
 
 
 @rule
+@emits("nvidia.throttled-at-rest")
 def throttled_at_rest(snapshot: dict):
     """Clock slowdowns that should not happen on an idle GPU: hardware slowdown (thermal,
     external power brake), software thermal slowdown, or a power cap hit with nothing running
@@ -329,6 +341,7 @@ def throttled_at_rest(snapshot: dict):
 
 
 @rule
+@emits("nvidia.memory-used-by-others")
 def memory_used_by_others(snapshot: dict):
     """More than half of a GPU's memory is held by other processes: a job sized for the GPU
     will hit CUDA out-of-memory. (NVML memory v2 "used" excludes the driver's reservation.)"""
@@ -355,6 +368,7 @@ def memory_used_by_others(snapshot: dict):
 
 
 @rule
+@emits("nvidia.mig-enabled")
 def mig_enabled(snapshot: dict):
     """MIG splits a GPU into isolated instances: a process sees one instance (a fraction of the
     memory and SMs), and collectives between instances are not supported (NVIDIA MIG User Guide,
@@ -372,6 +386,7 @@ def mig_enabled(snapshot: dict):
 
 
 @rule
+@emits("nvidia.persistence-mode-off")
 def persistence_mode_off(snapshot: dict):
     """Without persistence the driver tears the GPU state down when the last client exits, so
     every CUDA start (and nvidia-smi) pays the initialisation again; NVIDIA recommends the
@@ -390,6 +405,7 @@ def persistence_mode_off(snapshot: dict):
 
 
 @rule
+@emits("nvidia.nvlink-down")
 def nvlink_down(snapshot: dict):
     """Some NVLink links of a GPU are down while others are up: NCCL routes around them at lower
     bandwidth. A GPU with every link down has no NVLink connected (e.g. PCIe cards without a
@@ -412,6 +428,7 @@ def nvlink_down(snapshot: dict):
 
 
 @rule
+@emits("nvidia.compute-mode-restricted")
 def compute_mode_restricted(snapshot: dict):
     """Compute mode "prohibited" lets no CUDA context be created; "exclusive_process" allows one
     process per GPU (fine for one rank per GPU, breaks tools that share a GPU). nvidia-smi -c."""

@@ -20,7 +20,9 @@ from envcheck.rules._util import (
     arch_support,
     as_dict,
     as_list,
+    container_hides_gpu,
     driver_os,
+    emits,
     fmt_cc,
     gpu_label,
     gpu_present,
@@ -29,6 +31,7 @@ from envcheck.rules._util import (
     install_fix,
     major_minor,
     nvidia_gpu_count,
+    nvml_status,
     parse_arch,
     parse_cc,
     parse_visible_devices,
@@ -78,6 +81,7 @@ def _error_evidence(snapshot: dict) -> dict[str, Any]:
 
 
 @rule
+@emits("torch.missing")
 def torch_missing(snapshot: dict):
     """torch is not installed in the target interpreter: nothing else can run."""
     if torch_status(snapshot) != "not_installed":
@@ -91,6 +95,7 @@ def torch_missing(snapshot: dict):
 
 
 @rule
+@emits("torch.probe-failed")
 def torch_probe_failed(snapshot: dict):
     """The target interpreter could not be run or did not report: nothing is known about torch."""
     if torch_status(snapshot) != "probe_failed":
@@ -143,6 +148,7 @@ _IMPORT_CAUSES: list[tuple[str, str, str]] = [
 
 
 @rule
+@emits("torch.import-failed")
 def torch_import_failed(snapshot: dict):
     """``import torch`` raised. The message says why; known causes get a specific fix."""
     if torch_status(snapshot) != "import_error":
@@ -165,6 +171,7 @@ def torch_import_failed(snapshot: dict):
 
 
 @rule
+@emits("torch.import-crashed")
 def torch_import_crashed(snapshot: dict):
     """``import torch`` killed the interpreter with a signal: a native-library problem."""
     if torch_status(snapshot) != "crashed":
@@ -187,6 +194,7 @@ def torch_import_crashed(snapshot: dict):
 
 
 @rule
+@emits("torch.import-hung")
 def torch_import_hung(snapshot: dict):
     """``import torch`` (or the first CUDA query) did not finish within the probe's timeout."""
     if torch_status(snapshot) != "timeout":
@@ -207,6 +215,7 @@ def torch_import_hung(snapshot: dict):
 
 
 @rule
+@emits("torch.multiple-installs")
 def torch_multiple_installs(snapshot: dict):
     """More than one torch distribution is visible: which one imports depends on sys.path
     order, and pip upgrades/uninstalls only touch one of them (mixed torch/torchvision builds)."""
@@ -233,6 +242,7 @@ def torch_multiple_installs(snapshot: dict):
 
 
 @rule
+@emits("torch.cpu-build-on-gpu-host")
 def torch_cpu_build_on_gpu_host(snapshot: dict):
     """A CPU-only (or ROCm) torch on a machine with an NVIDIA GPU never uses the GPU. PyPI's
     torch for Windows and macOS is CPU-only (pytorch test-infra get_wheel_install_command;
@@ -268,6 +278,7 @@ def _driver_max_cuda_too_old(snapshot: dict, torch_cuda: str) -> bool | None:
 
 
 @rule
+@emits("torch.driver-too-old")
 def torch_driver_too_old(snapshot: dict):
     """The driver is older than the least one that runs torch's CUDA major (NVIDIA CUDA
     minor-version compatibility: 11.x >= 450.80.02, 12.x >= 525.60.13, 13.x >= 580 on Linux;
@@ -332,6 +343,7 @@ def _devices(snapshot: dict) -> list[tuple[str, Any]]:
 
 
 @rule
+@emits("torch.arch-unsupported", "torch.arch-ptx-only")
 def torch_arch_unsupported(snapshot: dict):
     """A GPU whose compute capability has no matching code in torch's arch list fails with
     "no kernel image is available for execution on the device": a new GPU on an old wheel
@@ -392,6 +404,7 @@ def _mm(v: tuple[int, int]) -> str:
 
 
 @rule
+@emits("torch.python-unsupported")
 def torch_python_unsupported(snapshot: dict):
     """Python outside the range a torch release ships wheels for (pytorch test-infra
     generate_binary_build_matrix.py, per release; ranges in recipes/). With torch installed:
@@ -431,6 +444,7 @@ def torch_python_unsupported(snapshot: dict):
 
 
 @rule
+@emits("torch.newer-than-known")
 def torch_newer_than_known(snapshot: dict):
     """A torch release newer than recipes/ knows: arch/driver/Python conclusions may be stale."""
     v = torch_version(snapshot)
@@ -467,6 +481,20 @@ def _cvd_hides_all(snapshot: dict) -> bool:
     return not parsed["visible"]
 
 
+def _cause_found_elsewhere(snapshot: dict) -> bool:
+    """Another rule names the root cause (one cause, one finding): no driver or a broken one
+    (nvidia.*), a container without GPU access, a too-old driver, CUDA_VISIBLE_DEVICES hiding
+    every GPU, or nvidia_uvm missing."""
+    from envcheck.rules.host import nvidia_uvm_missing
+
+    status = nvml_status(snapshot)
+    if status is not None and status != "ok":
+        return True
+    return (container_hides_gpu(snapshot) or _cvd_hides_all(snapshot)
+            or any(True for _ in torch_driver_too_old(snapshot))
+            or any(True for _ in nvidia_uvm_missing(snapshot)))
+
+
 def _unavailable_fix(reason: str, snapshot: dict) -> str:
     r = reason.lower()
     if "too old" in r or "insufficient" in r:
@@ -482,6 +510,7 @@ def _unavailable_fix(reason: str, snapshot: dict) -> str:
 
 
 @rule
+@emits("torch.cuda-unavailable")
 def torch_cuda_unavailable(snapshot: dict):
     """A CUDA build of torch on a machine with an NVIDIA GPU, yet torch.cuda.is_available() is
     False. torch swallows the driver error into a warning (c10/cuda/CUDAFunctions.cpp); that
@@ -489,7 +518,7 @@ def torch_cuda_unavailable(snapshot: dict):
     purpose (env.cuda-visible-devices-hides-gpus says so)."""
     if torch_build(snapshot) != "cuda" or get(snapshot, "torch.cuda_available") is not False:
         return
-    if gpu_present(snapshot) is not True or _cvd_hides_all(snapshot):
+    if gpu_present(snapshot) is not True or _cause_found_elsewhere(snapshot):
         return
     reason = get(snapshot, "torch.cuda_unavailable_reason")
     reason = reason.strip() if isinstance(reason, str) and reason.strip() else None
@@ -503,6 +532,7 @@ def torch_cuda_unavailable(snapshot: dict):
 
 
 @rule
+@emits("torch.sees-fewer-gpus")
 def torch_sees_fewer_gpus(snapshot: dict):
     """torch sees fewer GPUs than the driver lists while nothing restricts visibility: a GPU
     failed CUDA initialisation (often after an Xid error) or is held in a bad state."""
@@ -544,6 +574,7 @@ def _dev_headers_cmd(snapshot: dict) -> str:
 
 
 @rule
+@emits("torch.compile-prereqs-missing")
 def torch_compile_prereqs_missing(snapshot: dict):
     """torch.compile (Inductor) needs Triton for GPU kernels (Linux CUDA/ROCm builds), plus a C
     compiler and Python.h to build Triton's launcher and CPU kernels; without them eager mode
