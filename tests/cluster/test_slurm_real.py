@@ -1,0 +1,94 @@
+"""Against a real slurmctld/slurmd (conftest.py): srun, launch detection in a real step, --drain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from envcheck.cli import cli
+from envcheck.cluster import slurm
+from envcheck.cluster.exitmodes import Outcome
+from envcheck.findings import Finding, Severity
+
+SNAPSHOT = "tests/fixtures/snapshots/example_8xh100.json"
+FAILED = Outcome("fail", True, "1 error", ("torch.missing",))
+PASSED = Outcome("ok", False, "no problems found")
+
+
+def test_srun_two_tasks(slurm):
+    res = slurm.run("srun", "-n", "2", "true")
+    assert res.returncode == 0
+    res = slurm.run("srun", "-n", "2", "bash", "-c", "echo $SLURM_PROCID/$SLURM_NTASKS")
+    assert sorted(res.stdout.split()) == ["0/2", "1/2"]
+
+
+def test_launch_detection_inside_a_real_srun_step(slurm):
+    code = ("import json, os; from envcheck.cluster.launch import detect; "
+            "print(json.dumps(detect(os.environ).to_dict()))")
+    res = slurm.run("srun", "-n", "2", sys.executable, "-c", code)
+    ranks = sorted((json.loads(line) for line in res.stdout.splitlines()), key=lambda d: d["rank"])
+    assert [r["rank"] for r in ranks] == [0, 1]
+    for r in ranks:
+        assert r["launcher"] == "srun" and r["world_size"] == 2 and r["local_world_size"] == 2
+        assert r["node_rank"] == 0 and r["num_nodes"] == 1 and r["hosts"] == [slurm.node]
+        assert r["master_addr"] == slurm.node and r["hostname"] == slurm.node
+    assert ranks[0]["local_rank"] != ranks[1]["local_rank"]
+    assert ranks[0]["master_port"] == ranks[1]["master_port"]
+
+
+def test_drain_on_failure_then_resume_on_success(slurm):
+    env = {"SLURMD_NODENAME": slurm.node}
+    r = slurm_apply(slurm, FAILED, env)
+    assert (r.action, r.ok) == ("drain", True), r.message
+    assert slurm.reason() == "envcheck: 1 error: torch.missing"
+    assert slurm.state() in ("drained", "draining")
+    # running again with the same failure changes nothing
+    assert slurm_apply(slurm, FAILED, env).action == "none"
+    r = slurm_apply(slurm, PASSED, env)
+    assert (r.action, r.ok) == ("resume", True), r.message
+    slurm.wait_state("idle")
+    assert slurm.reason() == ""
+
+
+def test_foreign_reason_is_never_overwritten_nor_resumed(slurm):
+    slurm.run("scontrol", "update", f"NodeName={slurm.node}", "State=DRAIN", "Reason=ops: replacing a fan")
+    env = {"SLURMD_NODENAME": slurm.node}
+    assert slurm_apply(slurm, FAILED, env).action == "none"
+    assert slurm.reason() == "ops: replacing a fan"
+    assert slurm_apply(slurm, PASSED, env).action == "none"
+    assert slurm.reason() == "ops: replacing a fan" and slurm.state() in ("drained", "draining")
+
+
+def test_our_reason_is_updated_when_the_failure_changes(slurm):
+    env = {"SLURMD_NODENAME": slurm.node}
+    slurm_apply(slurm, FAILED, env)
+    r = slurm_apply(slurm, Outcome("fail", True, "2 errors", ("nvidia.ecc", "host.shm")), env)
+    assert r.action == "drain"
+    assert slurm.reason() == "envcheck: 2 errors: nvidia.ecc, host.shm"
+
+
+def slurm_apply(cluster, outcome, env):
+    """slurm.apply with the real scontrol of the test cluster."""
+    def runner(argv, timeout):
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=cluster.env)
+        return p.returncode, p.stdout, p.stderr
+    return slurm.apply(outcome, runner=runner, env=env)
+
+
+@pytest.mark.parametrize("exit_mode, code", [("binary", 1), ("nagios", 2), ("npd", 1)])
+def test_doctor_drain_cli_against_real_slurm(slurm, monkeypatch, exit_mode, code):
+    import envcheck.rules as rules
+
+    monkeypatch.setattr(rules, "evaluate", lambda s: [Finding("torch.missing", Severity.ERROR, "t")])
+    env = {"SLURM_CONF": str(slurm.conf), "SLURMD_NODENAME": slurm.node}
+    res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT, "--drain", "--exit-codes", exit_mode], env=env)
+    assert res.exit_code == code, res.output
+    assert slurm.reason() == "envcheck: 1 error: torch.missing"
+    monkeypatch.setattr(rules, "evaluate", lambda s: [])
+    res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT, "--drain", "--exit-codes", exit_mode], env=env)
+    assert res.exit_code == 0 and "resumed" in res.stderr
+    slurm.wait_state("idle")
