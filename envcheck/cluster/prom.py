@@ -32,6 +32,11 @@ Metrics (labels in braces):
 ``envcheck_check_duration_seconds{check}``               time each validate check took
 ``envcheck_<check>_<figure>{device,dtype,size_bytes}``   each numeric figure a check reports, e.g.
                                                          ``envcheck_gemm_tflops{device="0",dtype="bf16"}``
+``envcheck_figure_<unit>{check,metric,device}``          each judged figure in base units, e.g.
+                                                         ``envcheck_figure_tflops{check="gemm",metric="bf16"}``,
+                                                         ``envcheck_figure_bytes_per_second{...}``
+``envcheck_figure_floor_<unit>``, ``..._spec_<unit>``    its pass floor and spec, same labels
+``envcheck_figure_below_floor{check,metric,device}``     1 when the figure is below its floor
 ``envcheck_node_verdict{node,verdict}``                  cluster run: state set per node
 ``envcheck_node_straggler{node}``                        cluster run: 1 when the node was flagged
 ``envcheck_world_size``                                  cluster run: ranks that took part
@@ -259,6 +264,39 @@ def _figures(check: str, obj: Any, path: tuple[str, ...], labels: dict[str, str]
                 _figures(check, rest, path, {**labels, **extra}, parent, out)
 
 
+# validate's Figure.unit -> (metric name suffix, factor to the base unit)
+_FIGURE_UNITS = {
+    "tflops": ("tflops", 1.0), "tflop/s": ("tflops", 1.0),
+    "tb/s": ("bytes_per_second", 1e12), "gb/s": ("bytes_per_second", 1e9), "gbps": ("bytes_per_second", 1e9), "gib/s": ("bytes_per_second", 2.0**30),
+    "mb/s": ("bytes_per_second", 1e6), "mib/s": ("bytes_per_second", 2.0**20), "b/s": ("bytes_per_second", 1.0),
+    "s": ("seconds", 1.0), "ms": ("seconds", 1e-3), "us": ("seconds", 1e-6),
+    "x": ("ratio", 1.0), "ratio": ("ratio", 1.0), "%": ("ratio", 1e-2),
+    "samples/s": ("samples_per_second", 1.0), "bytes": ("bytes", 1.0), "b": ("bytes", 1.0),
+}
+
+
+def _figure_families(figures: Iterable[Mapping], labels: dict[str, str], out: dict[str, Family]) -> None:
+    """validate's judged figures: value, floor and spec in base units, and whether it is below its floor."""
+    for fig in figures:
+        if not isinstance(fig, Mapping) or not _is_num(fig.get("value")):
+            continue
+        unit = str(fig.get("unit") or "").strip()
+        suffix, factor = _FIGURE_UNITS.get(unit.lower(), (metric_name(unit) or "value", 1.0))
+        lbl = {**labels, "check": str(fig.get("check")), "metric": str(fig.get("metric")),
+               "device": str(fig.get("device"))}
+        for kind, what in (("value", "Measured"), ("floor", "Pass floor of"), ("spec", "Spec of")):
+            v = fig.get(kind)
+            if not _is_num(v):
+                continue
+            name = PREFIX + ("figure_" if kind == "value" else f"figure_{kind}_") + suffix
+            out.setdefault(name, Family(name, f"{what} an envcheck validate figure, in {suffix.replace('_', ' ')}.")
+                           ).add(v * factor, **lbl)
+        if fig.get("status") in ("ok", "below"):
+            name = PREFIX + "figure_below_floor"
+            out.setdefault(name, Family(name, "1 when an envcheck validate figure is below its pass floor.")
+                           ).add(1 if fig.get("status") == "below" else 0, **lbl)
+
+
 def _check_families(checks: Iterable[Mapping], labels: dict[str, str], out: dict[str, Family]) -> None:
     status = out.setdefault(PREFIX + "check_status", Family(
         PREFIX + "check_status", "State set of each envcheck validate check: 1 on its status (pass, warn, fail, skip)."))
@@ -286,6 +324,7 @@ def validate_families(report: Mapping, now: float) -> list[Family]:
     fams.append(verdict)
     out: dict[str, Family] = {}
     _check_families(report.get("checks") or [], {}, out)
+    _figure_families(report.get("figures") or [], {}, out)
     nodes = [n for n in report.get("nodes") or [] if isinstance(n, Mapping)]
     if nodes:
         if _is_num(report.get("world_size")):
@@ -298,9 +337,12 @@ def validate_families(report: Mapping, now: float) -> list[Family]:
                 nv.add(1 if n.get("verdict") == v else 0, node=node, verdict=v)
             st.add(1 if n.get("straggler") else 0, node=node)
             _check_families(n.get("checks") or [], {"node": node}, out)
+            _figure_families(n.get("figures") or [], {"node": node}, out)
             for r in n.get("ranks") or []:
                 if isinstance(r, Mapping):
-                    _check_families(r.get("checks") or [], {"node": node, "rank": str(r.get("rank"))}, out)
+                    rl = {"node": node, "rank": str(r.get("rank"))}
+                    _check_families(r.get("checks") or [], rl, out)
+                    _figure_families(r.get("figures") or [], rl, out)
         fams += [nv, st]
     return fams + list(out.values())
 

@@ -200,3 +200,30 @@ def test_doctor_prom_file_in_a_missing_directory_is_a_usage_error(tmp_path):
     res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT_PATH,
                                    "--prom-file", str(tmp_path / "nope" / "x.prom")])
     assert res.exit_code == 2 and "--prom-file" in res.stderr
+
+
+def test_validate_figures_in_base_units_with_floor_and_spec():
+    report = {"verdict": "degraded", "checks": [], "figures": [
+        {"check": "gemm", "metric": "bf16", "device": "cuda:0", "value": 600.0, "unit": "TFLOPS",
+         "spec": 989.4, "floor": 692.6, "status": "below", "ratio": 0.61, "note": ""},
+        {"check": "memory", "metric": "d2d", "device": "cuda:0", "value": 2.9, "unit": "TB/s",
+         "spec": None, "floor": None, "status": "unjudged"},
+        {"check": "cnn", "metric": "odd", "device": "cpu", "value": 3.0, "unit": "frobs/s"},
+        {"check": "allreduce", "metric": "busbw", "device": "all", "value": 350.0, "unit": "GB/s",
+         "spec": 450.0, "floor": 300.0, "status": "ok"},
+        {"check": "cnn", "metric": "samples", "device": "cpu", "value": None, "unit": "samples/s"},
+    ]}
+    m = parse(prom.validate_text(report, NOW))
+    g = (("check", "gemm"), ("device", "cuda:0"), ("metric", "bf16"))
+    assert m[("envcheck_figure_tflops", g)] == 600.0
+    assert m[("envcheck_figure_floor_tflops", g)] == 692.6
+    assert m[("envcheck_figure_spec_tflops", g)] == 989.4
+    assert m[("envcheck_figure_below_floor", g)] == 1
+    a = (("check", "allreduce"), ("device", "all"), ("metric", "busbw"))
+    assert m[("envcheck_figure_bytes_per_second", a)] == 350e9
+    assert m[("envcheck_figure_below_floor", a)] == 0
+    # an unknown unit still gets a valid name; unjudged figures have no below_floor series
+    d = (("check", "memory"), ("device", "cuda:0"), ("metric", "d2d"))
+    assert m[("envcheck_figure_bytes_per_second", d)] == pytest.approx(2.9e12)
+    assert not any(k[0] == "envcheck_figure_below_floor" and ("check", "memory") in k[1] for k in m)
+    assert m[("envcheck_figure_frobs_s", (("check", "cnn"), ("device", "cpu"), ("metric", "odd")))] == 3.0
