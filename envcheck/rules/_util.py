@@ -31,6 +31,11 @@ def as_dict(value: Any) -> dict:
     return value if isinstance(value, dict) and not is_na(value) else {}
 
 
+def dicts(value: Any) -> list[dict]:
+    """The object items of a list (na() markers and malformed items are skipped)."""
+    return [v for v in as_list(value) if isinstance(v, dict) and not is_na(v)]
+
+
 def num(value: Any) -> float | None:
     """A real number, or None (bools, strings and na() are not numbers)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -45,14 +50,15 @@ def flag(value: Any) -> bool | None:
 
 def gpus(snapshot: dict) -> list[dict]:
     """The NVML GPU entries that are objects (a malformed entry is skipped, not fatal)."""
-    return [g for g in as_list(get(snapshot, "nvidia.gpus", [])) if isinstance(g, dict)]
+    return dicts(get(snapshot, "nvidia.gpus", []))
 
 
 def gpu_label(gpu: dict) -> str:
     idx = gpu.get("index")
-    name = gpu.get("name")
-    name = name if isinstance(name, str) else "GPU"
-    return f"GPU {idx} ({name})" if isinstance(idx, int) else name
+    name = gpu.get("name") if isinstance(gpu.get("name"), str) else None
+    if not isinstance(idx, int):
+        return name or "GPU ?"
+    return f"GPU {idx} ({name})" if name else f"GPU {idx}"
 
 
 def version_tuple(text: Any) -> tuple[int, ...] | None:
@@ -122,9 +128,7 @@ def pci_nvidia_gpus(snapshot: dict) -> list[dict] | None:
     if not isinstance(devices, list):
         return None
     out = []
-    for d in devices:
-        if not isinstance(d, dict):
-            continue
+    for d in dicts(devices):
         cls = d.get("class")
         if isinstance(cls, str) and not cls.lower().startswith("0x03"):
             continue
@@ -156,8 +160,9 @@ def gpu_present(snapshot: dict) -> bool | None:
         return True
     if count == 0:
         return False
-    if pci is not None and nvml_status(snapshot) in ("library_not_found", "driver_not_loaded"):
-        return False
+    no_driver = nvml_status(snapshot) in ("library_not_found", "driver_not_loaded")
+    if no_driver and (pci is not None or host_os(snapshot) == "macos"):
+        return False  # macOS has had no NVIDIA driver since CUDA 10.2 (High Sierra)
     return None
 
 
@@ -196,15 +201,27 @@ def torch_version(snapshot: dict) -> str | None:
     v = get(snapshot, "torch.version")
     if isinstance(v, str) and v:
         return v
-    dists = [d for d in as_list(get(snapshot, "torch.distributions", [])) if isinstance(d, dict)]
-    versions = [d.get("version") for d in dists if d.get("name") in ("torch", None)]
-    versions = [x for x in versions if isinstance(x, str)]
-    return versions[0] if len(versions) == 1 else None
+    # distributions are in sys.path order: the first one is what `import torch` picks.
+    dists = dicts(get(snapshot, "torch.distributions", []))
+    first = dists[0].get("version") if dists else None
+    return first if isinstance(first, str) and first else None
 
 
 def python_cmd(snapshot: dict) -> str:
     exe = get(snapshot, "python.executable")
     return exe if isinstance(exe, str) and exe else "python"
+
+
+def ask_recommend(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``envcheck.recommend.<name>``; None when it is absent or fails (missing or
+    unreadable recipes): a rule then draws no conclusion instead of crashing."""
+    fn = getattr(recommend, name, None)
+    if not callable(fn):
+        return None
+    try:
+        return fn(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - no data, no conclusion
+        return None
 
 
 def install_fix(snapshot: dict) -> str:
@@ -265,12 +282,14 @@ def arch_support(arch_list: Any, cc: Any) -> str | None:
     X.z with z >= y; PTX for X.y JIT-compiles for any capability >= X.y.
     """
     device = parse_cc(cc)
-    entries = [parse_arch(a) for a in as_list(arch_list)]
-    entries = [e for e in entries if e is not None]
+    parsed = [parse_arch(a) for a in as_list(arch_list)]
+    entries = [e for e in parsed if e is not None]
     if device is None or not entries:
         return "unknown"
     if any(kind == "sm" and _cubin_runs(code, suffix, device) for kind, code, suffix in entries):
         return "cubin"
+    if len(entries) < len(parsed):
+        return "unknown"  # an entry we cannot read might be the one that matches
     if any(kind == "compute" and code <= device and suffix != "a" for kind, code, suffix in entries):
         return "ptx"
     return None

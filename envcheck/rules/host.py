@@ -14,6 +14,7 @@ from envcheck.rules._util import (
     GiB,
     as_list,
     container_hides_gpu,
+    dicts,
     emits,
     fmt_bytes,
     gpus,
@@ -23,7 +24,7 @@ from envcheck.rules._util import (
     pci_nvidia_gpus,
     torch_build,
 )
-from envcheck.snapshot import get
+from envcheck.snapshot import get, is_na
 
 # /dev/shm: DataLoader workers pass batches through it and NCCL puts its intra-node buffers in
 # it; Docker's default is 64 MiB. The issue (and NCCL's troubleshooting guide) ask for >= 1 GiB.
@@ -91,9 +92,7 @@ def shm_small(snapshot: dict):
 def disk_low(snapshot: dict):
     """Little free space where models, caches and temporary files go (see DISK_WARN)."""
     groups: dict[tuple, dict[str, Any]] = {}
-    for d in as_list(get(snapshot, "host.disk", [])):
-        if not isinstance(d, dict):
-            continue
+    for d in dicts(get(snapshot, "host.disk", [])):
         free, total = num(d.get("free_bytes")), num(d.get("total_bytes"))
         label = d.get("label") if isinstance(d.get("label"), str) else "?"
         if free is None:
@@ -122,8 +121,7 @@ def disk_low(snapshot: dict):
 def _gpu_memory_total(snapshot: dict) -> tuple[float | None, int]:
     totals = [num(get(g, "memory.total_bytes")) for g in gpus(snapshot)]
     if not totals:
-        totals = [num(d.get("total_memory_bytes")) for d in as_list(get(snapshot, "torch.devices", []))
-                  if isinstance(d, dict)]
+        totals = [num(d.get("total_memory_bytes")) for d in dicts(get(snapshot, "torch.devices", []))]
     if not totals or any(t is None for t in totals):
         return None, len(totals)
     return float(sum(totals)), len(totals)
@@ -214,6 +212,8 @@ def nvidia_uvm_missing(snapshot: dict):
         return
     if mods.get("nvidia") is not True or mods.get("nvidia_uvm") is not False:
         return
+    if nvml_status(snapshot) != "ok":
+        return  # the driver itself is missing or broken: another rule says so
     if "/dev/nvidia-uvm" in nodes:
         return
     if torch_build(snapshot) != "cuda" or get(snapshot, "torch.cuda_available") is not False:
@@ -268,3 +268,19 @@ def container_without_gpu(snapshot: dict):
              "start the container with `--gpus all` (docker, NVIDIA Container Toolkit) or "
              "`--device nvidia.com/gpu=all` (podman/CDI)"),
     )
+
+
+@rule
+@emits("host.probe-failed", "env.probe-failed")
+def section_probe_failed(snapshot: dict):
+    """The host or env section is missing entirely (the probe failed): its checks could not run."""
+    for name, what in (("host", "OS, disk, memory and kernel checks"), ("env", "environment variable checks")):
+        section = snapshot.get(name)
+        if isinstance(section, dict) and not is_na(section):
+            continue
+        yield Finding(
+            id=f"{name}.probe-failed", severity=Severity.WARN,
+            title=f"the {name} probe failed: {what} were skipped",
+            evidence={"reason": section.get("unavailable") if isinstance(section, dict) else repr(section)},
+            fix="please report the reason above as an envcheck bug (with `envcheck doctor --save FILE`)",
+        )

@@ -10,8 +10,8 @@ from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
     as_dict,
-    as_list,
     container_hides_gpu,
+    dicts,
     emits,
     flag,
     fmt_bytes,
@@ -25,7 +25,7 @@ from envcheck.rules._util import (
     nvml_status,
     pci_nvidia_gpus,
 )
-from envcheck.snapshot import get
+from envcheck.snapshot import get, is_na
 
 _NO_DRIVER = ("library_not_found", "driver_not_loaded")
 
@@ -51,12 +51,16 @@ def _healthy(g: dict) -> bool:
 def no_gpu(snapshot: dict):
     """No NVIDIA GPU (or no driver and no NVIDIA PCI device): torch runs on the CPU. Info, not an
     error: a laptop or CI runner without a GPU is a valid place to run envcheck."""
-    if gpu_present(snapshot) is not False or container_hides_gpu(snapshot):
-        return
     status = nvml_status(snapshot)
+    present = gpu_present(snapshot)
+    if container_hides_gpu(snapshot) or present is True:
+        return
+    if present is None and status not in _NO_DRIVER:
+        return  # nothing known about GPUs: no conclusion
     yield Finding(
         id="nvidia.no-gpu", severity=Severity.INFO,
-        title="no NVIDIA GPU on this machine: torch will run on the CPU",
+        title=("no NVIDIA GPU on this machine" if present is False else "no NVIDIA driver found")
+              + ": torch will run on the CPU",
         evidence={k: v for k, v in (("nvml", status), ("nvml_error", _nvml_message(snapshot)),
                                     ("nvidia_pci_devices", len(pci_nvidia_gpus(snapshot) or [])),
                                     ("gpu_count", nvidia_gpu_count(snapshot))) if v is not None},
@@ -78,6 +82,9 @@ def no_driver_with_gpu(snapshot: dict):
         return  # WSL's driver is the Windows one (host.wsl explains)
     distro = str(get(snapshot, "host.os.distro_id") or "").lower()
     module = get(snapshot, "host.kernel_modules.nvidia")
+    container = as_dict(get(snapshot, "host.container"))
+    if module is True and ("kind" not in container or is_na(container["kind"])):
+        return  # a loaded module without NVML may be a container without GPU access: unknown
     if module is True:
         title = "the NVIDIA kernel module is loaded but its user-space library (libnvidia-ml) is missing"
         fix = "reinstall the NVIDIA driver package (same version as the kernel module) and reboot"
@@ -351,7 +358,7 @@ def memory_used_by_others(snapshot: dict):
         used, total = num(mem.get("used_bytes")), num(mem.get("total_bytes"))
         if used is None or not total or used / total <= MEMORY_BUSY_SHARE:
             continue
-        procs = [p for p in as_list(g.get("processes")) if isinstance(p, dict)]
+        procs = dicts(g.get("processes"))
         top = sorted(procs, key=lambda p: num(p.get("used_bytes")) or 0, reverse=True)[:3]
         hit.append((g, used, total, [f"pid {p.get('pid')} {p.get('name') or '?'} "
                                      f"{fmt_bytes(p.get('used_bytes'))}" for p in top]))
@@ -451,3 +458,18 @@ def compute_mode_restricted(snapshot: dict):
         )
 
 
+
+
+@rule
+@emits("nvidia.probe-failed")
+def nvidia_probe_failed(snapshot: dict):
+    """The whole nvidia section is missing (the probe itself failed): GPU health is unknown."""
+    section = snapshot.get("nvidia")
+    if not is_na(section) and isinstance(section, dict):
+        return
+    yield Finding(
+        id="nvidia.probe-failed", severity=Severity.WARN,
+        title="the NVIDIA probe failed: driver and GPU health are unknown",
+        evidence={"reason": section.get("unavailable") if isinstance(section, dict) else repr(section)},
+        fix="run `nvidia-smi -q`; please report the reason above as an envcheck bug",
+    )

@@ -13,14 +13,15 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from envcheck import recommend
 from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
     arch_support,
     as_dict,
     as_list,
+    ask_recommend,
     container_hides_gpu,
+    dicts,
     driver_os,
     emits,
     fmt_cc,
@@ -43,7 +44,7 @@ from envcheck.rules._util import (
     torch_version,
     version_tuple,
 )
-from envcheck.snapshot import get
+from envcheck.snapshot import get, is_na
 
 # Linux signal numbers (x86_64 and aarch64) of the usual import crashes; a snapshot may be read
 # on another OS, so the names are not taken from this interpreter's signal module.
@@ -98,9 +99,14 @@ def torch_missing(snapshot: dict):
 @emits("torch.probe-failed")
 def torch_probe_failed(snapshot: dict):
     """The target interpreter could not be run or did not report: nothing is known about torch."""
-    if torch_status(snapshot) != "probe_failed":
-        return
-    ev = _error_evidence(snapshot)
+    section = snapshot.get("torch")
+    if isinstance(section, dict) and not is_na(section):
+        if torch_status(snapshot) != "probe_failed":
+            return
+        ev = _error_evidence(snapshot)
+    else:
+        ev = {"python": python_cmd(snapshot),
+              "message": section.get("unavailable") if isinstance(section, dict) else repr(section)}
     yield Finding(
         id="torch.probe-failed", severity=Severity.WARN,
         title="could not inspect torch: the target Python did not run or did not report",
@@ -219,11 +225,11 @@ def torch_import_hung(snapshot: dict):
 def torch_multiple_installs(snapshot: dict):
     """More than one torch distribution is visible: which one imports depends on sys.path
     order, and pip upgrades/uninstalls only touch one of them (mixed torch/torchvision builds)."""
-    dists = [d for d in as_list(get(snapshot, "torch.distributions", [])) if isinstance(d, dict)]
+    dists = dicts(get(snapshot, "torch.distributions", []))
     if len(dists) < 2:
         return
-    listed = [f"{d.get('name', 'torch')} {d.get('version', '?')} at {d.get('location', '?')}"
-              for d in dists]
+    listed = [f"{d.get('name') or 'torch'} {d.get('version') or '(no version)'} at "
+              f"{d.get('location') or '?'}" for d in dists]
     py = python_cmd(snapshot)
     ev: dict[str, Any] = {"installed": listed}
     if torch_ok(snapshot):
@@ -290,10 +296,8 @@ def torch_driver_too_old(snapshot: dict):
     cuda = get(snapshot, "torch.cuda")
     driver = get(snapshot, "nvidia.driver_version")
     os_name = driver_os(snapshot)
-    try:
-        required = recommend.driver_minimum(cuda, os=os_name)
-    except Exception:  # noqa: BLE001 - missing recipe data must not break doctor
-        required = None
+    required = ask_recommend("driver_minimum", cuda, os=os_name)
+    required = required if isinstance(required, str) else None
     have, need = version_tuple(driver), version_tuple(required)
     reason = get(snapshot, "torch.cuda_unavailable_reason")
     torch_says = isinstance(reason, str) and bool(
@@ -335,8 +339,8 @@ def _devices(snapshot: dict) -> list[tuple[str, Any]]:
            for g in gpus(snapshot) if parse_cc(g.get("compute_capability")) is not None]
     if out:
         return out
-    for d in as_list(get(snapshot, "torch.devices", [])):
-        if isinstance(d, dict) and parse_cc(d.get("capability")) is not None:
+    for d in dicts(get(snapshot, "torch.devices", [])):
+        if parse_cc(d.get("capability")) is not None:
             cc = parse_cc(d.get("capability"))
             out.append((f"cuda:{d.get('index')} ({d.get('name', 'GPU')}) sm_{cc}", d.get("capability")))
     return out
@@ -415,13 +419,10 @@ def torch_python_unsupported(snapshot: dict):
         return
     status = torch_status(snapshot)
     installed = _base_version(torch_version(snapshot)) if status != "not_installed" else None
-    target = installed or (recommend.newest_known_release() if status == "not_installed" else None)
-    if not target:
+    target = installed or (ask_recommend("newest_known_release") if status == "not_installed" else None)
+    if not isinstance(target, str) or not target:
         return
-    try:
-        rng = recommend.python_range(target)
-    except Exception:  # noqa: BLE001 - unknown release: no conclusion
-        rng = None
+    rng = ask_recommend("python_range", target)
     outside = _py_outside(py, rng)
     if outside is None:
         return
@@ -450,22 +451,19 @@ def torch_newer_than_known(snapshot: dict):
     v = torch_version(snapshot)
     if not v:
         return
-    check = getattr(recommend, "is_newer_than_known", None)
-    try:
-        if callable(check):
-            newer = bool(check(v))
-        else:
-            newest = recommend.newest_known_release()
-            mine, known = Version(_base_version(v)), Version(newest)
-            newer = mine.release[:2] > known.release[:2]
-    except (InvalidVersion, TypeError, ValueError):
-        return
-    if not newer:
+    newer = ask_recommend("is_newer_than_known", v)
+    newest = ask_recommend("newest_known_release")
+    if newer is None and isinstance(newest, str):
+        try:
+            newer = Version(_base_version(v)).release[:2] > Version(newest).release[:2]
+        except InvalidVersion:
+            return
+    if newer is not True:
         return
     yield Finding(
         id="torch.newer-than-known", severity=Severity.INFO,
         title=f"torch {v} is newer than the releases this envcheck knows",
-        evidence={"torch": v, "newest_known": recommend.newest_known_release()},
+        evidence={"torch": v, "newest_known": newest},
         fix="upgrade envcheck (`pip install -U envcheck`) for up-to-date compatibility data",
     )
 
