@@ -1,0 +1,156 @@
+"""One cluster report from every rank's validate report: per-node verdicts and stragglers.
+
+Pure: rank entries in, the cluster report dict out. Rank 0 of the distributed mode calls it
+after gathering; nothing here knows how the ranks ran.
+
+A rank entry is ``{"rank", "local_rank", "node_rank", "hostname", "report", "error"}`` where
+``report`` is that rank's ``envcheck validate`` JSON (``ValidationReport.to_dict()``: verdict,
+checks, figures, ...) or None, and ``error`` says why there is none ("never joined the
+rendezvous", "exited with signal 9", "timed out after 120 s in allreduce"). Ranks that never
+reported are passed as entries with ``report: None`` and their error.
+
+Straggler rule (issue 5): for each figure (check, metric) measured on at least two nodes, a
+node's value is its worst device's (a single slow GPU slows every collective of the node), and
+the node is a straggler when that value is worse than the median of the nodes' values by more
+than ``threshold`` (default 10 %: beyond the few-percent run-to-run spread of identical healthy
+parts; pass ``threshold`` to change it). "Worse" is lower for throughputs (TFLOPS, GB/s, ...) and
+higher for times (s, ms, us). A straggler node is at least *degraded*.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+DEFAULT_THRESHOLD = 0.10
+STRAGGLER_CHECKS = ("gemm", "memory", "allreduce")  # issue 5: GEMM, memory, intra-node busbw
+_ORDER = {"certified": 0, "passed": 1, "degraded": 2, "failed": 3}
+_TIME_UNITS = frozenset({"s", "ms", "us", "ns", "seconds"})
+_STATUS_ORDER = {"pass": 0, "skip": 1, "warn": 2, "fail": 3}
+
+
+def worst_verdict(verdicts: Iterable[str]) -> str:
+    """failed > degraded > passed > certified; nothing at all is failed (no evidence)."""
+    vs = [v if v in _ORDER else "failed" for v in verdicts]
+    return max(vs, key=_ORDER.__getitem__) if vs else "failed"
+
+
+def _lower_is_better(unit: str) -> bool:
+    return str(unit).strip().lower() in _TIME_UNITS
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _node_figures(ranks: list[Mapping], checks: tuple[str, ...]) -> dict[tuple[str, str], tuple[float, str]]:
+    """(check, metric) -> (the node's worst value, unit) over its ranks' figures."""
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    for r in ranks:
+        for fig in (r.get("report") or {}).get("figures") or []:
+            if not isinstance(fig, Mapping) or fig.get("check") not in checks or not _num(fig.get("value")):
+                continue
+            key = (str(fig["check"]), str(fig.get("metric")))
+            unit = str(fig.get("unit") or "")
+            value = float(fig["value"])
+            if key in out:
+                prev = out[key][0]
+                value = max(prev, value) if _lower_is_better(unit) else min(prev, value)
+            out[key] = (value, unit)
+    return out
+
+
+def stragglers(node_figures: Mapping[int, Mapping[tuple[str, str], tuple[float, str]]],
+               threshold: float = DEFAULT_THRESHOLD) -> dict[int, list[dict]]:
+    """node_rank -> the figures that make it a straggler (empty list: not one)."""
+    flagged: dict[int, list[dict]] = {n: [] for n in node_figures}
+    keys = {k for figs in node_figures.values() for k in figs}
+    for key in sorted(keys):
+        values = {n: figs[key] for n, figs in node_figures.items() if key in figs}
+        if len(values) < 2:
+            continue
+        median = statistics.median(v for v, _ in values.values())
+        if median <= 0:
+            continue
+        for node, (value, unit) in values.items():
+            ratio = value / median
+            lower = _lower_is_better(unit)
+            if (ratio > 1 + threshold) if lower else (ratio < 1 - threshold):
+                flagged[node].append({
+                    "check": key[0], "metric": key[1], "unit": unit, "value": value,
+                    "median": median, "ratio": round(ratio, 4),
+                    "message": (f"{key[0]} {key[1]} {value:.4g} {unit} is {abs(1 - ratio):.0%} "
+                                f"{'above' if lower else 'below'} the cluster median {median:.4g} {unit}"),
+                })
+    return flagged
+
+
+def _merged_checks(entries: list[Mapping]) -> list[dict]:
+    """One entry per check name across ranks: its worst status, and which ranks had it."""
+    by_name: dict[str, dict] = {}
+    for e in entries:
+        for c in (e.get("report") or {}).get("checks") or []:
+            if not isinstance(c, Mapping) or not c.get("name"):
+                continue
+            name = str(c["name"])
+            status = str(c.get("status"))
+            cur = by_name.setdefault(name, {"name": name, "status": "pass", "ranks": {}, "message": ""})
+            cur["ranks"].setdefault(status, []).append(e.get("rank"))
+            if _STATUS_ORDER.get(status, 3) > _STATUS_ORDER.get(cur["status"], 3):
+                cur["status"] = status
+                cur["message"] = f"rank {e.get('rank')} ({e.get('hostname')}): {c.get('message') or status}"
+    return list(by_name.values())
+
+
+def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float = DEFAULT_THRESHOLD,
+                   checks: tuple[str, ...] = STRAGGLER_CHECKS) -> dict:
+    """The cluster report: ``verdict``, ``world_size``, ``nodes`` (one per node), ``missing_ranks``."""
+    entries = sorted((dict(e) for e in entries), key=lambda e: e.get("rank", 0))
+    seen = {e.get("rank") for e in entries}
+    missing = [{"rank": r, "hostname": None, "error": "no result from this rank"}
+               for r in range(world_size) if r not in seen]
+    by_node: dict[int, list[dict]] = {}
+    for e in entries:
+        by_node.setdefault(int(e.get("node_rank") or 0), []).append(e)
+    figures = {n: _node_figures(ranks, checks) for n, ranks in by_node.items()}
+    slow = stragglers(figures, threshold)
+
+    nodes = []
+    for n in sorted(by_node):
+        ranks = by_node[n]
+        verdicts = [(r.get("report") or {}).get("verdict") if r.get("report") else "failed" for r in ranks]
+        verdict = worst_verdict(verdicts)
+        if slow[n]:
+            verdict = worst_verdict([verdict, "degraded"])
+        nodes.append({
+            "node_rank": n,
+            "hostname": next((r.get("hostname") for r in ranks if r.get("hostname")), None),
+            "verdict": verdict,
+            "straggler": bool(slow[n]),
+            "straggler_figures": slow[n],
+            "ranks": [{
+                "rank": r.get("rank"), "local_rank": r.get("local_rank"),
+                "verdict": (r.get("report") or {}).get("verdict") if r.get("report") else "failed",
+                "error": r.get("error"),
+                "checks": (r.get("report") or {}).get("checks") or [],
+                "figures": (r.get("report") or {}).get("figures") or [],
+            } for r in ranks],
+        })
+    verdict = worst_verdict([n["verdict"] for n in nodes] + (["failed"] if missing else []))
+    reasons = [f"rank {m['rank']}: {m['error']}" for m in missing]
+    reasons += [f"rank {r['rank']} ({n['hostname']}): {r['error']}" for n in nodes for r in n["ranks"] if r["error"]]
+    reasons += [f"node {n['node_rank']} ({n['hostname']}) is a straggler: {f['message']}"
+                for n in nodes for f in n["straggler_figures"]]
+    return {
+        "schema": "envcheck.cluster",
+        "schema_version": 1,
+        "verdict": verdict,
+        "reasons": reasons,
+        "world_size": world_size,
+        "num_nodes": len(nodes),
+        "straggler_threshold": threshold,
+        "checks": _merged_checks(entries),
+        "nodes": nodes,
+        "missing_ranks": missing,
+    }
