@@ -235,12 +235,6 @@ def install_fix(snapshot: dict) -> str:
 
 # ---------------------------------------------------------------------------- CUDA arch support
 
-# Compute capabilities of integrated (Tegra/Jetson) GPUs. Their cubins are not interchangeable
-# with the discrete GPUs of the same major (sm_80 code does not run on an sm_87 Orin and vice
-# versa). Source: torch/cuda/__init__.py DEVICE_REQUIREMENT (torch 2.13.0 wheel), which
-# encodes the same exclusions for its own _check_capability warning.
-_INTEGRATED = {53, 62, 72, 87, 101}
-
 
 def parse_arch(entry: Any) -> tuple[str, int, str] | None:
     """``"sm_86"`` -> ("sm", 86, ""), ``"sm_90a"`` -> ("sm", 90, "a"), ``"compute_120"`` ->
@@ -263,35 +257,36 @@ def parse_cc(cc: Any) -> int | None:
     return None
 
 
-def _cubin_runs(code: int, suffix: str, device: int) -> bool:
-    if suffix == "a":
-        # Architecture-specific code (sm_90a) runs only on exactly that capability.
-        return code == device
-    if (code in _INTEGRATED) != (device in _INTEGRATED):
-        return code == device
-    return code // 10 == device // 10 and code % 10 <= device % 10
-
-
 def arch_support(arch_list: Any, cc: Any) -> str | None:
     """How a build with ``arch_list`` (torch.cuda.get_arch_list()) runs on a GPU of capability ``cc``.
 
     'cubin' when it has machine code the GPU runs, 'ptx' when only PTX can be JIT-compiled
     for it, None when neither (the "no kernel image is available" case), 'unknown' when the
-    inputs do not allow a conclusion. The rule is NVIDIA's binary compatibility rule (CUDA C++
-    Programming Guide, "Binary Compatibility" / "PTX Compatibility"): a cubin for X.y runs on
-    X.z with z >= y; PTX for X.y JIT-compiles for any capability >= X.y.
+    inputs (or the recipes) do not allow a conclusion. The compatibility rule itself (a cubin
+    for X.y runs on X.z with z >= y; integrated GPUs apart; sm_90a only on 9.0; PTX on any
+    capability >= its own) is the install engine's, read from recipes/cuda.json
+    ``cubin_compatibility`` (envcheck.recommend.data), so doctor and install agree.
     """
+    from envcheck.recommend import data
+
     device = parse_cc(cc)
-    parsed = [parse_arch(a) for a in as_list(arch_list)]
-    entries = [e for e in parsed if e is not None]
-    if device is None or not entries:
+    texts = as_list(arch_list)
+    if device is None or not texts:
         return "unknown"
-    if any(kind == "sm" and _cubin_runs(code, suffix, device) for kind, code, suffix in entries):
-        return "cubin"
-    if len(entries) < len(parsed):
-        return "unknown"  # an entry we cannot read might be the one that matches
-    if any(kind == "compute" and code <= device and suffix != "a" for kind, code, suffix in entries):
-        return "ptx"
+    dev = (device // 10, device % 10)
+    try:
+        parsed = [data.Arch.parse(t) if isinstance(t, str) else None for t in texts]
+        entries = [a for a in parsed if a is not None]
+        if not entries:
+            return "unknown"
+        if any(data.cubin_runs_on(a, dev) for a in entries):
+            return "cubin"
+        if len(entries) < len(parsed):
+            return "unknown"  # an entry we cannot read might be the one that matches
+        if any(data.ptx_runs_on(a, dev) for a in entries):
+            return "ptx"
+    except Exception:  # noqa: BLE001 - recipes missing or malformed: no conclusion
+        return "unknown"
     return None
 
 

@@ -83,9 +83,14 @@ def no_driver_with_gpu(snapshot: dict):
     distro = str(get(snapshot, "host.os.distro_id") or "").lower()
     module = get(snapshot, "host.kernel_modules.nvidia")
     container = as_dict(get(snapshot, "host.container"))
-    if module is True and ("kind" not in container or is_na(container["kind"])):
-        return  # a loaded module without NVML may be a container without GPU access: unknown
-    if module is True:
+    container_unknown = "kind" not in container or is_na(container["kind"])
+    if module is True and container_unknown:
+        # A loaded module without NVML: a broken driver install, or a container started
+        # without GPU access (which cannot be told apart without the container fact).
+        title = f"{len(pci)} NVIDIA GPU(s) present but the driver library (libnvidia-ml) cannot be loaded"
+        fix = ("in a container: start it with `--gpus all` (NVIDIA Container Toolkit); on the host: "
+               "reinstall the NVIDIA driver package matching the loaded kernel module and reboot")
+    elif module is True:
         title = "the NVIDIA kernel module is loaded but its user-space library (libnvidia-ml) is missing"
         fix = "reinstall the NVIDIA driver package (same version as the kernel module) and reboot"
     else:

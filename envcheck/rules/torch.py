@@ -499,11 +499,11 @@ def _unavailable_fix(reason: str, snapshot: dict) -> str:
         return install_fix(snapshot)
     if "found no nvidia driver" in r:
         return "install the NVIDIA driver (https://www.nvidia.com/Download/index.aspx) and reboot"
-    if "cuda_visible_devices" in r or "no cuda-capable device" in r:
-        return "check CUDA_VISIBLE_DEVICES (`unset CUDA_VISIBLE_DEVICES` shows every GPU)"
-    if "unknown error" in r:
+    if "unknown error" in r:  # its text also mentions CUDA_VISIBLE_DEVICES, so test it first
         return ("load the UVM module (`sudo modprobe nvidia-uvm`); after a suspend/resume or an "
                 "Xid error, reboot (`sudo dmesg | grep -i xid` shows driver errors)")
+    if "cuda_visible_devices" in r or "no cuda-capable device" in r:
+        return "check CUDA_VISIBLE_DEVICES (`unset CUDA_VISIBLE_DEVICES` shows every GPU)"
     return "run `nvidia-smi`; if it works, `python -c 'import torch; torch.cuda.init()'` shows the full error"
 
 

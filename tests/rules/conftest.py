@@ -3,6 +3,7 @@ example with patches, and shortcuts to evaluate rules and pick findings by id.""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -25,7 +26,10 @@ class Machine:
     DELETE = doctor_scenarios.DELETE
 
     def __call__(self, name: str, patches: dict | None = None) -> dict:
-        snap = doctor_scenarios.build(name)
+        if name in doctor_scenarios.SCENARIOS:
+            snap = doctor_scenarios.build(name)
+        else:  # a recorded fixture (e.g. cpu_only_vm)
+            snap = json.loads((doctor_scenarios.SNAPSHOTS / f"{name}.json").read_text(encoding="utf-8"))
         return doctor_scenarios.patch(snap, patches or {})
 
     def example(self, patches: dict | None = None) -> dict:

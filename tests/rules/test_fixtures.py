@@ -1,0 +1,227 @@
+"""Every snapshot fixture against the exact findings it must give; every rule id is triggered by
+at least one fixture; no rule emits an undeclared id; na() anywhere never crashes a rule nor
+invents a finding."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import doctor_scenarios
+import pytest
+
+from envcheck import rules
+from envcheck import snapshot as snap
+from envcheck.findings import Severity
+from envcheck.snapshot import na
+
+SNAPSHOTS = doctor_scenarios.SNAPSHOTS
+
+# fixture file -> the exact (id, severity) findings it gives. One line per machine story.
+EXPECTED: dict[str, set[tuple[str, str]]] = {
+    "example_8xh100": set(),
+    "healthy_8xh100": set(),
+    "cpu_only_vm": {("nvidia.no-gpu", "info")},          # recorded on the CPU development VM
+    "cpu_only_laptop": {("nvidia.no-gpu", "info")},
+    "all_unavailable": {("env.probe-failed", "warn"), ("host.probe-failed", "warn"),
+                        ("nvidia.probe-failed", "warn"), ("torch.probe-failed", "warn")},
+    "arch_ptx_only": {("torch.arch-ptx-only", "warn")},
+    "big_node_small_host": {("env.debug-setting-left-on", "warn"), ("env.nccl-transport-disabled", "info"),
+                            ("host.disk-low", "error"), ("host.disk-low", "warn"),
+                            ("host.ram-smaller-than-gpu-memory", "warn")},
+    "compile_prereqs_missing": {("torch.compile-prereqs-missing", "warn")},
+    "compute_mode_restricted": {("nvidia.compute-mode-restricted", "error"),
+                                ("nvidia.compute-mode-restricted", "info")},
+    "cuda_unavailable_unexplained": {("torch.cuda-unavailable", "error")},
+    "cvd_empty": {("env.cuda-visible-devices-hides-gpus", "warn")},
+    "cvd_malformed": {("env.cuda-visible-devices-hides-gpus", "info"),
+                      ("env.cuda-visible-devices-malformed", "warn")},
+    "docker_small_shm": {("host.memlock-low", "warn"), ("host.nofile-low", "info"), ("host.shm-small", "warn")},
+    "docker_without_gpus": {("host.container-without-gpu", "error")},
+    "driver_library_mismatch": {("nvidia.driver-library-mismatch", "error")},
+    "driver_too_old_cu130": {("torch.driver-too-old", "error")},
+    "ecc_errors": {("nvidia.ecc-uncorrectable", "error"), ("nvidia.row-remap-failure", "error")},
+    "gpu_unreadable": {("nvidia.gpu-unreadable", "warn"), ("torch.sees-fewer-gpus", "warn")},
+    "gpus_missing_from_driver": {("nvidia.gpus-missing-from-driver", "warn")},
+    "gtx1080ti_function_not_supported": {("nvidia.persistence-mode-off", "info"), ("torch.driver-too-old", "error")},
+    "memory_used_by_others": {("nvidia.memory-used-by-others", "warn")},
+    "mig_enabled": {("nvidia.mig-enabled", "warn")},
+    "multiple_installs": {("torch.multiple-installs", "warn")},
+    "no_driver_nouveau": {("host.nouveau-loaded", "error"), ("nvidia.no-driver-with-gpu", "error")},
+    "nvlink_down": {("nvidia.nvlink-down", "warn")},
+    "nvml_no_permission": {("nvidia.nvml-error", "warn")},
+    "one_gpu_lost": {("nvidia.gpu-lost", "error"), ("torch.sees-fewer-gpus", "warn")},
+    "pcie_degraded": {("nvidia.pcie-degraded", "warn")},
+    "probe_failed": {("torch.probe-failed", "warn")},
+    "row_remap_pending": {("nvidia.ecc-uncorrectable", "warn"), ("nvidia.row-remap-pending", "warn")},
+    "retired_pages_v100": {("nvidia.ecc-uncorrectable", "warn"), ("nvidia.retired-pages-pending", "warn")},
+    "rtx5090_old_wheel": {("torch.arch-unsupported", "error")},
+    "throttled": {("nvidia.throttled-at-rest", "error")},
+    "torch_import_crash": {("torch.import-crashed", "error")},
+    "torch_import_error_ld_path": {("env.ld-library-path-shadows-cuda", "error"), ("torch.import-failed", "error")},
+    "torch_import_hang": {("torch.import-hung", "error")},
+    "torch_missing": {("torch.missing", "error")},
+    "torch_missing_py38": {("torch.missing", "error"), ("torch.python-unsupported", "warn")},
+    "torch_nightly_newer": {("torch.newer-than-known", "info")},
+    "uvm_missing": {("host.nvidia-uvm-missing", "error")},
+    "v100_cu13_wheel": {("torch.arch-unsupported", "error")},
+    "windows_cpu_wheel": {("torch.cpu-build-on-gpu-host", "error")},
+    "wsl_rtx4090": {("host.wsl", "info")},
+}
+
+
+def _full_snapshot_files() -> list[str]:
+    """Every complete snapshot in tests/fixtures/snapshots (nvidia_*.json are sections only)."""
+    return sorted(p.stem for p in SNAPSHOTS.glob("*.json") if not p.name.startswith("nvidia_"))
+
+
+def _findings(name: str):
+    return rules.evaluate(snap.load(SNAPSHOTS / f"{name}.json"))
+
+
+def test_every_fixture_has_an_expectation():
+    assert sorted(EXPECTED) == _full_snapshot_files()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_gives_exactly_its_findings(name):
+    got = {(f.id, f.severity.value) for f in _findings(name)}
+    assert got == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", sorted(doctor_scenarios.SCENARIOS))
+def test_written_fixture_matches_its_scenario(name):
+    path = SNAPSHOTS / f"{name}.json"
+    assert path.read_text(encoding="utf-8") == doctor_scenarios.render(doctor_scenarios.build(name)), (
+        f"{path.name} is stale: run `python3 tests/fixtures/regen_doctor_snapshots.py`")
+
+
+def _declared_ids() -> dict[str, str]:
+    rules._load_rule_modules()
+    out = {}
+    for fn in rules.REGISTRY:
+        ids = getattr(fn, "finding_ids", None)
+        assert ids, f"{fn.__module__}.{fn.__name__} does not declare its ids with @emits"
+        for fid in ids:
+            assert fid not in out, f"{fid} declared by two rules"
+            out[fid] = f"{fn.__module__}.{fn.__name__}"
+    return out
+
+
+def test_every_declared_id_is_triggered_by_a_fixture():
+    triggered = {fid for name in EXPECTED for fid, _ in EXPECTED[name]}
+    untested = sorted(set(_declared_ids()) - triggered)
+    assert not untested, f"rule ids no fixture triggers: {untested}"
+
+
+def test_at_least_the_issue_rules_exist():
+    required = {
+        "torch.missing", "torch.cpu-build-on-gpu-host", "torch.driver-too-old", "torch.arch-unsupported",
+        "torch.python-unsupported", "torch.import-failed", "torch.import-crashed", "torch.import-hung",
+        "torch.multiple-installs", "env.cuda-visible-devices-hides-gpus", "env.cuda-visible-devices-malformed",
+        "env.ld-library-path-shadows-cuda", "nvidia.driver-library-mismatch", "host.nouveau-loaded",
+        "nvidia.no-driver-with-gpu", "host.shm-small", "nvidia.ecc-uncorrectable",
+        "nvidia.retired-pages-pending", "nvidia.row-remap-failure", "nvidia.pcie-degraded",
+        "nvidia.throttled-at-rest", "nvidia.memory-used-by-others", "nvidia.mig-enabled", "host.disk-low",
+        "host.ram-smaller-than-gpu-memory", "torch.compile-prereqs-missing", "torch.newer-than-known",
+        "nvidia.gpu-lost", "nvidia.no-gpu", "torch.cuda-unavailable",
+    }
+    assert required <= set(_declared_ids())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_rules_emit_only_declared_ids_with_complete_findings(name):
+    declared = _declared_ids()
+    for f in _findings(name):
+        assert f.id in declared
+        assert isinstance(f.severity, Severity)
+        assert f.title and "\n" not in f.title
+        assert isinstance(f.evidence, dict)
+        json.dumps(f.to_dict())  # JSON-serialisable
+        if f.severity in (Severity.ERROR, Severity.WARN):
+            assert f.fix, f"{f.id} ({f.severity.value}) has no fix"
+
+
+def test_all_sections_unavailable_gives_findings_and_no_rule_failure():
+    s = doctor_scenarios.build("all_unavailable")
+    found = rules.evaluate(s)
+    assert found
+    assert not [f for f in found if f.id == "envcheck.rule-failed"]
+    assert {f.severity for f in found} == {Severity.WARN}
+
+
+# ------------------------------------------------------------------ na() and odd values anywhere
+
+
+def _paths(node, prefix=()):
+    """Every path below the top-level sections (dict keys and list indexes)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield (*prefix, k)
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield (*prefix, i)
+            yield from _paths(v, (*prefix, i))
+
+
+def _replace(s: dict, path: tuple, value) -> dict:
+    out = copy.deepcopy(s)
+    node = out
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    return out
+
+
+# Findings that may legitimately *appear* when a fact goes missing, because they are the
+# fallback when the more specific fact is unknown (all still true statements):
+# - torch.cuda-unavailable: another rule named the cause; without its fact, torch's own
+#   warning is reported instead.
+# - nvidia.no-gpu ("no NVIDIA driver found"): without the PCI list, no-driver-with-gpu cannot
+#   be concluded, but "no driver" still holds.
+# - env.ld-library-path-shadows-cuda: only skipped for a build known to be CPU/ROCm.
+# - nvidia.row-remap-pending: hidden behind row-remap-failure; with the failure flag unknown the
+#   pending remap (a fact) is reported.
+# - nvidia.no-driver-with-gpu: host.container-without-gpu needs the container fact; without
+#   it the same situation is reported with both possible causes.
+FALLBACK_IDS = {"torch.cuda-unavailable", "nvidia.no-gpu", "env.ld-library-path-shadows-cuda",
+                "nvidia.row-remap-pending", "nvidia.no-driver-with-gpu"}
+
+NA_SCENARIOS = ["healthy_8xh100", "driver_too_old_cu130", "docker_small_shm", "docker_without_gpus",
+                "torch_import_error_ld_path", "cvd_malformed", "ecc_errors", "throttled",
+                "big_node_small_host", "no_driver_nouveau", "rtx5090_old_wheel", "one_gpu_lost",
+                "retired_pages_v100", "compile_prereqs_missing", "uvm_missing", "multiple_installs",
+                "pcie_degraded", "memory_used_by_others", "windows_cpu_wheel"]
+
+
+def _sections_paths(s: dict):
+    for section in snap.SECTIONS:
+        for p in _paths(s[section], (section,)):
+            # identical GPUs 2..7 add time, not coverage
+            if len(p) > 2 and p[1] == "gpus" and isinstance(p[2], int) and p[2] > 1:
+                continue
+            yield p
+
+
+@pytest.mark.parametrize("name", NA_SCENARIOS)
+def test_na_anywhere_never_crashes_nor_invents_a_finding(name):
+    base = doctor_scenarios.build(name)
+    before = {f.id for f in rules.evaluate(base)}
+    for path in _sections_paths(base):
+        mutated = _replace(base, path, na("simulated"))
+        after = rules.evaluate(mutated)
+        assert not [f for f in after if f.id == "envcheck.rule-failed"], (path, after)
+        new = {f.id for f in after} - before - FALLBACK_IDS
+        assert not new, f"na() at {'.'.join(map(str, path))} invented {new}"
+
+
+@pytest.mark.parametrize("name", ["healthy_8xh100", "torch_import_crash", "docker_small_shm", "ecc_errors",
+                                  "cvd_malformed", "windows_cpu_wheel", "big_node_small_host"])
+@pytest.mark.parametrize("odd", [None, "garbage", -1, [], {}, True, 1.5e300])
+def test_wrong_types_anywhere_never_crash_a_rule(name, odd):
+    base = doctor_scenarios.build(name)
+    for path in _sections_paths(base):
+        after = rules.evaluate(_replace(base, path, odd))
+        failed = [f for f in after if f.id == "envcheck.rule-failed"]
+        assert not failed, (path, odd, failed[0].evidence if failed else None)
