@@ -293,7 +293,15 @@ def test_doctor_rejects_a_missing_python_path() -> None:
 
 
 def test_collect_without_torch(venv_without_torch: Path) -> None:
-    snapshot = probes.collect(python=str(venv_without_torch), torch_timeout=30)
+    called = []
+
+    def warm_up() -> None:  # runs while the torch subprocess works; its failure is ignored
+        called.append(True)
+        raise RuntimeError("warm-up failed")
+
+    snapshot = probes.collect(python=str(venv_without_torch), torch_timeout=30,
+                              while_waiting=warm_up)
+    assert called == [True]
     snap.validate(snapshot)
     assert snapshot["torch"]["status"] == "not_installed"
     assert snapshot["python"]["venv"] is True
