@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +16,7 @@ from envcheck.cluster.exitmodes import Outcome
 from envcheck.findings import Finding, Severity
 
 SNAPSHOT = "tests/fixtures/snapshots/example_8xh100.json"
+RANK_SCRIPT = Path(__file__).with_name("rank_script.py")
 FAILED = Outcome("fail", True, "1 error", ("torch.missing",))
 PASSED = Outcome("ok", False, "no problems found")
 
@@ -92,3 +94,12 @@ def test_doctor_drain_cli_against_real_slurm(slurm, monkeypatch, exit_mode, code
     res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT, "--drain", "--exit-codes", exit_mode], env=env)
     assert res.exit_code == 0 and "resumed" in res.stderr
     slurm.wait_state("idle")
+
+
+def test_srun_ranks_report_to_rank_zero(slurm):
+    """launch.detect + channel + aggregate in a real srun step: one cluster report from rank 0."""
+    res = slurm.run("srun", "-n", "2", sys.executable, str(RANK_SCRIPT), timeout=120)
+    rep = json.loads(res.stdout.strip().splitlines()[-1])
+    assert rep["verdict"] == "passed" and rep["world_size"] == 2 and rep["missing_ranks"] == []
+    (node,) = rep["nodes"]
+    assert node["hostname"] == slurm.node and [r["rank"] for r in node["ranks"]] == [0, 1]
