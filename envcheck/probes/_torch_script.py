@@ -150,12 +150,12 @@ def scan_sys_path():
     torch_dists, triton_dists, torch_dirs = [], [], []
     pip_version = None
     for entry in sys.path:
-        location = os.path.abspath(entry or os.getcwd())
-        real = os.path.realpath(location)
-        if real in seen or not os.path.isdir(location):
-            continue
-        seen.add(real)
-        try:
+        try:  # a deleted working directory, an unreadable folder: skip that entry only
+            location = os.path.abspath(entry or os.getcwd())
+            real = os.path.realpath(location)
+            if real in seen or not os.path.isdir(location):
+                continue
+            seen.add(real)
             names = os.listdir(location)
         except OSError:
             continue
