@@ -115,11 +115,15 @@ def cpu_info(root: str | os.PathLike = "/") -> dict:
     def model() -> Any:
         p = _path(root, "/proc/cpuinfo")
         if p.is_file():
+            fields: dict[str, str] = {}
             for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
                 key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "cpu model") and value.strip():
-                    return value.strip()
-            return na("no model name in /proc/cpuinfo")
+                fields.setdefault(key.strip(), value.strip())
+            for key in ("model name", "Model", "cpu model"):
+                if fields.get(key):
+                    return fields[key]
+            return arm_cpu_name(fields.get("CPU implementer"), fields.get("CPU part")) \
+                or na("no model name in /proc/cpuinfo")
         return _platform.processor() or na("CPU model not reported by this OS")
 
     def physical() -> Any:
@@ -131,6 +135,22 @@ def cpu_info(root: str | os.PathLike = "/") -> dict:
         "logical_cores": _field(lambda: psutil.cpu_count() or na("psutil cannot count cores here")),
         "physical_cores": _field(physical),
     }
+
+
+# Arm server cores (implementer 0x41) by MIDR part number, as named in Linux
+# arch/arm64/include/asm/cputype.h (ARM_CPU_PART_NEOVERSE_*). aarch64 /proc/cpuinfo has no
+# "model name"; NVIDIA Grace (GH200, GB200) reports Neoverse-V2.
+ARM_PARTS = {"0xd0c": "Neoverse-N1", "0xd40": "Neoverse-V1", "0xd49": "Neoverse-N2",
+             "0xd4f": "Neoverse-V2", "0xd84": "Neoverse-V3", "0xd8e": "Neoverse-N3"}
+
+
+def arm_cpu_name(implementer: str | None, part: str | None) -> str | None:
+    if not implementer or not part:
+        return None
+    part = part.lower()
+    if implementer.lower() == "0x41" and part in ARM_PARTS:
+        return f"Arm {ARM_PARTS[part]} (part {part})"
+    return f"Arm implementer {implementer.lower()} part {part}"
 
 
 def ram() -> dict:

@@ -147,6 +147,16 @@ def test_missing_files_become_reasons_not_errors(tmp_path: Path) -> None:
     assert facts["container"] == {"kind": None, "evidence": []}
 
 
+@pytest.mark.parametrize(("cpuinfo", "model"), [
+    ("processor\t: 0\nBogoMIPS\t: 2000.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+     "CPU variant\t: 0x0\nCPU part\t: 0xd4f\nCPU revision\t: 0\n", "Arm Neoverse-V2 (part 0xd4f)"),
+    ("processor\t: 0\nCPU implementer\t: 0x61\nCPU part\t: 0x022\n", "Arm implementer 0x61 part 0x022"),
+])
+def test_aarch64_cpu_model_from_the_midr(tmp_path, cpuinfo, model) -> None:
+    root = make_root(tmp_path, {"/proc/cpuinfo": cpuinfo})
+    assert host.cpu_info(root)["model"] == model
+
+
 def test_kernel_modules_fall_back_to_sys_module(tmp_path: Path) -> None:
     root = make_root(tmp_path, {}, dirs=("/sys/module/nvidia", "/sys/module/nvidia_uvm"))
     assert host.kernel_modules(root) == {"nvidia": True, "nvidia_uvm": True,
