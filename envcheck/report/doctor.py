@@ -10,7 +10,8 @@ Text layout (stable; golden files in tests/fixtures/golden/)::
 
 JSON: the snapshot's own keys (see envcheck/snapshot.py and the example fixture), plus
 ``findings`` (``Finding.to_dict()`` each: id, severity, title, evidence, fix, detail; worst
-first) and ``summary`` {errors, warnings, infos, worst, strict, exit_code, verdict}.
+first) and ``summary`` {errors, warnings, infos, worst, strict, exit_code, verdict}; verdict is
+"ready" | "ready with warnings" | "incomplete" (a probe failed) | "not ready".
 ``exit_code`` is the default-mode exit code (0/1) for the ``strict`` flag given.
 
 Both formats pass through envcheck.redact as a last line of defence: reports get pasted into
@@ -21,6 +22,7 @@ non-UTF-8 console (Windows code pages, C locale) cannot fail to encode.
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 from envcheck.findings import Finding, Severity, sort_findings
@@ -41,6 +43,7 @@ GiB = 1024**3
 _LABEL = {Severity.ERROR: "ERROR", Severity.WARN: "WARN", Severity.INFO: "INFO", Severity.OK: "OK"}
 _INDENT = "  "
 _MAX_TEXT_LINES = 12  # of a multi-line evidence value (stderr tails), the last lines are kept
+_WIDTH = 100  # prose in findings wraps at this column (fixes never wrap)
 
 
 # ------------------------------------------------------------------------------------ summary
@@ -54,6 +57,8 @@ def summarize(findings: list[Finding], strict: bool = False) -> dict[str, Any]:
     worst = max((f.severity for f in findings), key=lambda s: s.rank, default=Severity.OK)
     if count[Severity.ERROR]:
         verdict = "not ready"
+    elif any(f.id.endswith(".probe-failed") for f in findings):
+        verdict = "incomplete"  # a probe failed: "ready" would claim checks that did not run
     elif count[Severity.WARN]:
         verdict = "ready with warnings"
     else:
@@ -126,6 +131,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _safely(fn, *args, fallback: Any = None) -> Any:
+    """A summary row that cannot be formatted (a value of an unexpected shape in a hand-edited
+    or future snapshot) shows as unreadable instead of failing the whole report."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 - formatting must never take the report down
+        return fallback
+
+
 def _bytes(n: Any) -> str:
     if is_na(n):
         return "n/a"
@@ -161,10 +179,15 @@ def _finding_lines(f: Finding, color: bool) -> list[str]:
     if not rows:
         return lines
     width = min(max(len(k) for k, _ in rows), 24)
+    room = max(_WIDTH - len(body_indent) - width - 2, 40)
     for key, text in rows:
         text_lines = str(text).splitlines() or [""]
         if len(text_lines) > _MAX_TEXT_LINES:
             text_lines = ["..."] + text_lines[-_MAX_TEXT_LINES:]
+        elif len(text_lines) == 1 and key != "fix" and len(text_lines[0]) > room:
+            # Prose wraps at spaces; a fix stays on one line so it can be copied and pasted.
+            text_lines = textwrap.wrap(text_lines[0], room, break_long_words=False,
+                                       break_on_hyphens=False) or [""]
         shown_key = paint(key.ljust(width), color, fg="green" if key == "fix" else None,
                           bold=key == "fix")
         lines.append(f"{body_indent}{shown_key}  {text_lines[0]}")
@@ -175,8 +198,18 @@ def _finding_lines(f: Finding, color: bool) -> list[str]:
 # ------------------------------------------------------------------------------------ machine
 
 
+def _section_na(s: dict, name: str) -> str | None:
+    """'n/a (reason)' when a whole section is unavailable (its probe failed), else None."""
+    section = s.get(name)
+    if isinstance(section, dict) and not is_na(section):
+        return None
+    return _na_reason(section) if is_na(section) else "n/a"
+
+
 def _python_line(s: dict) -> str:
-    py = s.get("python") if isinstance(s.get("python"), dict) else {}
+    if _section_na(s, "python"):
+        return _section_na(s, "python")
+    py = s["python"]
     if py.get("status") not in (None, "ok"):
         msg = get(s, "python.error.message")
         return f"not inspected ({msg or py.get('status')})"
@@ -202,7 +235,9 @@ def _cudnn(v: Any) -> str | None:
 
 
 def _torch_lines(s: dict) -> list[str]:
-    t = s.get("torch") if isinstance(s.get("torch"), dict) else {}
+    if _section_na(s, "torch"):
+        return [_section_na(s, "torch")]
+    t = s["torch"]
     status = t.get("status")
     if status == "not_installed":
         return ["not installed"]
@@ -210,8 +245,9 @@ def _torch_lines(s: dict) -> list[str]:
         err = t.get("error") if isinstance(t.get("error"), dict) else {}
         msg = str(err.get("message") or status or "unknown").strip().splitlines()
         word = {"import_error": "import failed", "crashed": "import crashed", "timeout": "import hung",
-                "probe_failed": "not inspected"}.get(status, str(status))
-        return [f"{word}: {msg[-1][:90] if msg else ''}".rstrip(": ")]
+                "probe_failed": "not inspected"}.get(str(status), str(status))
+        last = msg[-1] if msg else ""
+        return [f"{word}: {last[:70] + '...' if len(last) > 73 else last}".rstrip(": ")]
     first = [_fmt(t.get("version", "?"))]
     if isinstance(t.get("cuda"), str):
         first.append(f"CUDA {t['cuda']}")
@@ -237,6 +273,8 @@ def _torch_lines(s: dict) -> list[str]:
 
 
 def _driver_line(s: dict) -> str:
+    if _section_na(s, "nvidia"):
+        return _section_na(s, "nvidia")
     status = get(s, "nvidia.nvml.status")
     if status != "ok":
         return f"not available (NVML: {status or 'not probed'})"
@@ -289,7 +327,7 @@ def _gpu_row(g: dict) -> list[str]:
 
 
 def _gpu_lines(s: dict) -> list[str]:
-    gpus = [g for g in (get(s, "nvidia.gpus", []) or []) if isinstance(g, dict)]
+    gpus = [g for g in _list(get(s, "nvidia.gpus", [])) if isinstance(g, dict)]
     if not gpus:
         return []
     rows = [["#", "NAME", "CC", "MEMORY", "TEMP", "POWER", "ECC", "PCIE"]]
@@ -298,7 +336,9 @@ def _gpu_lines(s: dict) -> list[str]:
 
 
 def _host_rows(s: dict) -> list[tuple[str, str]]:
-    h = s.get("host") if isinstance(s.get("host"), dict) else {}
+    if _section_na(s, "host"):
+        return [("Host facts", _section_na(s, "host"))]
+    h = s["host"]
     rows: list[tuple[str, str]] = []
     os_name = get(s, "host.os.distro") or get(s, "host.os.system")
     os_parts = [str(os_name) if os_name else "n/a"]
@@ -318,7 +358,7 @@ def _host_rows(s: dict) -> list[tuple[str, str]]:
     total, avail = get(s, "host.ram.total_bytes"), get(s, "host.ram.available_bytes")
     rows.append(("RAM", f"{_bytes(total)} total, {_bytes(avail)} available" if total is not None
                  else _fmt(h.get("ram", "n/a"))))
-    disks = [d for d in (get(s, "host.disk", []) or []) if isinstance(d, dict)]
+    disks = [d for d in _list(get(s, "host.disk", [])) if isinstance(d, dict)]
     # Entries with identical figures are one filesystem (cwd, home and /tmp often are).
     grouped: dict[tuple, list[tuple[str, str]]] = {}
     for d in disks:
@@ -343,23 +383,25 @@ def _host_rows(s: dict) -> list[tuple[str, str]]:
 
 
 def _machine_lines(s: dict, color: bool) -> list[str]:
+    bad = "n/a (unreadable value in the snapshot)"
     rows: list[tuple[str, str]] = [("Host", str(get(s, "host.hostname") or "n/a")),
-                                   ("Python", _python_line(s))]
-    torch = _torch_lines(s)
+                                   ("Python", _safely(_python_line, s, fallback=bad))]
+    torch = _safely(_torch_lines, s, fallback=[bad])
     rows.append(("torch", torch[0]))
     rows.extend(("", line) for line in torch[1:])
-    rows.append(("Driver", _driver_line(s)))
+    rows.append(("Driver", _safely(_driver_line, s, fallback=bad)))
     count = get(s, "nvidia.gpu_count")
-    gpu_rows = _gpu_lines(s)
+    gpu_rows = _safely(_gpu_lines, s, fallback=[_INDENT * 2 + bad])
     if gpu_rows or isinstance(count, int):
         rows.append(("GPUs", str(count if isinstance(count, int) else len(gpu_rows) - 1)))
+    host_rows = _safely(_host_rows, s, fallback=[("Host facts", bad)])
     lines = []
-    width = max(len(k) for k, _ in rows + _host_rows(s))
+    width = max(len(k) for k, _ in rows + host_rows)
     for key, value in rows:
         lines.append(f"{_INDENT}{paint(key.ljust(width), color, bold=bool(key))}  {value}".rstrip())
         if key == "GPUs":
             lines.extend(gpu_rows)
-    for key, value in _host_rows(s):
+    for key, value in host_rows:
         lines.append(f"{_INDENT}{paint(key.ljust(width), color, bold=bool(key))}  {value}".rstrip())
     return lines
 
@@ -369,7 +411,7 @@ def _machine_lines(s: dict, color: bool) -> list[str]:
 
 def _verdict_line(summary: dict, color: bool) -> str:
     word = summary["verdict"].upper()
-    sev = "error" if summary["errors"] else "warn" if summary["warnings"] else "ok"
+    sev = "error" if summary["errors"] else "warn" if summary["warnings"] or summary["verdict"] == "incomplete" else "ok"
     code = summary["exit_code"]
     tail = f"exit {code}"
     if summary["warnings"] and not summary["errors"] and not summary["strict"]:

@@ -294,6 +294,30 @@ def fmt_cc(code: int) -> str:
     return f"{code // 10}.{code % 10}"
 
 
+# ---------------------------------------------------------------------------- LD_LIBRARY_PATH
+
+# A directory on LD_LIBRARY_PATH that holds a CUDA toolkit's or cuDNN's libraries. The dynamic
+# loader searches LD_LIBRARY_PATH before the RPATH the wheels use ($ORIGIN/../../nvidia/<lib>/lib),
+# so a system libcublas/libnvJitLink/libcudnn of another version gets loaded instead of the
+# wheel's own copy: "undefined symbol: __nvJitLinkAddData_12_1" and similar at import, or
+# subtle version mismatches (pytorch/pytorch#111469, #131312, #134929, #152783). The CUDA
+# forward-compatibility directory (.../cuda/compat) holds libcuda on purpose and is left alone.
+_CUDA_LIB_DIR = re.compile(
+    r"(^|/)(cuda|cuda-\d+(\.\d+)?|cudatoolkit[^/]*|cudnn[^/]*|nvhpc[^/]*)(/.*)?/(lib|lib64)/?$"
+    r"|/targets/[^/]+-linux/lib/?$"
+    r"|/site-packages/nvidia/[^/]+/lib/?$",
+    re.IGNORECASE,
+)
+
+
+def cuda_lib_dirs(ld_library_path: str) -> tuple[list[str], str]:
+    """(the CUDA library directories in LD_LIBRARY_PATH, the shell command that removes them)."""
+    entries = ld_library_path.split(":")
+    hits = [e for e in entries if e and "/compat" not in e and _CUDA_LIB_DIR.search(e.rstrip("/"))]
+    kept = [e for e in entries if e and e not in hits]
+    return hits, (f"export LD_LIBRARY_PATH={':'.join(kept)}" if kept else "unset LD_LIBRARY_PATH")
+
+
 # ---------------------------------------------------------------------------- CUDA_VISIBLE_DEVICES
 
 # Values that deliberately hide every GPU: "-1" and "none" are the common idioms; Slurm's

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
+    cuda_lib_dirs,
     emits,
     gpu_present,
     gpus,
@@ -87,24 +87,12 @@ def cuda_visible_devices_malformed(snapshot: dict):
     )
 
 
-# A directory on LD_LIBRARY_PATH that holds a CUDA toolkit's or cuDNN's libraries. The dynamic
-# loader searches LD_LIBRARY_PATH before the RPATH the wheels use ($ORIGIN/../../nvidia/<lib>/lib),
-# so a system libcublas/libnvJitLink/libcudnn of another version gets loaded instead of the
-# wheel's own copy: "undefined symbol: __nvJitLinkAddData_12_1" and similar at import, or
-# subtle version mismatches (pytorch/pytorch#111469, #131312, #134929, #152783).
-_CUDA_LIB_DIR = re.compile(
-    r"(^|/)(cuda|cuda-\d+(\.\d+)?|cudatoolkit[^/]*|cudnn[^/]*|nvhpc[^/]*)(/.*)?/(lib|lib64)/?$"
-    r"|/targets/[^/]+-linux/lib/?$"
-    r"|/site-packages/nvidia/[^/]+/lib/?$",
-    re.IGNORECASE,
-)
-
-
 @rule
 @emits("env.ld-library-path-shadows-cuda")
 def ld_library_path_shadows_cuda(snapshot: dict):
     """LD_LIBRARY_PATH holds a CUDA library directory that can shadow the torch wheel's bundled
-    nvidia-* libraries (see _CUDA_LIB_DIR). Linux only; irrelevant to CPU-only torch builds."""
+    nvidia-* libraries (pytorch/pytorch#111469, #131312, #134929, #152783; see
+    _util._CUDA_LIB_DIR). Linux only; irrelevant to CPU-only torch builds."""
     value = _var(snapshot, "LD_LIBRARY_PATH")
     if not value or host_os(snapshot) not in ("linux", None):
         return
@@ -114,12 +102,9 @@ def ld_library_path_shadows_cuda(snapshot: dict):
     local = version.split("+", 1)[1] if isinstance(version, str) and "+" in version else ""
     if local and not local.startswith("cu"):
         return  # a source/vendor build (e.g. NGC "+nv24.10") links the system CUDA on purpose
-    entries = value.split(":")
-    hits = [e for e in entries if e and "/compat" not in e and _CUDA_LIB_DIR.search(e.rstrip("/"))]
+    hits, fix = cuda_lib_dirs(value)
     if not hits:
         return
-    kept = [e for e in entries if e and e not in hits]
-    fix = (f"export LD_LIBRARY_PATH={':'.join(kept)}" if kept else "unset LD_LIBRARY_PATH")
     import_failed = get(snapshot, "torch.status") == "import_error"
     yield Finding(
         id="env.ld-library-path-shadows-cuda",

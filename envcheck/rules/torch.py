@@ -21,6 +21,7 @@ from envcheck.rules._util import (
     as_list,
     ask_recommend,
     container_hides_gpu,
+    cuda_lib_dirs,
     dicts,
     driver_os,
     emits,
@@ -70,7 +71,8 @@ def _base_version(v: str | None) -> str | None:
 
 def _error_evidence(snapshot: dict) -> dict[str, Any]:
     err = _error(snapshot)
-    ev: dict[str, Any] = {"python": python_cmd(snapshot)}
+    exe = get(snapshot, "python.executable")
+    ev: dict[str, Any] = {"python": exe} if isinstance(exe, str) and exe else {}
     for key in ("message", "stderr_tail"):
         text = err.get(key)
         if isinstance(text, str) and text.strip():
@@ -105,13 +107,12 @@ def torch_probe_failed(snapshot: dict):
             return
         ev = _error_evidence(snapshot)
     else:
-        ev = {"python": python_cmd(snapshot),
-              "message": section.get("unavailable") if isinstance(section, dict) else repr(section)}
+        ev = {"message": section.get("unavailable") if isinstance(section, dict) else repr(section)}
     yield Finding(
         id="torch.probe-failed", severity=Severity.WARN,
         title="could not inspect torch: the target Python did not run or did not report",
         evidence=ev,
-        fix=f"check that `{ev['python']} -c 'import sys; print(sys.version)'` runs; "
+        fix=f"check that `{python_cmd(snapshot)} -c 'import sys; print(sys.version)'` runs; "
             "pass another interpreter with `envcheck doctor --python PATH`",
     )
 
@@ -130,7 +131,7 @@ _IMPORT_CAUSES: list[tuple[str, str, str]] = [
     (r"undefined symbol: __nvJitLink|libnvJitLink|undefined symbol: .*(cublas|cusparse|cudnn|nccl)",
      "a CUDA library from LD_LIBRARY_PATH was loaded instead of the copy bundled with the torch "
      "wheel (pytorch/pytorch#111469)",
-     "unset LD_LIBRARY_PATH (or remove its CUDA directories) and run again: `unset LD_LIBRARY_PATH`"),
+     "{ld_fix}"),
     (r"GLIBC_(2\.\d+)'? not found",
      "the torch wheel needs a newer glibc than this OS has (manylinux_2_28 wheels need glibc >= 2.28; "
      "pytorch/pytorch#123649)",
@@ -166,6 +167,10 @@ def torch_import_failed(snapshot: dict):
         if re.search(pattern, text):
             cause, fix = why, how
             break
+    if fix == "{ld_fix}":
+        ld = get(snapshot, "env.vars.LD_LIBRARY_PATH")
+        hits, cmd = cuda_lib_dirs(ld) if isinstance(ld, str) else ([], "unset LD_LIBRARY_PATH")
+        fix = f"`{cmd if hits else 'unset LD_LIBRARY_PATH'}`, then run again"
     if fix is None or fix == "{install}":
         fix = install_fix(snapshot)
     first = (ev.get("message") or "import failed").splitlines()[-1][:200]
@@ -192,7 +197,7 @@ def torch_import_crashed(snapshot: dict):
         title=f"`import torch` crashes the interpreter ({name})",
         evidence=ev,
         fix="run `env -u LD_PRELOAD -u LD_LIBRARY_PATH "
-            f"{ev['python']} -c 'import torch'`; if that works, remove the conflicting library "
+            f"{python_cmd(snapshot)} -c 'import torch'`; if that works, remove the conflicting library "
             "directories from those variables, else reinstall torch in a fresh venv "
             "(`envcheck install`)",
         detail=_SIGNAL_HINTS.get(name),
@@ -212,7 +217,7 @@ def torch_import_hung(snapshot: dict):
         id="torch.import-hung", severity=Severity.ERROR,
         title=f"`import torch` did not finish within {ev['timeout_s'] or '?'} s",
         evidence=ev,
-        fix=f"time it: `{ev['python']} -X importtime -c 'import torch' 2> importtime.log` (slow "
+        fix=f"time it: `{python_cmd(snapshot)} -X importtime -c 'import torch' 2> importtime.log` (slow "
             "site-packages on a network filesystem show up there); check that `nvidia-smi` "
             "answers (a wedged driver hangs CUDA initialisation); or re-run with --timeout 120",
         detail="a hang is usually a slow (network) filesystem holding site-packages, a wedged "

@@ -43,7 +43,7 @@ def test_import_failed_names_the_ld_library_path_cause(machine):
     f = machine.one(machine("torch_import_error_ld_path"), "torch.import-failed")
     assert f.severity is Severity.ERROR
     assert "__nvJitLinkAddData_12_1" in f.title
-    assert "unset LD_LIBRARY_PATH" in f.fix
+    assert f.fix == "`export LD_LIBRARY_PATH=/usr/local/lib`, then run again"
     assert "pytorch/pytorch#111469" in f.detail
     assert "stderr_tail" in f.evidence
 
