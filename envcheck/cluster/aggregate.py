@@ -112,7 +112,19 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
                for r in range(world_size) if r not in seen]
     by_node: dict[int, list[dict]] = {}
     for e in entries:
-        by_node.setdefault(int(e.get("node_rank") or 0), []).append(e)
+        if isinstance(e.get("node_rank"), int):
+            by_node.setdefault(e["node_rank"], []).append(e)
+    # A rank that never said who it is (never joined) belongs to the node of its expected host
+    # when one reported; otherwise it is listed on its own.
+    host_node = {r.get("hostname"): n for n, rs in by_node.items() for r in rs if r.get("hostname")}
+    for e in entries:
+        if not isinstance(e.get("node_rank"), int):
+            if e.get("hostname") in host_node:
+                by_node[host_node[e["hostname"]]].append({**e, "node_rank": host_node[e["hostname"]]})
+            else:
+                missing.append({"rank": e.get("rank"), "hostname": e.get("hostname"),
+                                "error": e.get("error") or "no result from this rank"})
+    missing.sort(key=lambda m: m["rank"] if isinstance(m["rank"], int) else -1)
     figures = {n: _node_figures(ranks, checks) for n, ranks in by_node.items()}
     slow = stragglers(figures, threshold)
 

@@ -125,3 +125,16 @@ def test_cluster_report_feeds_exit_codes_and_prometheus():
     key = ("envcheck_figure_tflops", (("check", "gemm"), ("device", "cuda:1"), ("metric", "bf16"),
                                       ("node", "gpu02"), ("rank", "5")))
     assert samples[key] == 500.0
+
+
+def test_ranks_that_never_joined_go_to_their_expected_node_or_are_listed_apart():
+    entries = healthy(2)
+    entries[3] = {"rank": 3, "local_rank": None, "node_rank": None, "hostname": "gpu01", "report": None,
+                  "error": "never joined within 60 s"}
+    entries.append({"rank": 4, "local_rank": None, "node_rank": None, "hostname": None, "report": None,
+                    "error": "never joined within 60 s"})
+    rep = cluster_report(entries, world_size=5)
+    assert [r["rank"] for r in rep["nodes"][1]["ranks"]] == [2, 3]
+    assert rep["nodes"][1]["verdict"] == "failed" and rep["nodes"][0]["verdict"] == "certified"
+    assert rep["missing_ranks"] == [{"rank": 4, "hostname": None, "error": "never joined within 60 s"}]
+    assert rep["verdict"] == "failed"

@@ -1,0 +1,117 @@
+"""Render a cluster report (envcheck.cluster.aggregate.cluster_report): text and JUnit XML.
+
+JUnit follows the Jenkins/Surefire-derived schema (pytest's junit-10.xsd; ecosystem.md §4.3):
+``<testsuite>`` needs name, tests, failures, errors; ``<testcase>`` needs name; results are
+``<failure message type>``, ``<error message type>`` or ``<skipped message>``. Issue 5 asks for
+one testcase per check per node: each node is a ``<testsuite>`` (with its ``hostname``), each
+rank's check a ``<testcase classname="<host>.rank<r>">``, plus a ``straggler`` testcase per
+node and an ``<error>`` testcase for a rank that sent no result.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+
+from envcheck.report import style
+
+_VERDICT_COLOURS = {"certified": "green", "passed": "green", "degraded": "yellow", "failed": "red"}
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _ranks(ranks: list[Mapping]) -> str:
+    rs = sorted(r.get("rank") for r in ranks if isinstance(r.get("rank"), int))
+    if not rs:
+        return "-"
+    return f"{rs[0]}-{rs[-1]}" if rs == list(range(rs[0], rs[-1] + 1)) and len(rs) > 1 else ",".join(map(str, rs))
+
+
+def to_text(report: Mapping, color: bool = False) -> str:
+    """A node table, worst nodes' reasons under it; the verdict line last (what a log keeps)."""
+    nodes = list(report.get("nodes") or [])
+    rows = [("node", "host", "verdict", "ranks", "straggler")]
+    for n in nodes:
+        slow = "; ".join(f["message"] for f in n.get("straggler_figures") or []) or "-"
+        rows.append((str(n.get("node_rank")), str(n.get("hostname") or "?"), str(n.get("verdict")),
+                     _ranks(n.get("ranks") or []), slow))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [row[c].ljust(widths[c]) for c in range(4)]
+        if i:
+            cells[2] = style.paint(cells[2], color, fg=_VERDICT_COLOURS.get(row[2]))
+        lines.append("  ".join([*cells, row[4]]).rstrip())
+    reasons = list(report.get("reasons") or [])
+    if reasons:
+        lines += ["", "why:"] + [f"  - {r}" for r in reasons]
+    verdict = str(report.get("verdict", "?"))
+    lines += ["", style.paint(f"{verdict.upper()}", color, fg=_VERDICT_COLOURS.get(verdict), bold=True)
+              + f": {report.get('world_size')} ranks on {len(nodes)} node{'s' if len(nodes) != 1 else ''}"]
+    return "\n".join(lines) + "\n"
+
+
+def _case(suite: ET.Element, name: str, classname: str, seconds=None) -> ET.Element:
+    case = ET.SubElement(suite, "testcase", name=name, classname=classname)
+    if isinstance(seconds, (int, float)):
+        case.set("time", f"{float(seconds):.3f}")
+    return case
+
+
+def to_junit(report: Mapping) -> str:
+    """JUnit XML: a testsuite per node, a testcase per rank and check."""
+    root = ET.Element("testsuites", name="envcheck validate (cluster)")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    suites = []
+    for n in report.get("nodes") or []:
+        host = str(n.get("hostname") or f"node{n.get('node_rank')}")
+        suite = ET.Element("testsuite", name=f"{host} (node {n.get('node_rank')})", hostname=host)
+        props = ET.SubElement(suite, "properties")
+        ET.SubElement(props, "property", name="verdict", value=str(n.get("verdict")))
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        for r in n.get("ranks") or []:
+            cls = f"{host}.rank{r.get('rank')}"
+            if r.get("error"):
+                case = _case(suite, "rank", cls)
+                ET.SubElement(case, "error", message=str(r["error"]), type="rank-failed")
+                counts["tests"] += 1
+                counts["errors"] += 1
+            for c in r.get("checks") or []:
+                case = _case(suite, str(c.get("name")), cls, c.get("seconds"))
+                counts["tests"] += 1
+                status, msg = c.get("status"), str(c.get("message") or c.get("status"))
+                if status == "fail":
+                    ET.SubElement(case, "failure", message=msg, type="fail")
+                    counts["failures"] += 1
+                elif status == "skip":
+                    ET.SubElement(case, "skipped", message=msg)
+                    counts["skipped"] += 1
+                elif status == "warn":
+                    ET.SubElement(case, "system-out").text = f"warning: {msg}"
+        case = _case(suite, "straggler", f"{host}.node")
+        counts["tests"] += 1
+        if n.get("straggler"):
+            msgs = "; ".join(f["message"] for f in n.get("straggler_figures") or [])
+            ET.SubElement(case, "failure", message=msgs or "straggler", type="straggler")
+            counts["failures"] += 1
+        for k, v in counts.items():
+            suite.set(k, str(v))
+            totals[k] += v
+        suites.append(suite)
+    missing = list(report.get("missing_ranks") or [])
+    if missing:
+        suite = ET.Element("testsuite", name="ranks without a node", tests=str(len(missing)),
+                           failures="0", errors=str(len(missing)), skipped="0")
+        for m in missing:
+            case = _case(suite, "rank", f"{m.get('hostname') or 'unknown'}.rank{m.get('rank')}")
+            ET.SubElement(case, "error", message=str(m.get("error")), type="rank-missing")
+        totals["tests"] += len(missing)
+        totals["errors"] += len(missing)
+        suites.append(suite)
+    for k, v in totals.items():
+        root.set(k, str(v))
+    root.extend(suites)
+    ET.indent(root)  # Python 3.9+
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

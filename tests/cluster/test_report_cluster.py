@@ -1,0 +1,52 @@
+"""Cluster report renderers: JUnit parsed back as XML, and the text table."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from envcheck.cluster import atomic
+from envcheck.report import cluster as render
+
+
+def test_junit_one_testcase_per_check_per_rank_plus_straggler(tmp_path, cluster_rep):
+    rep = cluster_rep
+    path = atomic.write_text(tmp_path / "junit.xml", render.to_junit(rep))
+    root = ET.parse(path).getroot()
+    assert root.tag == "testsuites"
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == ["gpu00 (node 0)", "gpu01 (node 1)", "ranks without a node"]
+    for s in suites:  # required attributes (junit-10.xsd)
+        assert all(s.get(a) is not None for a in ("name", "tests", "failures", "errors"))
+        assert int(s.get("tests")) == len(s.findall("testcase"))
+        assert all(c.get("name") for c in s.findall("testcase"))
+    node1 = suites[1]
+    cases = {(c.get("classname"), c.get("name")): c for c in node1.findall("testcase")}
+    assert cases[("gpu01.rank3", "allreduce")].find("failure").get("message") == "wrong sum"
+    assert cases[("gpu01.rank2", "compile")].find("skipped").get("message") == "no C compiler"
+    assert cases[("gpu01.rank2", "gemm")].get("time") == "1.500"
+    assert "below the cluster median" in cases[("gpu01.node", "straggler")].find("failure").get("message")
+    assert node1.find("properties/property").get("value") == "failed"
+    missing = suites[2].find("testcase")
+    assert missing.find("error").get("message") == "never joined within 60 s"
+    assert int(root.get("failures")) == sum(int(s.get("failures")) for s in suites)
+    assert int(root.get("errors")) == 1 and int(root.get("tests")) == sum(int(s.get("tests")) for s in suites)
+
+
+def test_junit_escapes_messages(cluster_rep):
+    rep = cluster_rep
+    rep["nodes"][1]["ranks"][1]["checks"][1]["message"] = 'a <b> & "c"'
+    root = ET.fromstring(render.to_junit(rep).split("\n", 1)[1])
+    msgs = [f.get("message") for f in root.iter("failure")]
+    assert 'a <b> & "c"' in msgs
+
+
+def test_text_table(cluster_rep):
+    text = render.to_text(cluster_rep)
+    lines = text.splitlines()
+    assert lines[0].split() == ["node", "host", "verdict", "ranks", "straggler"]
+    assert lines[1].split()[:4] == ["0", "gpu00", "certified", "0-1"]
+    assert lines[2].split()[:4] == ["1", "gpu01", "failed", "2-3"]
+    assert "below the cluster median" in lines[2]
+    assert "why:" in lines and lines[-1] == "FAILED: 5 ranks on 2 nodes"
+    assert "  - rank 4: never joined within 60 s" in lines
+    assert "\x1b[" not in text and "\x1b[" in render.to_text(cluster_rep, color=True)
