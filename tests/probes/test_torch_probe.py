@@ -309,3 +309,22 @@ def test_collect_without_torch(venv_without_torch: Path) -> None:
     assert set(snapshot["host"]) == set(CONTRACT["host"])
     json.dumps(snapshot)
     no_child_left()
+
+
+@pytest.mark.parametrize(("fixture", "status"), [
+    ("raises", "import_error"), ("segfault", "crashed"), ("hangs", "timeout"),
+])
+def test_doctor_reports_a_broken_torch_with_exit_1(monkeypatch, fixture: str, status: str) -> None:
+    """Issue 2, done-when: each broken torch is reported with its cause within 30 s, exit
+    code 1, and no traceback from envcheck itself."""
+    monkeypatch.setenv("PYTHONPATH", str(BROKEN / fixture))
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, ["doctor", "--format", "json", "--timeout", "3"])
+    assert time.monotonic() - start < 30
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.stderr
+    report = json.loads(result.stdout)
+    assert report["torch"]["status"] == status
+    assert any(f["severity"] == "error" and f["id"].startswith("torch.") for f in report["findings"])
+    no_child_left()
