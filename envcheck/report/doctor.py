@@ -438,4 +438,5 @@ def to_text(snapshot: dict, findings: list[Finding], color: bool = False, strict
     lines.append("")
     lines.append(_verdict_line(summary, color))
     # Scrub first (its patterns see the text as produced), then make it ASCII.
-    return _ascii(_scrub_text("\n".join(lines))) + "\n"
+    text = "\n".join(line.rstrip() for line in "\n".join(lines).splitlines())
+    return _ascii(_scrub_text(text)) + "\n"

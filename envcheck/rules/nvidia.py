@@ -38,6 +38,10 @@ def _nvml_message(snapshot: dict) -> str | None:
     return msg if isinstance(msg, str) else None
 
 
+def _count(items: list | None) -> int | None:
+    return None if items is None else len(items)
+
+
 def _healthy(g: dict) -> bool:
     """A GPU whose metrics can be read (a lost GPU has its own finding)."""
     return not as_dict(g.get("error"))
@@ -62,7 +66,7 @@ def no_gpu(snapshot: dict):
         title=("no NVIDIA GPU on this machine" if present is False else "no NVIDIA driver found")
               + ": torch will run on the CPU",
         evidence={k: v for k, v in (("nvml", status), ("nvml_error", _nvml_message(snapshot)),
-                                    ("nvidia_pci_devices", len(pci_nvidia_gpus(snapshot) or [])),
+                                    ("nvidia_pci_devices", _count(pci_nvidia_gpus(snapshot))),
                                     ("gpu_count", nvidia_gpu_count(snapshot))) if v is not None},
         fix=None,
     )
