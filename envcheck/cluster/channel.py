@@ -14,7 +14,7 @@ supervising process can use it while the workload runs in a child it can kill):
   *never joined*, *connection lost during <phase>* (the process died) or *no result after N s,
   last phase <phase>* (hung).
 
-Messages are JSON lines: ``{"rank", "kind": "hello"|"phase"|"result", ...}``.
+Messages are JSON lines: ``{"rank", "kind": "hello"|"phase"|"result"|"error", ...}``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class RankState:
     result: Any = None
     has_result: bool = False
     lost: bool = False  # connection closed before a result
+    error: str | None = None  # what the rank itself reported going wrong
 
 
 class Collector:
@@ -95,6 +96,8 @@ class Collector:
                 st.phase, st.phase_at = str(msg.get("phase")), now
             elif kind == "result":
                 st.result, st.has_result = msg.get("result"), True
+            elif kind == "error":
+                st.error = str(msg.get("error"))
             self._cond.notify_all()
 
     def submit(self, result: Any, **identity: Any) -> None:
@@ -149,7 +152,7 @@ class Collector:
 
     # -- waiting ---------------------------------------------------------------------------
     def _settled(self) -> bool:
-        return all(st.has_result or st.lost for st in self.ranks.values())
+        return all(st.has_result or st.lost or st.error for st in self.ranks.values())
 
     def wait(self, deadline: float, join_deadline: float | None = None) -> bool:
         """Block until every rank has a result or is lost, or ``deadline`` (monotonic) passes.
@@ -176,8 +179,8 @@ class Collector:
             for r, st in sorted(self.ranks.items()):
                 ident = dict(st.identity)
                 host = ident.get("hostname") or (expected_hosts or {}).get(r)
-                error = None
-                if not st.has_result:
+                error = st.error
+                if not st.has_result and error is None:
                     if st.joined_at is None:
                         error = f"never joined within {now - self.started:.0f} s"
                     elif st.lost:
@@ -232,6 +235,9 @@ class Reporter:
 
     def phase(self, name: str) -> None:
         self._send({"kind": "phase", "phase": name})
+
+    def error(self, message: str) -> None:
+        self._send({"kind": "error", "error": message})
 
     def result(self, result: Any) -> None:
         self._send({"kind": "result", "result": result})

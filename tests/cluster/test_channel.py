@@ -165,3 +165,14 @@ def test_real_processes_one_killed_one_hung(tmp_path):
     assert errors[2].startswith("connection lost during allreduce")
     assert "in allreduce (hung?)" in errors[3]
     assert all(p.poll() is not None for p in procs)
+
+
+def test_a_rank_that_reports_its_own_error():
+    with Collector(2, port=0) as col:
+        col.submit({"verdict": "passed"})
+        with Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5) as rep:
+            rep.error("RuntimeError: NCCL init failed")
+            t0 = time.monotonic()
+            assert not col.wait(deadline=time.monotonic() + 30)
+            assert time.monotonic() - t0 < 5
+            assert col.entries()[1]["error"] == "RuntimeError: NCCL init failed"
