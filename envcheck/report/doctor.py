@@ -190,6 +190,10 @@ def _finding_lines(f: Finding, color: bool) -> list[str]:
                                        break_on_hyphens=False) or [""]
         shown_key = paint(key.ljust(width), color, fg="green" if key == "fix" else None,
                           bold=key == "fix")
+        if len(key) > width:  # an unusually long key gets its own line
+            lines.append(f"{body_indent}{shown_key}")
+            lines.extend(f"{body_indent}{' ' * width}  {t}" for t in text_lines)
+            continue
         lines.append(f"{body_indent}{shown_key}  {text_lines[0]}")
         lines.extend(f"{body_indent}{' ' * width}  {t}" for t in text_lines[1:])
     return lines

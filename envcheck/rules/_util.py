@@ -61,6 +61,12 @@ def gpu_label(gpu: dict) -> str:
     return f"GPU {idx} ({name})" if name else f"GPU {idx}"
 
 
+def gpu_key(gpu: dict) -> str:
+    """Short evidence key for a per-GPU fact: 'gpu3' (the NVML index)."""
+    idx = gpu.get("index")
+    return f"gpu{idx}" if isinstance(idx, int) else "gpu?"
+
+
 def version_tuple(text: Any) -> tuple[int, ...] | None:
     """``"550.90.07"`` -> (550, 90, 7); ``"2.7.1+cu126"`` -> (2, 7, 1); None when unparseable."""
     if not isinstance(text, str):

@@ -15,6 +15,7 @@ from envcheck.rules._util import (
     emits,
     flag,
     fmt_bytes,
+    gpu_key,
     gpu_label,
     gpu_present,
     gpus,
@@ -36,6 +37,17 @@ MEMORY_BUSY_SHARE = 0.5
 def _nvml_message(snapshot: dict) -> str | None:
     msg = get(snapshot, "nvidia.nvml.error.message")
     return msg if isinstance(msg, str) else None
+
+
+def _each(template: str, hit: list) -> str:
+    """A per-GPU command for exactly the affected GPUs: ``sudo nvidia-smi -r -i 3`` or a loop
+    over ``0 3`` (nvidia-smi's -i takes one GPU for these operations)."""
+    idx = [str(g.get("index")) for g in hit if isinstance(g.get("index"), int)]
+    if len(idx) == 1:
+        return template.format(i=idx[0])
+    if idx:
+        return f"for i in {' '.join(idx)}; do {template.format(i='$i')}; done"
+    return template.format(i="<index>")
 
 
 def _count(items: list | None) -> int | None:
@@ -181,20 +193,22 @@ def gpu_lost(snapshot: dict):
     """NVML answers NVML_ERROR_GPU_IS_LOST: the GPU fell off the bus (Xid 79) and needs a reset
     or a reboot; repeated, it is a hardware fault (NVIDIA Xid errors,
     https://docs.nvidia.com/deploy/xid-errors/)."""
-    lost, other = [], []
+    lost, other, unreadable = [], [], []
     for g in gpus(snapshot):
         err = as_dict(g.get("error"))
         if not err:
             continue
         entry = f"{gpu_label(g)}: {err.get('message', err.get('class', '?'))}"
-        (lost if err.get("class") == "gpu_lost" else other).append(entry)
+        if err.get("class") == "gpu_lost":
+            lost.append(entry)
+        else:
+            other.append(entry)
+            unreadable.append(g)
     if lost:
         yield Finding(
             id="nvidia.gpu-lost", severity=Severity.ERROR,
             title=f"{len(lost)} GPU(s) lost: the driver cannot reach them",
-            evidence={"gpus": lost, "pci_bus_ids": [g.get("pci_bus_id") for g in gpus(snapshot)
-                                                    if as_dict(g.get("error")).get("class") == "gpu_lost"
-                                                    and isinstance(g.get("pci_bus_id"), str)]},
+            evidence={"gpus": lost},
             fix="drain the node; `sudo dmesg | grep -i xid` (Xid 79 = fallen off the bus); reboot, and "
                 "reseat or replace the GPU if it happens again",
         )
@@ -203,7 +217,8 @@ def gpu_lost(snapshot: dict):
             id="nvidia.gpu-unreadable", severity=Severity.WARN,
             title=f"{len(other)} GPU(s) could not be queried",
             evidence={"gpus": other},
-            fix="run `nvidia-smi -q -i <index>`; check `sudo dmesg | grep -i -e NVRM -e xid`",
+            fix=f"run `{_each('nvidia-smi -q -i {i}', unreadable)}`; check "
+                "`sudo dmesg | grep -i -e NVRM -e xid`",
         )
 
 
@@ -222,9 +237,10 @@ def ecc_uncorrectable(snapshot: dict):
             now.append((g, vol, agg))
         elif agg:
             past.append((g, vol, agg))
+    reset = _each("sudo nvidia-smi -r -i {i}", [g for g, _, _ in now])
     for items, sev, title, fix in (
         (now, Severity.ERROR, "uncorrectable ECC errors since the driver loaded",
-         "drain the GPU, then reset it (`sudo nvidia-smi -r -i <index>` with no processes) or reboot; "
+         f"drain the GPU, then reset it (`{reset}`, with no process on it) or reboot; "
          "if errors return, contact the vendor (RMA)"),
         (past, Severity.WARN, "uncorrectable ECC errors in the GPU's lifetime record",
          "watch `nvidia-smi -q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT`; RMA if new ones appear"),
@@ -233,7 +249,7 @@ def ecc_uncorrectable(snapshot: dict):
             yield Finding(
                 id="nvidia.ecc-uncorrectable", severity=sev,
                 title=f"{', '.join(gpu_label(g) for g, _, _ in items)}: {title}",
-                evidence={gpu_label(g): {"volatile_uncorrected": v, "aggregate_uncorrected": a}
+                evidence={gpu_key(g): {"volatile_uncorrected": v, "aggregate_uncorrected": a}
                           for g, v, a in items},
                 fix=fix,
             )
@@ -251,9 +267,9 @@ def retired_pages_pending(snapshot: dict):
     yield Finding(
         id="nvidia.retired-pages-pending", severity=Severity.WARN,
         title=f"{', '.join(gpu_label(g) for g in hit)}: retired memory pages wait for a GPU reset",
-        evidence={gpu_label(g): {"pending": True, "retired_double_bit": get(g, "retired_pages.count")}
+        evidence={gpu_key(g): {"pending": True, "retired_double_bit": get(g, "retired_pages.count")}
                   for g in hit},
-        fix="drain the GPU and reset it (`sudo nvidia-smi -r -i <index>`) or reboot",
+        fix=f"drain the GPU and reset it (`{_each('sudo nvidia-smi -r -i {i}', hit)}`) or reboot",
     )
 
 
@@ -269,15 +285,15 @@ def row_remap(snapshot: dict):
         yield Finding(
             id="nvidia.row-remap-failure", severity=Severity.ERROR,
             title=f"{', '.join(gpu_label(g) for g in failed)}: memory row remapping failed",
-            evidence={gpu_label(g): as_dict(g.get("row_remap")) for g in failed},
+            evidence={gpu_key(g): as_dict(g.get("row_remap")) for g in failed},
             fix="drain the GPU and contact the vendor: a failed row remap is an RMA condition",
         )
     if pending:
         yield Finding(
             id="nvidia.row-remap-pending", severity=Severity.WARN,
             title=f"{', '.join(gpu_label(g) for g in pending)}: a memory row remap waits for a GPU reset",
-            evidence={gpu_label(g): as_dict(g.get("row_remap")) for g in pending},
-            fix="drain the GPU and reset it (`sudo nvidia-smi -r -i <index>`) or reboot",
+            evidence={gpu_key(g): as_dict(g.get("row_remap")) for g in pending},
+            fix=f"drain the GPU and reset it (`{_each('sudo nvidia-smi -r -i {i}', pending)}`) or reboot",
         )
 
 
@@ -306,7 +322,7 @@ def pcie_degraded(snapshot: dict):
     yield Finding(
         id="nvidia.pcie-degraded", severity=Severity.WARN,
         title=f"{', '.join(gpu_label(g) for g, _ in hit)}: PCIe link below its maximum",
-        evidence={gpu_label(g): f"Gen{p.get('gen_current')} x{p.get('width_current')} "
+        evidence={gpu_key(g): f"Gen{p.get('gen_current')} x{p.get('width_current')} "
                                 f"(max Gen{p.get('gen_max')} x{p.get('width_max')})" for g, p in hit},
         fix="check seating, risers and BIOS PCIe settings; `sudo lspci -vv -s <bus id> | grep LnkSta` "
             "shows the trained link",
@@ -344,16 +360,30 @@ def throttled_at_rest(snapshot: dict):
             id="nvidia.throttled-at-rest", severity=sev,
             title=f"{', '.join(gpu_label(g) for g, _ in items)}: clocks throttled "
                   f"({', '.join(sorted({r for _, rs in items for r in rs}))})",
-            evidence={gpu_label(g): {"reasons": rs, "temperature_c": g.get("temperature_c"),
+            evidence={gpu_key(g): {"reasons": rs, "temperature_c": g.get("temperature_c"),
                                      "power_w": get(g, "power.draw_w"),
                                      "power_limit_w": get(g, "power.limit_w"),
                                      "sm_mhz": get(g, "clocks.sm_mhz"),
                                      "sm_max_mhz": get(g, "clocks.sm_max_mhz")}
                       for g, rs in items},
-            fix="thermal: check fans, airflow and inlet temperature (`nvidia-smi -q -d TEMPERATURE,PERFORMANCE`); "
-                "power brake: check PSU cabling and the chassis power-brake signal; power cap: "
-                "restore the default limit (`sudo nvidia-smi -pl <default W> -i <index>`)",
+            fix=_throttle_fix(items),
         )
+
+
+def _throttle_fix(items: list) -> str:
+    reasons = {r for _, rs in items for r in rs}
+    idx = [str(g.get("index")) for g, _ in items if isinstance(g.get("index"), int)]
+    sel = f" -i {idx[0]}" if len(idx) == 1 else ""  # one GPU, or all of them
+    parts = []
+    if reasons & {"hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown"}:
+        parts.append(f"`nvidia-smi -q -d PERFORMANCE,TEMPERATURE{sel}` shows the cause; check fans, "
+                     "airflow and inlet temperature")
+    if reasons & {"hw_slowdown", "hw_power_brake_slowdown"}:
+        parts.append("check PSU cabling and the chassis power-brake signal")
+    if "sw_power_cap" in reasons:
+        parts.append(f"`nvidia-smi -q -d POWER{sel}` shows the default power limit; restore it "
+                     "with `sudo nvidia-smi -i <index> -pl <default W>`")
+    return "; ".join(parts)
 
 
 @rule
@@ -376,7 +406,7 @@ def memory_used_by_others(snapshot: dict):
     yield Finding(
         id="nvidia.memory-used-by-others", severity=Severity.WARN,
         title=f"{', '.join(gpu_label(g) for g, *_ in hit)}: most GPU memory is already in use",
-        evidence={gpu_label(g): {"used": fmt_bytes(u), "total": fmt_bytes(t), "processes": p}
+        evidence={gpu_key(g): {"used": fmt_bytes(u), "total": fmt_bytes(t), "processes": p}
                   for g, u, t, p in hit},
         fix="stop the listed processes or pick a free GPU (CUDA_VISIBLE_DEVICES); "
             "`nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv` lists them",
@@ -396,7 +426,7 @@ def mig_enabled(snapshot: dict):
         id="nvidia.mig-enabled", severity=Severity.WARN,
         title=f"MIG is enabled on {', '.join(gpu_label(g) for g in hit)}: each process sees only a slice",
         evidence={"gpus": [gpu_label(g) for g in hit]},
-        fix="if you need whole GPUs: `sudo nvidia-smi -i <index> -mig 0` (no processes running), then "
+        fix=f"if you need whole GPUs: `{_each('sudo nvidia-smi -i {i} -mig 0', hit)}` (no processes running), then "
             "reset the GPU or reboot",
     )
 
@@ -437,7 +467,7 @@ def nvlink_down(snapshot: dict):
     yield Finding(
         id="nvidia.nvlink-down", severity=Severity.WARN,
         title=f"{', '.join(gpu_label(g) for g, *_ in hit)}: NVLink links down",
-        evidence={gpu_label(g): f"{d} down, {u} up" for g, u, d in hit},
+        evidence={gpu_key(g): f"{d} down, {u} up" for g, u, d in hit},
         fix="`nvidia-smi nvlink -s` and `nvidia-smi nvlink -e` show which links and their errors; "
             "reset the GPUs or reboot; on NVSwitch systems check nvidia-fabricmanager",
     )
@@ -455,15 +485,16 @@ def compute_mode_restricted(snapshot: dict):
             id="nvidia.compute-mode-restricted", severity=Severity.ERROR,
             title=f"{', '.join(gpu_label(g) for g in prohibited)}: compute mode is 'prohibited'",
             evidence={"gpus": [gpu_label(g) for g in prohibited]},
-            fix="sudo nvidia-smi -i <index> -c DEFAULT",
+            fix=_each("sudo nvidia-smi -i {i} -c DEFAULT", prohibited),
         )
     if exclusive:
         yield Finding(
             id="nvidia.compute-mode-restricted", severity=Severity.INFO,
             title=f"{', '.join(gpu_label(g) for g in exclusive)}: compute mode is exclusive "
                   "(one process per GPU)",
-            evidence={gpu_label(g): g.get("compute_mode") for g in exclusive},
-            fix="nothing to do for one process per GPU; otherwise `sudo nvidia-smi -i <index> -c DEFAULT`",
+            evidence={gpu_key(g): g.get("compute_mode") for g in exclusive},
+            fix="nothing to do for one process per GPU; otherwise "
+                f"`{_each('sudo nvidia-smi -i {i} -c DEFAULT', exclusive)}`",
         )
 
 
