@@ -172,7 +172,11 @@ def torch_import_failed(snapshot: dict):
         hits, cmd = cuda_lib_dirs(ld) if isinstance(ld, str) else ([], "unset LD_LIBRARY_PATH")
         fix = f"`{cmd if hits else 'unset LD_LIBRARY_PATH'}`, then run again"
     if fix is None or fix == "{install}":
+        # The install is there but broken: a plain `pip install` of the same version would
+        # answer "Requirement already satisfied", so the engine's command reinstalls.
         fix = install_fix(snapshot)
+        if " -m pip install " in fix and "--force-reinstall" not in fix:
+            fix = fix.replace(" -m pip install ", " -m pip install --force-reinstall ", 1)
     first = (ev.get("message") or "import failed").splitlines()[-1][:200]
     yield Finding(
         id="torch.import-failed", severity=Severity.ERROR,
@@ -244,8 +248,8 @@ def torch_multiple_installs(snapshot: dict):
         title=f"{len(dists)} torch installs are visible to this Python",
         evidence=ev,
         fix=f"remove them all: repeat `{py} -m pip uninstall -y torch` until pip says it is not "
-            "installed (and `pip uninstall --user`/`conda remove pytorch` for user-site or conda "
-            "copies), then reinstall one (`envcheck install`)",
+            "installed (each run removes the first copy on sys.path; a conda copy needs "
+            "`conda remove pytorch`), then install one (`envcheck install`)",
     )
 
 

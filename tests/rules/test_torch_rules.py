@@ -12,7 +12,7 @@ from envcheck.rules._util import INSTALL_FALLBACK
 @pytest.fixture
 def fixed_install(monkeypatch):
     """The install engine's answer, so the tests check doctor uses it verbatim."""
-    cmd = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
+    cmd = "/home/alice/.venv/bin/python -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
     monkeypatch.setattr(recommend, "install_fix", lambda snapshot: cmd)
     return cmd
 
@@ -61,7 +61,8 @@ def test_import_failed_causes(machine, fixed_install, message, needle):
                                               "env.vars.LD_LIBRARY_PATH": "/usr/local/lib"})
     f = machine.one(s, "torch.import-failed")
     if needle is None:
-        assert f.fix == fixed_install  # unknown cause or a missing CUDA library: reinstall
+        # unknown cause or a missing CUDA library: the engine's command, as a reinstall
+        assert f.fix == fixed_install.replace("pip install", "pip install --force-reinstall")
     else:
         assert needle in (f.detail or "")
 
