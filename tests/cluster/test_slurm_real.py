@@ -103,3 +103,41 @@ def test_srun_ranks_report_to_rank_zero(slurm):
     assert rep["verdict"] == "passed" and rep["world_size"] == 2 and rep["missing_ranks"] == []
     (node,) = rep["nodes"]
     assert node["hostname"] == slurm.node and [r["rank"] for r in node["ranks"]] == [0, 1]
+
+
+def test_healthcheck_recipe_end_to_end(slurm, tmp_path):
+    """recipes/cluster/healthcheck.sh as slurmd runs it (almost empty environment), real scontrol.
+
+    A stand-in `envcheck` diagnoses a saved snapshot instead of this machine, so the verdict is
+    known: first a node with ECC errors (drained, reason names the findings), then a healthy
+    one (resumed), with the Prometheus file written each time.
+    """
+    from envcheck import recipes
+
+    script = tmp_path / "healthcheck.sh"
+    script.write_text(recipes.text("cluster/healthcheck.sh"))
+    wrapper = tmp_path / "envcheck"
+    wrapper.write_text(f'#!/bin/bash\nexec {sys.executable} -m envcheck "$1" --snapshot "$SNAP" "${{@:2}}"\n')
+    wrapper.chmod(0o755)
+    prom_dir = tmp_path / "textfile"
+    prom_dir.mkdir()
+    fixtures = Path(__file__).parents[1] / "fixtures" / "snapshots"
+
+    def healthcheck(snapshot: str) -> subprocess.CompletedProcess:
+        env = {"SLURMD_NODENAME": slurm.node, "SLURM_CONF": str(slurm.conf), "ENVCHECK": str(wrapper),
+               "ENVCHECK_LOG": str(tmp_path / "hc.log"), "ENVCHECK_PROM_DIR": str(prom_dir),
+               "SNAP": str(fixtures / snapshot)}
+        return subprocess.run(["/bin/bash", str(script)], env=env, capture_output=True, text=True, timeout=90)
+
+    res = healthcheck("ecc_errors.json")
+    assert res.returncode == 2, (res.stderr, (tmp_path / "hc.log").read_text())  # nagios CRITICAL
+    assert slurm.reason().startswith("envcheck: 2 errors: nvidia.ecc-uncorrectable")
+    assert 'envcheck_doctor_findings{severity="error"} 2' in (prom_dir / "envcheck.prom").read_text()
+
+    res = healthcheck("healthy_8xh100.json")
+    assert res.returncode == 0, (tmp_path / "hc.log").read_text()
+    slurm.wait_state("idle")
+    assert slurm.reason() == ""
+    log = (tmp_path / "hc.log").read_text()
+    assert "rc=2 ENVCHECK CRITICAL - 2 errors" in log and "rc=0 ENVCHECK OK" in log
+    assert "--drain: node" in log and "resumed" in log
