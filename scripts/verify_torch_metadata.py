@@ -307,37 +307,105 @@ def collect(releases: list[str] | None, wheels: bool, companions: bool, say) -> 
     return out
 
 
+# RELEASE.md ("Operating Systems"): Linux wheels are built to run on glibc 2.17 or newer; wheels
+# tagged manylinux1 (torch <= 2.6 on x86_64) understate their real floor.
+RELEASE_MD_GLIBC = "2.17"
+MACOS_NOTE = "macOS wheels carry no CUDA (CPU + MPS); wheel not downloaded"
+
+
+def _glibc(p: dict) -> tuple[str, str | None]:
+    """(floor, note): max of the manylinux tag, the GLIBC_ symbols read, and RELEASE.md's 2.17."""
+    tag_floor = p["glibc"]
+    real = (p.get("wheel") or {}).get("glibc_symbols")
+    parts = [tag_floor, RELEASE_MD_GLIBC] + ([real] if real else [])
+    floor = max(parts, key=Version)
+    if not p.get("wheel"):
+        return floor, None
+    notes = [f"wheel tag {p['wheel_tags'][0]} promises glibc {tag_floor}"]
+    if real:
+        notes.append(f"torch's own CPU libraries reference GLIBC_{real} symbols (libtorch_cuda.so not scanned)")
+    notes.append("RELEASE.md: Linux wheels need glibc 2.17 or newer (manylinux2014 build images)")
+    return floor, "; ".join(notes) + f" -> floor {floor}"
+
+
+# A companion release whose METADATA declares no torch requirement is paired only where PyTorch's
+# own release tooling pairs it: test-infra release/release_versions.sh pairs torch 2.12.1 with
+# torchaudio 2.11.0 (shared/reference/install-knowledge.md, table 2a).
+UNDECLARED = {("torchaudio", "2.11.0"): ">=2.11.0,<=2.12.1"}
+
+
+def _requirement(name: str, comp_ver: str, info: dict):
+    """(SpecifierSet of torch versions this companion release accepts, how we know) or None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import SpecifierSet
+
+    for text in info.get("torch_requirement") or []:
+        try:
+            req = Requirement(re.sub(r"\(\s*([^)]*)\)", r"\1", text))
+        except InvalidRequirement:
+            continue
+        if req.name == "torch" and str(req.specifier):
+            return req.specifier, f"METADATA requires torch{req.specifier}"
+    extra = UNDECLARED.get((name, comp_ver))
+    if extra:
+        return SpecifierSet(extra), ("METADATA declares no torch requirement; paired with torch"
+                                     f"{extra} as test-infra release_versions.sh pairs them")
+    return None
+
+
+def companions_for(torch_ver: str, facts: dict) -> dict:
+    """Per companion: the newest release that pins this torch exactly, else the newest whose
+    declared requirement admits it; and how the pairing is known."""
+    out: dict = {}
+    how: dict = {}
+    t = Version(torch_ver)
+    for name in ("torchvision", "torchaudio"):
+        exact, loose = [], []
+        for comp_ver, info in facts.get(name, {}).items():
+            req = _requirement(name, comp_ver, info)
+            if req is None or not req[0].contains(t, prereleases=True):
+                continue
+            (exact if str(req[0]) == f"=={torch_ver}" else loose).append((Version(comp_ver), req[1]))
+        pick = max(exact) if exact else (max(loose) if loose else None)
+        out[name] = str(pick[0]) if pick else None
+        if pick:
+            how[name] = pick[1] + ("" if exact else " (no release pins this torch exactly)")
+    out["how"] = how
+    return out
+
+
 def expected(facts: dict) -> dict[str, dict]:
     """The verified part of each release, in recipes/torch_releases.json's shape."""
     exp: dict[str, dict] = {}
-    pins: dict[str, dict[str, str]] = {}
-    for name in ("torchvision", "torchaudio"):
-        for comp_ver, info in facts.get(name, {}).items():
-            if info["torch"]:
-                # Newest companion release that pins this torch (bug-fix companions pin the same).
-                prev = pins.setdefault(info["torch"], {}).get(name)
-                if prev is None or Version(comp_ver) > Version(prev):
-                    pins[info["torch"]][name] = comp_ver
     for ver, rel in facts["torch"].items():
-        e: dict = {"requires_python": rel["requires_python"], "released": rel["released"], "platforms": {}}
-        for plat, p in rel["platforms"].items():
+        e: dict = {"released": rel["released"], "requires_python": rel["requires_python"], "platforms": {}}
+        for plat in ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64"):
+            p = rel["platforms"].get(plat)
+            if p is None:
+                continue
             ep = {"python": p["python"], "free_threaded": p["free_threaded"], "wheel_tags": p["wheel_tags"]}
-            if "glibc" in p:
-                ep["glibc"] = p["glibc"]
+            if plat.startswith("linux"):
+                ep["glibc"], note = _glibc(p)
+                if note:
+                    ep["glibc_note"] = note
+                if (p.get("wheel") or {}).get("glibc_symbols"):
+                    ep["glibc_symbols"] = p["wheel"]["glibc_symbols"]
             w = p.get("wheel")
             if w:
                 ep["pypi_build"] = {
                     "variant": variant_of(w), "cuda": w["cuda"], "arch_list": w["arch_list"],
-                    "cuda_deps": w["cuda_deps"],
+                    "cuda_deps": w["cuda_deps"], "file": w["file"], "requires_python": w["requires_python"],
                 }
+            elif plat.startswith("macos"):
+                ep["pypi_build"] = {"variant": "cpu", "cuda": None, "arch_list": [], "note": MACOS_NOTE}
             e["platforms"][plat] = ep
         if "torchvision" in facts or "torchaudio" in facts:
-            e["companions"] = {n: pins.get(ver, {}).get(n) for n in ("torchvision", "torchaudio")}
+            e["companions"] = companions_for(ver, facts)
         exp[ver] = e
     return exp
 
 
-def diff(exp: dict, recipe: dict) -> list[str]:
+def diff(exp: dict, recipe: dict, partial: bool = False) -> list[str]:
     """Human-readable differences between verified facts and the recipe."""
     lines: list[str] = []
     releases = recipe.get("releases", {})
@@ -346,9 +414,10 @@ def diff(exp: dict, recipe: dict) -> list[str]:
             lines.append(f"+ {ver}: on PyPI but not in recipes (run with --release {ver} --emit)")
             continue
         _cmp(f"{ver}", exp[ver], releases[ver], lines)
-    for ver in releases:
-        if ver not in exp and not exp.get("__partial__"):
-            lines.append(f"- {ver}: in recipes but not on PyPI")
+    if not partial:
+        for ver in releases:
+            if ver not in exp:
+                lines.append(f"- {ver}: in recipes but not on PyPI")
     return lines
 
 
@@ -394,16 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.emit:
         print(json.dumps(exp, indent=2))
         return 0
-    if args.release:
-        exp["__partial__"] = True
     recipe = json.loads(RECIPE.read_text()) if RECIPE.exists() else {}
-    lines = diff({k: v for k, v in exp.items() if k != "__partial__"} | (
-        {"__partial__": True} if args.release else {}), recipe) if recipe else ["recipes file missing"]
-    lines = [ln for ln in lines if "__partial__" not in ln]
+    lines = diff(exp, recipe, partial=bool(args.release)) if recipe else ["recipes file missing"]
     for ln in lines:
         print(ln)
     if not lines:
-        print(f"recipes/torch_releases.json agrees with PyPI ({len(exp) - bool(args.release)} releases checked)")
+        print(f"recipes/torch_releases.json agrees with PyPI ({len(exp)} release(s) checked)")
     return 1 if lines else 0
 
 
