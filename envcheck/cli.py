@@ -184,6 +184,121 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
     sys.exit(rules.exit_code(findings, strict=strict) if exit_codes == "default" else decision.code)
 
 
+_PLATFORMS = ["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64"]
+
+
+@cli.command()
+@click.option("--gpu", "gpus", multiple=True, metavar="NAME|sm_XY",
+              help="Plan for this GPU instead of the probed ones (repeatable): a name such as "
+                   "'RTX 4090', H100, V100, MI300X, or a compute capability (sm_86, 8.6), or gfxNNN.")
+@click.option("--no-gpu", is_flag=True, help="Plan for CPU only.")
+@click.option("--driver", metavar="VERSION", help="NVIDIA driver version, e.g. 570.124.06.")
+@click.option("--python", "python", metavar="X.Y|PATH",
+              help="Python version to plan for (3.12, 3.13t), or the interpreter/venv to inspect "
+                   "and install into (default: this one).")
+@click.option("--platform", type=click.Choice(_PLATFORMS), help="Plan for another platform.")
+@click.option("--glibc", metavar="X.Y", help="glibc version (Linux), e.g. 2.28.")
+@click.option("--torch", "torch_spec", metavar="SPEC",
+              help="Only torch releases matching this specifier, e.g. '>=2.4,<2.8' or 2.7.1.")
+@click.option("--with", "with_", multiple=True, metavar="PKGS",
+              help="Also install matching companions: torchvision, torchaudio (comma-separated).")
+@FORMAT
+@COLOR
+@click.option("--snapshot", "snapshot_path", type=click.Path(dir_okay=False),
+              help="Plan for a saved snapshot (envcheck doctor --save) instead of probing.")
+@click.option("--run", is_flag=True,
+              help="Run the pip command with the target interpreter (after asking), then re-run the doctor.")
+@click.option("--yes", "-y", is_flag=True, help="With --run: do not ask for confirmation.")
+@click.option("--list-gpus", is_flag=True, help="List the GPU names --gpu accepts and exit.")
+def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fmt, color,
+            snapshot_path, run, yes, list_gpus):
+    """The right PyTorch install command for this machine (or a described one), and why.
+
+    Picks the newest torch whose wheel exists for the platform and Python, has kernels for
+    every GPU, runs on the driver and the glibc. The what-if flags replace probed facts.
+
+    Exit codes: 0 a plan exists, 1 blocked (the blockers name the smallest fix), 2 bad input.
+    """
+    from envcheck import recommend
+    from envcheck.recommend import machine as mach
+    from envcheck.report import install as render
+
+    if list_gpus:
+        _write("\n".join(recommend.gpu_names()) + "\n")
+        return
+    py_version = mach.python_version_flag(python)
+    py_path = python if python and not py_version else None
+    if py_path and not os.path.exists(py_path):
+        raise click.UsageError(f"--python {python!r}: no such interpreter or venv; give X.Y "
+                               "(e.g. 3.12) or the path of a python executable or venv")
+    if snapshot_path and py_path:
+        raise click.UsageError("--snapshot and --python PATH exclude each other: a saved snapshot is not probed")
+    try:
+        spec = mach.parse_torch_spec(torch_spec)
+        extras = mach.parse_with(with_)
+        what_if = dict(gpus=list(gpus), no_gpu=no_gpu, driver=driver, python=py_version,
+                       platform=platform, glibc=glibc)
+        if snapshot_path:
+            machine = mach.machine_from_snapshot(_load_snapshot(snapshot_path), source="snapshot")
+            machine = recommend.apply_overrides(machine, **what_if)
+        elif platform and py_version and (gpus or no_gpu):
+            machine = recommend.what_if_machine(**what_if)  # fully described: nothing to probe
+        else:
+            recommend.what_if_machine(**what_if)  # reject bad flags before a slow probe
+            from envcheck import probes
+
+            machine = recommend.machine_from_snapshot(probes.collect(python=py_path, progress=_progress))
+            machine = recommend.apply_overrides(machine, **what_if)
+    except recommend.InputError as exc:
+        raise click.UsageError(str(exc)) from None
+    plan = recommend.recommend(machine, spec, extras)
+    use_color = style.use_color(color)
+    if not run:
+        _write(render.to_json(plan) if fmt == "json" else render.to_text(plan, color=use_color))
+        sys.exit(render.exit_code(plan))
+    _install_run(plan, fmt, use_color, yes)
+
+
+def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
+    """--run: show the command, ask, run pip with the target interpreter, then re-run the doctor."""
+    import json
+
+    from envcheck import actions, probes, rules
+    from envcheck.report import doctor as doctor_render
+    from envcheck.report import install as render
+
+    if fmt != "json":
+        _write(render.to_text(plan, color=use_color))
+    if not plan.ok:
+        _progress("envcheck: nothing to run: the plan is blocked (see the blockers)")
+        sys.exit(exitcodes.FINDINGS)
+    python = plan.machine.executable
+    if not python:
+        raise click.UsageError("--run installs into a probed interpreter: drop --python X.Y, "
+                               "--platform and --snapshot, or give --python PATH")
+    argv = actions.pip_install_argv(python, plan.pip_args)
+    _progress("will run: " + " ".join(argv))
+    if not yes:
+        click.confirm("Run this pip command now?", abort=True, err=True)
+    rc = actions.run_pip(python, plan.pip_args, echo=_progress)
+    if rc != 0:
+        _progress(f"envcheck: pip exited with status {rc}; nothing else was changed")
+        if fmt == "json":
+            _write(json.dumps({"install": render.to_dict(plan), "run": {"argv": argv, "returncode": rc},
+                               "doctor": None}, indent=2, sort_keys=True) + "\n")
+        sys.exit(exitcodes.FINDINGS)
+    _progress("pip finished; re-running the doctor on " + python)
+    snapshot = probes.collect(python=python, progress=_progress)
+    findings = rules.evaluate(snapshot)
+    if fmt == "json":
+        doctor_doc = json.loads(doctor_render.to_json(snapshot, findings))
+        _write(json.dumps({"install": render.to_dict(plan), "run": {"argv": argv, "returncode": rc},
+                           "doctor": doctor_doc}, indent=2, sort_keys=True) + "\n")
+    else:
+        _write(doctor_render.to_text(snapshot, findings, color=use_color))
+    sys.exit(rules.exit_code(findings))
+
+
 def main() -> None:
     """Console entry point (``envcheck`` and ``python -m envcheck``)."""
     cli.main(prog_name="envcheck")

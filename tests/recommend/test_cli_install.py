@@ -1,0 +1,282 @@
+"""`envcheck install` through Click's CliRunner: every flag, JSON keys, exit codes 0/1/2, --run
+with a fake pip runner (nothing is ever installed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from envcheck.cli import cli
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots" / "example_8xh100.json"
+WHAT_IF = ["--platform", "linux-x86_64", "--python", "3.12"]
+JSON_KEYS = {"schema", "schema_version", "torch", "variant", "cuda", "index_url", "companions",
+             "commands", "blockers", "notes", "reasons", "constraint", "with", "machine",
+             "newest_known_release", "exit_code"}
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def probed(monkeypatch):
+    """Probing returns the contract example (8x H100, driver 550.90.07, Python 3.11 venv)."""
+    calls = []
+
+    def fake_collect(python=None, torch_timeout=30.0, progress=None):
+        calls.append(python)
+        return json.loads(EXAMPLE.read_text())
+
+    monkeypatch.setattr("envcheck.probes.collect", fake_collect)
+    return calls
+
+
+@pytest.fixture
+def no_probe(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("a fully described machine must not be probed")
+
+    monkeypatch.setattr("envcheck.probes.collect", boom)
+
+
+def run(runner, *args, **kw):
+    return runner.invoke(cli, ["install", *args], **kw)
+
+
+def test_help_lists_every_flag(runner):
+    res = run(runner, "--help")
+    assert res.exit_code == 0
+    for flag in ("--gpu", "--no-gpu", "--driver", "--python", "--platform", "--glibc", "--torch",
+                 "--with", "--format", "--snapshot", "--run", "--yes", "--list-gpus", "--color"):
+        assert flag in res.output, flag
+    assert "Exit codes: 0 a plan exists, 1 blocked" in res.output
+
+
+def test_what_if_plan_text(runner, no_probe):
+    res = run(runner, *WHAT_IF, "--gpu", "RTX 5090", "--driver", "575.57.08", "--glibc", "2.39")
+    assert res.exit_code == 0, res.output
+    assert "Plan: torch 2.11.0 (cu128)" in res.output
+    assert "--index-url https://download.pytorch.org/whl/cu128" in res.output
+    assert "Verdict: INSTALLABLE (exit 0)" in res.output
+    assert "\x1b[" not in res.output  # not a TTY: no colour
+
+
+def test_json_has_exactly_the_documented_keys(runner, no_probe):
+    res = run(runner, *WHAT_IF, "--gpu", "H100", "--driver", "580.95.05", "--format", "json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert set(doc) == JSON_KEYS
+    assert doc["schema"] == "envcheck.install" and doc["exit_code"] == 0
+    assert doc["torch"] == "2.15.0" and doc["variant"] == "cu132" and doc["index_url"] is None
+    assert set(doc["commands"]) == {"pip", "uv", "conda"}
+    assert doc["blockers"] == [] and isinstance(doc["notes"], list)
+    assert doc["machine"]["gpus"] == [{"name": "H100", "vendor": "nvidia",
+                                       "compute_capability": "9.0", "gfx": None}]
+    assert doc["machine"]["sources"]["gpus"] == "flag"
+
+
+def test_blocked_exit_1_with_blockers(runner, no_probe):
+    res = run(runner, "--platform", "linux-x86_64", "--python", "3.8", "--gpu", "RTX 5090",
+              "--driver", "575.57.08", "--format", "json")
+    assert res.exit_code == 1
+    doc = json.loads(res.output)
+    assert doc["torch"] is None and doc["variant"] is None and doc["exit_code"] == 1
+    assert doc["commands"] == {"pip": None, "uv": None, "conda": None}
+    (b,) = doc["blockers"]
+    assert set(b) == {"id", "message", "fix"} and b["id"] == "python.unsupported"
+
+
+def test_blocked_text(runner, no_probe):
+    res = run(runner, "--platform", "macos-x86_64", "--python", "3.11", "--no-gpu", "--torch", ">=2.3")
+    assert res.exit_code == 1
+    assert "Blocked" in res.output and "platform.unsupported" in res.output
+    assert "2.2.2" in res.output and "Verdict: BLOCKED - 1 blocker (exit 1)" in res.output
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--gpu", "RTX 9999"], "unknown GPU"),
+    (["--gpu", "H100", "--no-gpu"], "exclude each other"),
+    (["--driver", "latest"], "--driver"),
+    (["--glibc", "two"], "--glibc"),
+    (["--platform", "solaris"], "linux-x86_64"),
+    (["--torch", "newest please"], "--torch"),
+    (["--with", "torchtext"], "torchvision, torchaudio"),
+    (["--python", "/no/such/python"], "no such interpreter"),
+])
+def test_bad_input_exit_2_one_line(runner, no_probe, args, needle):
+    res = run(runner, *args)
+    assert res.exit_code == 2, res.output
+    assert needle in res.output
+    error_lines = [ln for ln in res.output.splitlines() if ln.startswith("Error")]
+    assert len(error_lines) == 1
+
+
+def test_snapshot_and_python_path_exclude_each_other(runner, no_probe, tmp_path):
+    res = run(runner, "--snapshot", str(EXAMPLE), "--python", str(EXAMPLE))
+    assert res.exit_code == 2 and "exclude each other" in res.output
+
+
+def test_bad_snapshot_file_exit_2(runner, no_probe, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    res = run(runner, "--snapshot", str(bad))
+    assert res.exit_code == 2 and "not valid JSON" in res.output
+
+
+def test_probes_this_machine_by_default(runner, probed):
+    res = run(runner, "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert probed == [None]
+    doc = json.loads(res.output)
+    assert doc["machine"]["sources"]["gpus"] == "probed"
+    assert (doc["torch"], doc["variant"]) == ("2.14.1", "cu126")  # driver 550 < 580: no CUDA 13
+    assert doc["commands"]["pip"].startswith("/home/alice/.venv/bin/python -m pip install torch==2.14.1")
+
+
+def test_flags_override_probed_facts(runner, probed):
+    res = run(runner, "--driver", "580.95.05", "--format", "json")
+    doc = json.loads(res.output)
+    assert (doc["torch"], doc["variant"]) == ("2.15.0", "cu132")
+    assert doc["machine"]["sources"]["driver"] == "flag"
+    res = run(runner, "--gpu", "GTX 1080", "--driver", "580.95.05", "--format", "json")
+    assert json.loads(res.output)["variant"] == "cu126"
+
+
+def test_python_path_probes_that_interpreter(runner, probed, tmp_path):
+    py = tmp_path / "python"
+    py.write_text("")
+    res = run(runner, "--python", str(py), "--format", "json")
+    assert res.exit_code == 0 and probed == [str(py)]
+
+
+def test_python_version_is_a_what_if(runner, probed):
+    res = run(runner, "--python", "3.8", "--no-gpu", "--format", "json")
+    doc = json.loads(res.output)
+    assert doc["torch"] == "2.4.1" and doc["machine"]["python"] == "3.8"
+    assert doc["commands"]["pip"].startswith("python3.8 -m pip")  # not the probed interpreter
+
+
+def test_snapshot_file_is_not_probed(runner, no_probe):
+    res = run(runner, "--snapshot", str(EXAMPLE), "--format", "json")
+    doc = json.loads(res.output)
+    assert res.exit_code == 0 and doc["machine"]["sources"]["gpus"] == "snapshot"
+    assert doc["torch"] == "2.14.1"
+
+
+def test_with_companions(runner, no_probe):
+    res = run(runner, *WHAT_IF, "--gpu", "H100", "--driver", "580.95.05",
+              "--with", "torchvision,torchaudio", "--format", "json")
+    doc = json.loads(res.output)
+    assert doc["with"] == ["torchvision", "torchaudio"]
+    assert doc["torch"] == "2.12.1"
+    assert doc["companions"] == {"torchvision": "0.27.1", "torchaudio": "2.11.0"}
+    assert "torch==2.12.1 torchvision==0.27.1 torchaudio==2.11.0" in doc["commands"]["pip"]
+    assert any("torchaudio has no release for torch 2.15.0" in n for n in doc["notes"])
+
+
+def test_no_gpu_and_platforms(runner, no_probe):
+    for platform, index in (("linux-x86_64", "https://download.pytorch.org/whl/cpu"),
+                            ("windows-x86_64", None), ("macos-arm64", None)):
+        res = run(runner, "--platform", platform, "--python", "3.12", "--no-gpu", "--format", "json")
+        doc = json.loads(res.output)
+        assert (doc["variant"], doc["index_url"]) == ("cpu", index), platform
+
+
+def test_torch_constraint(runner, no_probe):
+    res = run(runner, *WHAT_IF, "--gpu", "H100", "--driver", "580", "--torch", ">=2.4,<2.8",
+              "--format", "json")
+    doc = json.loads(res.output)
+    assert doc["torch"] == "2.7.1" and doc["constraint"] == "<2.8,>=2.4"
+    res = run(runner, *WHAT_IF, "--no-gpu", "--torch", "2.5.1", "--format", "json")
+    assert json.loads(res.output)["torch"] == "2.5.1"
+
+
+def test_glibc_flag(runner, no_probe):
+    res = run(runner, *WHAT_IF, "--gpu", "H100", "--driver", "535.183.01", "--glibc", "2.12")
+    assert res.exit_code == 1 and "glibc.too-old" in res.output
+
+
+def test_list_gpus(runner, no_probe):
+    res = run(runner, "--list-gpus")
+    assert res.exit_code == 0 and "GeForce RTX 5090" in res.output and "Tesla K80" in res.output
+
+
+def test_color_flag(runner, no_probe):
+    res = run(runner, *WHAT_IF, "--no-gpu", "--color")
+    assert "\x1b[" in res.output
+    res = run(runner, *WHAT_IF, "--no-gpu", env={"NO_COLOR": "1"})
+    assert "\x1b[" not in res.output
+
+
+# -------------------------------------------------------------------------------------- --run
+
+
+@pytest.fixture
+def fake_pip(monkeypatch):
+    calls = []
+
+    def fake_run_pip(python, args, echo=None):
+        calls.append((python, list(args)))
+        if echo:
+            echo("Successfully installed torch (fake)")
+        return fake_run_pip.rc
+
+    fake_run_pip.rc = 0
+    monkeypatch.setattr("envcheck.actions.run_pip", fake_run_pip)
+    return fake_run_pip, calls
+
+
+def test_run_yes_installs_with_the_target_interpreter_then_reruns_doctor(runner, probed, fake_pip):
+    _, calls = fake_pip
+    res = run(runner, "--run", "--yes")
+    assert calls == [("/home/alice/.venv/bin/python",
+                      ["torch==2.14.1", "--index-url", "https://download.pytorch.org/whl/cu126"])]
+    assert probed == [None, "/home/alice/.venv/bin/python"]  # probe, then the doctor re-run
+    assert "Plan: torch 2.14.1 (cu126)" in res.output
+    assert "envcheck doctor" in res.output  # the doctor's report follows
+    assert res.exit_code in (0, 1)  # the doctor's verdict on the (fake) result
+
+
+def test_run_asks_and_no_means_nothing_runs(runner, probed, fake_pip):
+    _, calls = fake_pip
+    res = run(runner, "--run", input="n\n")
+    assert res.exit_code == 1 and calls == []
+    assert "Run this pip command now?" in res.output
+
+
+def test_run_asks_and_yes_runs(runner, probed, fake_pip):
+    _, calls = fake_pip
+    run(runner, "--run", input="y\n")
+    assert len(calls) == 1
+
+
+def test_run_pip_failure_exit_1(runner, probed, fake_pip):
+    fake, calls = fake_pip
+    fake.rc = 2
+    res = run(runner, "--run", "--yes")
+    assert res.exit_code == 1 and len(calls) == 1 and probed == [None]  # no doctor re-run
+
+
+def test_run_blocked_plan_runs_nothing(runner, probed, fake_pip):
+    _, calls = fake_pip
+    res = run(runner, "--run", "--yes", "--gpu", "K80", "--torch", ">=2.8")
+    assert res.exit_code == 1 and calls == []
+
+
+def test_run_needs_a_real_interpreter(runner, no_probe, fake_pip):
+    _, calls = fake_pip
+    res = run(runner, *WHAT_IF, "--no-gpu", "--run", "--yes")
+    assert res.exit_code == 2 and calls == [] and "--run installs into a probed interpreter" in res.output
+
+
+def test_run_json_is_one_document(runner, probed, fake_pip):
+    res = run(runner, "--run", "--yes", "--format", "json")
+    doc = json.loads(res.stdout)
+    assert set(doc) == {"install", "run", "doctor"}
+    assert doc["run"]["argv"][:4] == ["/home/alice/.venv/bin/python", "-m", "pip", "install"]
+    assert doc["run"]["returncode"] == 0 and "findings" in doc["doctor"]
