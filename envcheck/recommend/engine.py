@@ -260,10 +260,12 @@ class _Evaluation:
                 return
             variants = ", ".join(b.variant for b in cuda) or "none"
             last = _last_release_covering(known, m) or _last_release_covering(missing, m)
+            ptx = sorted({b.variant for b in cuda for g in missing if _ptx_only(b, g)})
             self._fail(
                 "gpu.unsupported",
                 f"no torch {r.text} {m.platform} build ({variants}) has kernels for "
-                + ", ".join(g.label for g in missing),
+                + ", ".join(g.label for g in missing)
+                + (f" (only PTX in {', '.join(ptx)}, which torch does not count as support)" if ptx else ""),
                 (f"the last release that has them is torch {last[0]} ({last[1]}): use --torch '=={last[0]}'"
                  if last else "no PyTorch 2.x wheel supports this GPU; use a newer GPU or build torch "
                  "from source with TORCH_CUDA_ARCH_LIST set for it"),
@@ -335,12 +337,17 @@ def _last_companion(extra: str) -> str | None:
 
 
 def _last_release_covering(gpus: list[Gpu], machine: Machine) -> tuple[str, str] | None:
-    """Newest release (any, ignoring --torch) with a build for this platform covering these GPUs."""
+    """Newest release (any, ignoring --torch) with a build for this platform covering these GPUs,
+    preferring one this machine's driver runs."""
+    fallback = None
     for r in data.releases():
         for b in r.builds.get(machine.platform, ()):
             if b.kind == "cuda" and all(_covers(b, g) for g in gpus):
-                return r.text, b.variant
-    return None
+                need = _driver_need(b, machine)
+                if not machine.driver or not need or data.driver_at_least(machine.driver, need):
+                    return r.text, b.variant
+                fallback = fallback or (r.text, b.variant)
+    return fallback
 
 
 # ------------------------------------------------------------------------------------- engine
@@ -518,9 +525,6 @@ def _notes(plan: Plan, ev: _Evaluation, newer: list[_Evaluation]) -> None:
             x = max(newer_cuda, key=_cuda_key)
             need = _driver_need(x, m)
             plan.notes.append(f"the {x.variant} build of torch {r.text} would need driver >= {need}")
-    for g in m.nvidia_gpus:
-        if b.kind == "cuda" and g.cc and b.arch and _ptx_only(b, g):
-            plan.notes.append(f"{g.name}: only PTX covers it in {b.variant}; not counted (see reasons)")
     for extra in plan.extras:
         how = r.companions_how.get(extra, "")
         if "no release pins" in how:
@@ -530,13 +534,14 @@ def _notes(plan: Plan, ev: _Evaluation, newer: list[_Evaluation]) -> None:
                           "runs on CPUs too (it downloads CUDA libraries you will not use)")
     if m.free_threaded:
         plan.notes.append("free-threaded Python: torch marks these wheels experimental")
-    if m.installed_torch and m.installed_torch.split("+")[0] == r.text:
+    if m.installed_torch:
         local = m.installed_torch.partition("+")[2]
-        if local == b.variant or (not local and b.index_url is None):
+        same_build = local == b.variant or (not local and b.index_url is None)
+        if m.installed_torch.split("+")[0] == r.text and same_build:
             plan.notes.append(f"torch {m.installed_torch} is already installed: nothing to do")
         else:
-            plan.notes.append(f"torch {m.installed_torch} is installed; this plan installs the "
-                              f"{b.variant} build instead (pip replaces it)")
+            plan.notes.append(f"torch {m.installed_torch} is installed; the command replaces it with "
+                              f"{r.text} ({b.variant})")
     if plan.commands.get("conda"):
         plan.notes.append(commands.conda_note(r.text))
 

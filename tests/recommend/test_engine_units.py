@@ -321,3 +321,24 @@ def test_plan_to_dict_keys():
     assert set(plan.to_dict()) == {"torch", "variant", "cuda", "index_url", "companions", "commands",
                                    "blockers", "notes", "reasons", "constraint", "with", "machine",
                                    "newest_known_release"}
+
+
+def test_doctor_warns_when_installed_torch_is_newer_than_recipes():
+    from envcheck import rules
+
+    newest = Version(recommend.newest_known_release())
+    snap = example()
+    snap["torch"]["version"] = f"{newest.major}.{newest.minor + 1}.0+cu132"
+    ids = {f.id for f in rules.evaluate(snap)}
+    assert "torch.newer-than-known" in ids
+    snap["torch"]["version"] = f"{newest}+cu132"
+    assert "torch.newer-than-known" not in {f.id for f in rules.evaluate(snap)}
+
+
+def test_installed_torch_note():
+    from dataclasses import replace
+
+    m = replace(what_if_machine(platform="macos-arm64", python="3.12"), installed_torch="2.13.0")
+    assert any("replaces it with 2.15.0" in n for n in recommend.recommend(m).notes)
+    m = replace(m, installed_torch="2.15.0")
+    assert any("already installed" in n for n in recommend.recommend(m).notes)
