@@ -94,7 +94,7 @@ def _py_key(v: str) -> Version:
 
 def _py_range(versions) -> str:
     vs = sorted(versions, key=_py_key)
-    return f"{vs[0]}–{vs[-1]}" if len(vs) > 1 else (vs[0] if vs else "none")
+    return f"{vs[0]}-{vs[-1]}" if len(vs) > 1 else (vs[0] if vs else "none")
 
 
 def _example_python(versions) -> str:
@@ -299,9 +299,14 @@ class _Evaluation:
             self.build = max(ok, key=_rocm_key)
             return
         if not rocm:
-            self._fail("gpu.unsupported",
-                       f"torch {r.text} has no ROCm build for {m.platform} (ROCm wheels are Linux x86_64 only)",
-                       "use Linux x86_64 for AMD GPUs")
+            if m.platform == "linux-x86_64":
+                self._fail("gpu.unsupported",
+                           f"recipes know no ROCm build of torch {r.text} with a gfx target list",
+                           "use an older torch (--torch) or check download.pytorch.org for a newer ROCm index")
+            else:
+                self._fail("gpu.unsupported",
+                           f"torch {r.text} has no ROCm build for {m.platform} (ROCm wheels are Linux x86_64 only)",
+                           "use Linux x86_64 for AMD GPUs")
             return
         self._fail("gpu.unsupported",
                    f"no torch {r.text} ROCm build ({', '.join(b.variant for b in rocm)}) targets "
@@ -366,7 +371,7 @@ def recommend(machine: Machine, torch_spec: SpecifierSet | str | None = None,
         known = data.releases()
         plan.blockers.append(Blocker(
             "constraint.no-release",
-            f"no torch release recipes know matches {spec} (known: {known[-1].text} … {known[0].text})",
+            f"no torch release recipes know matches {spec} (known: {known[-1].text} to {known[0].text})",
             "widen --torch, or upgrade envcheck if that release is newer than its recipes",
         ))
         return plan

@@ -254,12 +254,9 @@ def apply_overrides(
         changes["platform"] = platform
         if platform != machine.platform:
             # Another OS/CPU: this machine's interpreter, glibc and WSL state do not apply.
-            changes.update(executable=None, wsl=False)
-            if not platform.startswith("linux"):
+            changes.update(executable=None, wsl=False, installed_torch=None)
+            if not (platform.startswith("linux") and (machine.platform or "").startswith("linux")):
                 changes["glibc"] = None
-            elif not (machine.platform or "").startswith("linux"):
-                changes["glibc"] = None
-                sources["glibc"] = "unknown"
         sources["platform"] = "flag"
     if python is not None:
         m = re.fullmatch(r"(\d+)\.(\d+)(t?)", python.strip())
