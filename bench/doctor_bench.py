@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,8 +99,15 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args()
 
-    python = os.path.realpath(sys.executable)
     work = tempfile.mkdtemp(prefix="envcheck-bench-")  # neutral cwd: no torch/ folder to shadow
+    try:
+        return _bench(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _bench(args: argparse.Namespace, work: str) -> int:
+    python = os.path.realpath(sys.executable)
     venv = Path(work) / "notorch"
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
     doctor = envcheck_command(python)
