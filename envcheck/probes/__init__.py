@@ -29,6 +29,7 @@ def collect(
     torch_timeout: float = 30.0,
     progress: Callable[[str], None] | None = None,
     while_waiting: Callable[[], object] | None = None,
+    nvml_timeout: float = 20.0,
 ) -> dict:
     """Probe this machine and return a snapshot (see envcheck.snapshot for its shape).
 
@@ -56,8 +57,20 @@ def collect(
 
     from envcheck.probes import env, host, nvidia
 
-    for name, fn in (("host", host.probe), ("nvidia", nvidia.probe), ("env", env.probe)):
+    nvml_box: dict = {}
+    nvml_worker = threading.Thread(
+        target=lambda: nvml_box.setdefault("result", _timed(nvidia.probe)),
+        name="envcheck-nvml-probe", daemon=True,
+    )
+    nvml_worker.start()
+    for name, fn in (("host", host.probe), ("env", env.probe)):
         sections[name], seconds[name] = _timed(fn)
+    # NVML runs in-process and a wedged GPU can block it indefinitely: bound it, and leave the
+    # daemon thread behind rather than the user.
+    nvml_worker.join(nvml_timeout)
+    sections["nvidia"], seconds["nvidia"] = nvml_box.get(
+        "result", (nvidia.hung(nvml_timeout), nvml_timeout)
+    )
     if while_waiting is not None:
         # A warm-up only: if it fails, the real call later does the same work and reports.
         with contextlib.suppress(Exception):

@@ -61,6 +61,17 @@ def probe(nvml: Any = None, process_name: ProcessNamer | None = None) -> dict:
         return _with_nvml(session, namer)
 
 
+def hung(timeout: float) -> dict:
+    """The section when NVML did not answer in time. NVML calls run in-process and cannot be
+    interrupted; a wedged GPU (Xid 79, fallen off the bus) can block them for minutes, so the
+    caller runs the probe in a daemon thread and reports this instead of waiting forever."""
+    return _without_nvml(_nvml.Failure(
+        _nvml.UNKNOWN_ERROR, "NVML_TIMEOUT",
+        f"NVML did not answer within {timeout:g} s (a GPU may be hung or fallen off the bus; "
+        "look for Xid errors in `sudo dmesg`)",
+    ))
+
+
 def _without_nvml(failure: _nvml.Failure) -> dict:
     missing = failure.na("NVML did not start")
     return {
