@@ -21,7 +21,7 @@ def _root():
     return resources.files("envcheck._recipes")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str) -> Any:
     """Parsed contents of ``recipes/<name>.json`` (cached; treat as read-only)."""
     try:

@@ -6,7 +6,8 @@ decorate it with ``@rule``, give it fixtures in tests/fixtures/ and a test in te
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Iterable
+from typing import Callable
 
 from envcheck import exitcodes
 from envcheck.findings import Finding, Severity, sort_findings
