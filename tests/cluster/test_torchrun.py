@@ -8,6 +8,7 @@ distributed mode of `envcheck validate`.)
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -18,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch.distributed.run", reason="torch is not installed (torchrun comes with it)")
-pytestmark = pytest.mark.slow
+# find_spec, not import: the test process itself must stay torch-free (other tests check that
+# doctor never imports torch in-process).
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="torch is not installed (torchrun comes with it)")]
 
 RANK_SCRIPT = Path(__file__).with_name("rank_script.py")
 
