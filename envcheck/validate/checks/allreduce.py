@@ -1,0 +1,435 @@
+"""allreduce: exact sums across every rank, and algbw/busbw per message size.
+
+One process per device (NCCL) or ``--procs`` processes on the CPU (gloo), started by
+:func:`launch` around a TCPStore this process serves. Each rank puts rank-identifiable
+values in a float32 tensor: element i of rank r is ``(r + 1) * (i % M + 1)``, so the sum
+is ``n(n+1)/2 * (i % M + 1)``, exact in float32 (M keeps it under 2^24), and a missing or
+doubled rank shows in every element. Sizes go from 1 KiB by x4 up to the cap (1 GiB on
+GPUs, 64 MiB on CPUs, both lowered to a quarter of free memory). Per size: one checked
+collective (every element compared), then ``warmup`` + ``iters`` timed ones on a zeroed
+buffer (verified still zero). Bandwidths follow nccl-tests (doc/PERFORMANCE.md,
+src/all_reduce.cu AllReduceGetBw): algbw = bytes / time (GB = 1e9), busbw = algbw x
+2(n-1)/n. The time of a size is the slowest rank's (the collective ends when its last rank
+does); nccl-tests' default (-a 1) averages ranks instead, equal on a healthy node.
+
+Hangs: every rank marks its progress in the store; when no rank moves for ``timeout``
+seconds, the run fails naming the ranks that are behind, and every rank process is killed
+(process groups, then any descendants via psutil; ranks also die with their parent through
+PR_SET_PDEATHSIG on Linux). :func:`sweep` is the per-rank body and runs in any initialised
+process group, e.g. one made by torchrun (cluster mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from typing import Any, Callable
+
+from envcheck.validate import faults, procs
+from envcheck.validate.checks import CheckContext
+from envcheck.validate.config import (
+    CPU_ALLREDUCE_MAX_BYTES,
+    GPU_ALLREDUCE_MAX_BYTES,
+    human_bytes,
+)
+from envcheck.validate.config import (
+    sizes as size_ladder,
+)
+from envcheck.validate.results import FAIL, PASS, CheckResult
+
+_FLOAT32_EXACT = 1 << 24  # integers up to 2^24 are exact in float32
+_VERIFY_CHUNK = 1 << 24  # elements per verification chunk (64 MiB of float32)
+
+
+def busbw_factor(n: int) -> float:
+    """nccl-tests' all-reduce bus factor 2(n-1)/n (0 for a single rank)."""
+    return 2.0 * (n - 1) / n if n > 0 else 0.0
+
+
+def pattern_modulus(n: int) -> int:
+    """Largest M <= 251 with n(n+1)/2 * M exact in float32 (1 for very large worlds)."""
+    total = n * (n + 1) // 2
+    return max(1, min(251, (_FLOAT32_EXACT - 1) // max(1, total)))
+
+
+# --------------------------------------------------------------------------- per rank
+
+
+def _fill(t, start: int, modulus: int, scale: float) -> None:
+    import torch
+
+    for s in range(0, t.numel(), _VERIFY_CHUNK):
+        e = min(t.numel(), s + _VERIFY_CHUNK)
+        ar = torch.arange(start + s, start + e, dtype=torch.int64, device=t.device)
+        t[s:e].copy_(ar.remainder_(modulus).add_(1)).mul_(scale)
+
+
+def _count_wrong(t, modulus: int, total: float) -> tuple[int, int | None]:
+    """(number of wrong elements, index of the first) against ``total * (i % M + 1)``."""
+    import torch
+
+    wrong, first = 0, None
+    for s in range(0, t.numel(), _VERIFY_CHUNK):
+        e = min(t.numel(), s + _VERIFY_CHUNK)
+        ar = torch.arange(s, e, dtype=torch.int64, device=t.device)
+        expected = ar.remainder_(modulus).add_(1).to(torch.float32).mul_(total)
+        bad = t[s:e] != expected
+        n_bad = int(bad.sum())
+        if n_bad and first is None:
+            first = s + int(bad.nonzero()[0, 0])
+        wrong += n_bad
+    return wrong, first
+
+
+def _barrier(device, group) -> None:
+    """All ranks line up before a timed block (a 1-element all-reduce, then a device sync)."""
+    import torch
+    import torch.distributed as dist
+
+    from envcheck.validate.timing import sync
+
+    sync(device)
+    dist.all_reduce(torch.zeros(1, device=device), group=group)
+    sync(device)
+
+
+def _free_bytes(device) -> int:
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def sweep(
+    device,
+    *,
+    max_bytes: int,
+    min_bytes: int = 1024,
+    factor: int = 4,
+    warmup: int = 5,
+    iters: int = 20,
+    group=None,
+    mark: Callable[[str], None] | None = None,
+    memory_share: int = 4,
+) -> dict[str, Any]:
+    """Run the checked and timed all-reduce ladder in an initialised process group.
+
+    Every rank of ``group`` must call it with the same arguments; every rank returns the
+    same rows (times reduced with MAX, wrong counts with SUM). ``mark(text)`` is called
+    before and after each collective (progress for hang detection). The largest size is
+    lowered to ``free memory / memory_share`` of the most constrained rank.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from envcheck.validate.timing import sync
+
+    device = torch.device(device)
+    rank, n = dist.get_rank(group), dist.get_world_size(group)
+    say = mark or (lambda _text: None)
+    hang = faults.active("allreduce", "hang")
+    exit_ = faults.active("allreduce", "exit")
+    wrong_fault = faults.active("allreduce", "wrong")
+
+    def inject(op: int) -> None:
+        if hang is not None and rank == int(hang.get("rank", 1)) and op == int(hang.get("op", 0)):
+            while True:  # injected: this rank never enters collective `op`
+                time.sleep(3600)
+        if exit_ is not None and rank == int(exit_.get("rank", 1)) and op == int(exit_.get("op", 0)):
+            os._exit(int(exit_.get("code", 3)))
+
+    cap = torch.tensor([min(int(max_bytes), _free_bytes(device) // memory_share)], dtype=torch.int64,
+                       device=device)
+    dist.all_reduce(cap, op=dist.ReduceOp.MIN, group=group)
+    ladder = size_ladder(min_bytes, int(cap.item()), factor)
+    if not ladder:
+        raise MemoryError(f"not even {min_bytes} bytes free for the all-reduce buffer")
+    modulus = pattern_modulus(n)
+    total = float(n * (n + 1) // 2)
+    rows: list[dict[str, Any]] = []
+    op = 0
+    buf = torch.empty(ladder[-1] // 4 if ladder else 1, dtype=torch.float32, device=device)
+    for size in ladder:
+        count = size // 4
+        t = buf[:count]
+        _fill(t, 0, modulus, float(rank + 1))
+        if wrong_fault is not None and rank == int(wrong_fault.get("rank", 1)):
+            t[count // 2] += 1.0
+        label = f"all_reduce #{op} ({human_bytes(size)}, checked)"
+        inject(op)
+        say(f"entering {label}")
+        dist.all_reduce(t, group=group)
+        sync(device)
+        say(f"finished {label}")
+        op += 1
+        wrong, first = _count_wrong(t, modulus, total)
+        # Timed: zeros stay zeros, so the buffer is reused without refilling.
+        t.zero_()
+        label = f"all_reduce #{op} ({human_bytes(size)}, {warmup}+{iters} timed)"
+        inject(op)
+        say(f"entering {label}")
+        for _ in range(warmup):
+            dist.all_reduce(t, group=group)
+        _barrier(device, group)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            dist.all_reduce(t, group=group)
+        sync(device)
+        elapsed = time.perf_counter() - t0
+        say(f"finished {label}")
+        op += 1
+        nonzero = int((t != 0).sum())
+        stats = torch.tensor([elapsed / max(1, iters), float(wrong + nonzero)], dtype=torch.float64, device=device)
+        worst = stats.clone()
+        dist.all_reduce(worst[:1], op=dist.ReduceOp.MAX, group=group)
+        dist.all_reduce(worst[1:], op=dist.ReduceOp.SUM, group=group)
+        sec = float(worst[0])
+        algbw = size / sec / 1e9 if sec > 0 else None
+        rows.append({
+            "bytes": size,
+            "count": count,
+            "time_us": round(sec * 1e6, 3),
+            "algbw_GBps": None if algbw is None else round(algbw, 4),
+            "busbw_GBps": None if algbw is None else round(algbw * busbw_factor(n), 4),
+            "wrong": int(worst[1]),
+            "first_wrong_index": first if wrong else None,
+        })
+    del buf
+    return {"world_size": n, "rows": rows, "max_bytes": ladder[-1] if ladder else 0,
+            "modulus": modulus, "wrong": sum(r["wrong"] for r in rows)}
+
+
+def rank_main(argv: list[str] | None = None) -> int:
+    """Entry of one rank process (``python -m envcheck.validate.checks.allreduce``)."""
+    import argparse
+
+    procs.set_pdeathsig()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rank", type=int, required=True)
+    ap.add_argument("--world", type=int, required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--device", choices=["cpu", "cuda"], required=True)
+    ap.add_argument("--params", required=True)
+    args = ap.parse_args(argv)
+    params = json.loads(args.params)
+    import torch
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", args.port, None, False, timedelta(seconds=float(params["timeout"]) + 30))
+    r = args.rank
+
+    def mark(text: str) -> None:
+        store.set(f"mark/{r}", text)
+        store.add(f"count/{r}", 1)
+
+    try:
+        mark("started")
+        if args.device == "cuda":
+            device = torch.device("cuda", r)
+            torch.cuda.set_device(device)
+            backend = "nccl"
+        else:
+            device = torch.device("cpu")
+            torch.set_num_threads(1)  # gloo needs no intra-op threads; ranks share the cores
+            backend = "gloo"
+        dist.init_process_group(
+            backend, store=dist.PrefixStore("pg", store), rank=r, world_size=args.world,
+            timeout=timedelta(seconds=float(params["timeout"]) + 30),
+        )
+        mark("joined the process group")
+        out = sweep(device, max_bytes=int(params["max_bytes"]), min_bytes=int(params["min_bytes"]),
+                    factor=int(params["factor"]), warmup=int(params["warmup"]), iters=int(params["iters"]),
+                    mark=mark)
+        out["backend"] = backend
+        if device.type == "cuda":
+            out["nccl_version"] = ".".join(str(v) for v in torch.cuda.nccl.version())
+            out["device_name"] = torch.cuda.get_device_name(device)
+        dist.destroy_process_group()
+        mark("done")
+        store.set(f"result/{r}", json.dumps(out))
+        return 0
+    except Exception as exc:  # noqa: BLE001 - reported to the parent through the store
+        text = str(exc).strip()
+        with contextlib.suppress(Exception):
+            store.set(f"error/{r}", f"{type(exc).__name__}: {text.splitlines()[0][:500] if text else ''}")
+        return 1
+
+
+# --------------------------------------------------------------------------- launcher
+
+
+def _child_env(device: str) -> dict[str, str]:
+    env = procs.child_env(device)
+    if sys.platform.startswith("linux"):
+        # All ranks are on this host: keep gloo off whatever the hostname resolves to.
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    return env
+
+
+def launch(world: int, device: str, params: dict[str, Any], timeout: float,
+           progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+    """Start ``world`` rank processes, watch them, and always reap them.
+
+    Returns ``{"ok": bool, "results": {rank: dict}, "errors": {rank: str}, "exit_codes",
+    "hung": [ranks] | None, "failed": [ranks], "marks": {rank: str}, "message": str}``.
+    """
+    import torch.distributed as dist
+
+    say = progress or (lambda f, n="": None)
+    store = dist.TCPStore("127.0.0.1", 0, None, True, timedelta(seconds=30), wait_for_workers=False)
+    payload = json.dumps(dict(params, timeout=timeout))
+    env = _child_env(device)
+    children: list[subprocess.Popen] = []
+    logs = [tempfile.TemporaryFile() for _ in range(world)]  # noqa: SIM115 - closed in finally
+    out: dict[str, Any] = {"ok": False, "results": {}, "errors": {}, "exit_codes": {}, "hung": None,
+                           "failed": [], "marks": {}, "message": ""}
+    try:
+        for r in range(world):
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "envcheck.validate.checks.allreduce", "--rank", str(r),
+                 "--world", str(world), "--port", str(store.port), "--device", device, "--params", payload],
+                env=env, stdin=subprocess.DEVNULL, stdout=logs[r], stderr=subprocess.STDOUT,
+                start_new_session=True,
+            ))
+        counts = [0] * world
+        last_move = time.monotonic()
+        first_failure: float | None = None
+        grace = min(10.0, timeout)
+        # started, joined, enter+finish of 2 collectives per size, done
+        total_marks = 3 + 4 * int(params.get("n_sizes", 10))
+        while True:
+            time.sleep(0.05)
+            now = time.monotonic()
+            new = [store.add(f"count/{r}", 0) for r in range(world)]
+            if new != counts:
+                counts, last_move = new, now
+                say(min(counts) / total_marks, f"{min(counts)}/{total_marks} steps on the slowest rank")
+            codes = [p.poll() for p in children]
+            for r, c in enumerate(codes):
+                if c is not None and r not in out["exit_codes"]:
+                    out["exit_codes"][r] = c
+                    if c != 0 or not store.check([f"result/{r}"]):
+                        out["failed"].append(r)
+                        first_failure = first_failure or now
+            if all(c is not None for c in codes):
+                break
+            if first_failure is not None and now - first_failure > grace:
+                break
+            if now - last_move > timeout:
+                behind = min(counts[r] for r in range(world) if codes[r] is None)
+                out["hung"] = [r for r in range(world) if codes[r] is None and counts[r] == behind]
+                break
+        for r in range(world):
+            if store.check([f"mark/{r}"]):
+                out["marks"][r] = store.get(f"mark/{r}").decode(errors="replace")
+            if store.check([f"result/{r}"]):
+                out["results"][r] = json.loads(store.get(f"result/{r}"))
+            if store.check([f"error/{r}"]):
+                out["errors"][r] = store.get(f"error/{r}").decode(errors="replace")
+    finally:
+        procs.kill_tree([p.pid for p in children])
+        for p in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)
+        for r, f in enumerate(logs):
+            try:
+                f.seek(0)
+                tail = f.read()[-2000:].decode(errors="replace").strip()
+                if tail and r not in out["results"]:
+                    out.setdefault("logs", {})[r] = tail
+                f.close()
+            except OSError:
+                pass
+        del store
+    out["ok"] = not out["failed"] and out["hung"] is None and len(out["results"]) == world
+    return out
+
+
+def _describe_failure(run: dict[str, Any], world: int, timeout: float) -> str:
+    marks = run["marks"]
+    if run["hung"] is not None:
+        hung = run["hung"]
+        others = [r for r in range(world) if r not in hung and r not in run["exit_codes"]]
+        where = "; ".join(f"rank {r}: last '{marks.get(r, 'no progress reported')}'" for r in hung)
+        msg = (f"all-reduce hung: no rank progressed for {timeout:g} s; "
+               f"stuck rank(s) {', '.join(map(str, hung))} ({where})")
+        if others:
+            msg += f"; rank(s) {', '.join(map(str, others))} were waiting for them"
+        return msg + "; every rank process was killed"
+    parts = []
+    for r in run["failed"]:
+        code = run["exit_codes"].get(r)
+        how = (f"was killed by signal {-code}" if code is not None and code < 0
+               else f"exited with code {code}" if code is not None else "did not finish")
+        err = run["errors"].get(r)
+        parts.append(f"rank {r} {how} after '{marks.get(r, 'no progress reported')}'"
+                     + (f" ({err})" if err else ""))
+    stragglers = [r for r in range(world) if r not in run["exit_codes"]]
+    msg = "all-reduce failed: " + "; ".join(parts) if parts else "all-reduce failed: missing results"
+    if stragglers:
+        msg += f"; rank(s) {', '.join(map(str, stragglers))} were killed"
+    return msg
+
+
+def run(ctx: CheckContext) -> CheckResult:
+    faults.at_start("allreduce")
+    cfg = ctx.config
+    p = ctx.params
+    world = cfg.world_size
+    if cfg.allreduce_max_bytes:
+        max_bytes = int(cfg.allreduce_max_bytes)
+    else:
+        max_bytes = GPU_ALLREDUCE_MAX_BYTES if cfg.device == "cuda" else CPU_ALLREDUCE_MAX_BYTES
+    n_sizes = len(size_ladder(int(p["min_bytes"]), max_bytes, int(p["factor"])))
+    params = {"max_bytes": max_bytes, "min_bytes": int(p["min_bytes"]), "factor": int(p["factor"]),
+              "warmup": int(p["warmup"]), "iters": int(p["iters"]), "n_sizes": n_sizes}
+    result = launch(world, cfg.device, params, float(cfg.timeout), ctx.progress)
+    backend = "nccl" if cfg.device == "cuda" else "gloo"
+    metrics: dict[str, Any] = {"world_size": world, "backend": backend}
+    details: dict[str, Any] = {"marks": result["marks"], "exit_codes": result["exit_codes"]}
+    if result.get("logs"):
+        details["logs"] = result["logs"]
+    if not result["ok"]:
+        metrics["hung_ranks"] = result["hung"]
+        metrics["failed_ranks"] = result["failed"]
+        return CheckResult("allreduce", FAIL, metrics, _describe_failure(result, world, float(cfg.timeout)),
+                           details=details, error={"kind": "hang" if result["hung"] is not None else "rank_failed",
+                                                   "type": "AllReduceFailure", "message": "", "traceback": ""})
+    r0 = result["results"][0]
+    rows = r0["rows"]
+    details["rows"] = rows
+    last = rows[-1] if rows else {}
+    metrics.update({
+        "nccl_version": r0.get("nccl_version"),
+        "sizes": len(rows),
+        "max_bytes": r0["max_bytes"],
+        "algbw_GBps": last.get("algbw_GBps"),
+        "busbw_GBps": last.get("busbw_GBps"),
+        "avg_busbw_GBps": round(sum(r["busbw_GBps"] or 0 for r in rows) / len(rows), 4) if rows else None,
+        "wrong": r0["wrong"],
+    })
+    if r0["wrong"]:
+        bad = [r for r in rows if r["wrong"]]
+        return CheckResult("allreduce", FAIL, metrics,
+                           f"{r0['wrong']} wrong element(s) summed over ranks, first at "
+                           f"{human_bytes(bad[0]['bytes'])} (expected n(n+1)/2 x (i % {r0['modulus']} + 1))",
+                           details=details)
+    single = " (single-rank group: one device, checks the collective path only; busbw is 0 by nccl-tests' formula)" \
+        if world == 1 else ""
+    msg = (f"{world} rank(s) over {backend}, exact sums at {len(rows)} sizes "
+           f"{human_bytes(rows[0]['bytes'])}..{human_bytes(r0['max_bytes'])}; "
+           f"busbw {metrics['busbw_GBps']:.2f} GB/s at {human_bytes(r0['max_bytes'])}{single}")
+    return CheckResult("allreduce", PASS, metrics, msg, details=details)
+
+
+if __name__ == "__main__":
+    sys.exit(rank_main())
