@@ -302,6 +302,79 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
     sys.exit(rules.exit_code(findings))
 
 
+@cli.command()
+@click.option("--gpus", type=click.IntRange(min=1), metavar="N",
+              help="Use the first N CUDA devices, one all-reduce rank each (default: all visible).")
+@click.option("--procs", type=click.IntRange(min=1), metavar="N",
+              help="CPU path: all-reduce ranks (gloo processes; default 2).")
+@click.option("--checks", "checks_spec", metavar="LIST",
+              help="Comma-separated checks to run: cnn, amp, compile, allreduce, gemm, memory (default: all).")
+@click.option("--profile", type=click.Choice(["quick", "standard", "burn-in"]), default="standard",
+              show_default=True, help="Workload size; burn-in repeats the GEMM and memory stress for --duration.")
+@click.option("--duration", type=click.FloatRange(min=1), metavar="S",
+              help="Seconds of stress in --profile burn-in (default 600).")
+@click.option("--device", type=click.Choice(["cuda", "cpu"]),
+              help="Where the checks run (default: cuda when torch sees a GPU, else cpu).")
+@FORMAT
+@COLOR
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              callback=_existing_dir, help="Also write the JSON report to FILE (kept current after each check).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              callback=_existing_dir, help="Also write JUnit XML to FILE (one testcase per check).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, metavar="S",
+              help="Seconds a collective (or any step of a check) may make no progress before it counts as hung.")
+@click.option("--allreduce-max-mib", type=click.IntRange(min=1), metavar="MiB",
+              help="Largest all-reduce message (default 1024 on GPUs, 64 on CPUs; lowered to fit free memory).")
+@click.option("--isolation", type=click.Choice(["subprocess", "inprocess"]), default="subprocess", hidden=True)
+def validate(gpus, procs, checks_spec, profile, duration, device, fmt, color, report_path, junit_path,
+             timeout, allreduce_max_mib, isolation):
+    """Run a real workload on this machine and certify it for large-model work.
+
+    \b
+    Checks: cnn (training converges, bit-reproducible, matches a CPU reference), amp (fp16 +
+    GradScaler, bf16), compile (inductor), allreduce (exact sums, busbw per size), gemm (TFLOPS
+    per dtype, bit-exact repeats), memory (bandwidths, pattern write/verify).
+
+    Verdict: certified, degraded (a figure below its floor), failed, or passed (correct, no
+    floors known: CPU or an unknown GPU). Exit codes: 0 certified/passed, 1 degraded/failed,
+    2 bad usage, 3 envcheck failed, 130 interrupted (the report is still written).
+    """
+    from envcheck.report import validate as render
+    from envcheck.validate import app
+    from envcheck.validate import runner as vrunner
+    from envcheck.validate.config import ValidateConfig
+
+    try:
+        checks = app.parse_checks(checks_spec)
+        app.check_static(device=device, gpus=gpus, procs=procs, profile=profile, duration=duration)
+    except app.UsageProblem as exc:
+        raise click.UsageError(str(exc)) from None
+    use_color = style.use_color(color)
+    started = time.perf_counter()
+    _progress("validate: importing torch and probing the machine...")
+    prep = app.prepare(isolation=isolation, device=device)
+    persist = app.outputs_writer(report_path, junit_path, _progress)
+    if not prep.preflight.ok:
+        cfg = ValidateConfig(device=device or "cpu", profile=profile)
+        report = vrunner.failed_report(cfg, checks, prep.preflight.error or "torch is not usable",
+                                       machine=prep.machine)
+        _progress(f"envcheck: validate needs a working torch: {prep.preflight.error} "
+                  "(`envcheck install` prints the right install command)")
+    else:
+        try:
+            cfg = app.resolve(prep.preflight.info, device=device, gpus=gpus, procs=procs, profile=profile,
+                              duration=duration, timeout=timeout, allreduce_max_mib=allreduce_max_mib)
+        except app.UsageProblem as exc:
+            raise click.UsageError(str(exc)) from None
+        listener = render.ProgressDisplay(sys.stderr, color=style.use_color(color, sys.stderr))
+        report = vrunner.run(cfg, checks, prep.preflight.info, isolation=isolation, listener=listener,
+                             persist=persist, machine=prep.machine, timings=prep.timings)
+    report.timings["total_s"] = round(time.perf_counter() - started, 3)
+    persist(report)
+    _write(render.to_json(report) if fmt == "json" else render.to_text(report, color=use_color))
+    sys.exit(130 if report.interrupted else render.exit_code(report))
+
+
 def main() -> None:
     """Console entry point (``envcheck`` and ``python -m envcheck``)."""
     cli.main(prog_name="envcheck")

@@ -1,0 +1,199 @@
+"""Certification: the checks' figures + the recipes -> a verdict. Pure: no torch, no I/O.
+
+Verdicts (issue 4):
+- ``failed``: a check failed (a correctness failure, a crash, a hang) or the run was
+  interrupted;
+- ``degraded``: everything correct, but a figure is below its floor (or a check warned);
+- ``certified``: all six checks ran and passed, every judged figure at or above its floor,
+  on hardware whose specs are known;
+- ``passed``: all correct, but nothing to judge against (CPU, a GPU not in
+  recipes/gpu_specs.json) or not every check ran: figures reported, not judged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from envcheck.validate.config import CHECK_NAMES
+from envcheck.validate.results import (
+    CERTIFIED,
+    DEGRADED,
+    FAIL,
+    FAILED,
+    PASSED,
+    SKIP,
+    WARN,
+    CheckResult,
+    Figure,
+)
+
+
+@dataclass
+class Certification:
+    verdict: str
+    reasons: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    gpu_models: dict[str, str | None] = field(default_factory=dict)
+
+
+def match_model(name: str | None, specs: dict[str, Any]) -> dict[str, Any] | None:
+    """The gpu_specs entry whose ``match`` patterns fully match ``name`` (case-insensitive)."""
+    if not name:
+        return None
+    name = " ".join(name.split())
+    for gpu in specs.get("gpus", []):
+        for pattern in gpu.get("match", []):
+            if re.fullmatch(pattern, name, flags=re.IGNORECASE):
+                return gpu
+    return None
+
+
+def _judge(fig: Figure) -> Figure:
+    if fig.value is None or fig.floor is None:
+        fig.status = "unjudged"
+    else:
+        fig.status = "ok" if fig.value >= fig.floor else "below"
+    return fig
+
+
+def _floor(spec: float | None, fraction: float | None) -> float | None:
+    if spec is None or fraction is None:
+        return None
+    return round(spec * fraction, 4)
+
+
+def _cap_tuple(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in str(text).split("."))
+    except ValueError:
+        return None
+
+
+def figures_for(checks: list[CheckResult], models: dict[str, dict[str, Any] | None],
+                floors: dict[str, Any], world_size: int) -> list[Figure]:
+    """Every figure of the checks, next to the spec and floor of its device's model."""
+    f = floors.get("floors", {})
+    out: list[Figure] = []
+    by_name = {c.name: c for c in checks}
+
+    gemm = by_name.get("gemm")
+    if gemm is not None and gemm.status != SKIP:
+        for row in gemm.details.get("devices", []):
+            model = models.get(row.get("device"))
+            for dt, m in (row.get("dtypes") or {}).items():
+                if m.get("tflops") is None:
+                    continue
+                rule = f.get("gemm", {}).get(dt, {})
+                spec = (model or {}).get("peak_tflops", {}).get(rule.get("spec_key", dt)) if model else None
+                out.append(_judge(Figure("gemm", f"{dt}_tflops", row["device"], m["tflops"], "TFLOPS", spec,
+                                         _floor(spec, rule.get("fraction_of_spec")),
+                                         note=f"n={m.get('n')}")))
+    mem = by_name.get("memory")
+    if mem is not None and mem.status != SKIP:
+        for row in mem.details.get("devices", []):
+            model = models.get(row.get("device"))
+            for key in ("d2d_GBps", "h2d_GBps", "d2h_GBps"):
+                if row.get(key) is None:
+                    continue
+                rule = f.get("memory", {}).get(key, {})
+                spec = model.get(rule.get("spec_key", "")) if model else None
+                out.append(_judge(Figure("memory", key, row["device"], row[key], "GB/s", spec,
+                                         _floor(spec, rule.get("fraction_of_spec")))))
+    ar = by_name.get("allreduce")
+    if ar is not None and ar.status != SKIP and ar.metrics.get("busbw_GBps") is not None:
+        rule = f.get("allreduce", {}).get("busbw_GBps", {})
+        distinct = {m["id"] if m else None for m in models.values()}
+        model = next(iter(models.values())) if len(distinct) == 1 else None
+        spec = None
+        note = f"{ar.metrics.get('world_size')} ranks, largest message {ar.metrics.get('max_bytes')} B"
+        nvlink = (model or {}).get("nvlink") or {}
+        if model and str(nvlink.get("class", "")).startswith("NVLink") and world_size >= int(rule.get("min_ranks", 2)):
+            spec = nvlink.get("unidirectional_GBps")
+        elif model:
+            note += "; not judged (needs NVLink-class GPUs and >= 2 ranks)"
+        out.append(_judge(Figure("allreduce", "busbw_GBps", "all", ar.metrics["busbw_GBps"], "GB/s", spec,
+                                 _floor(spec, rule.get("fraction_of_spec")), note=note)))
+    amp = by_name.get("amp")
+    if amp is not None and amp.status != SKIP:
+        rule = f.get("amp", {}).get("speedup", {})
+        first = next(iter(models), None)
+        model = models.get(first) if first else None
+        tensor_cores = bool(model) and (_cap_tuple(model.get("compute_capability")) or (0,)) >= (
+            _cap_tuple(rule.get("min_compute_capability")) or (7, 0))
+        for mode, row in (amp.details.get("modes") or {}).items():
+            if row.get("speedup") is None:
+                continue
+            floor = float(rule["minimum"]) if tensor_cores and "minimum" in rule else None
+            out.append(_judge(Figure("amp", f"{mode}_speedup", first or "cpu", row["speedup"], "x", None, floor,
+                                     note="over fp32 (TF32 off)")))
+    cnn = by_name.get("cnn")
+    if cnn is not None and cnn.metrics.get("samples_per_s") is not None:
+        out.append(Figure("cnn", "samples_per_s", next(iter(models), "cpu"), cnn.metrics["samples_per_s"], "samples/s"))
+    comp = by_name.get("compile")
+    if comp is not None and comp.metrics.get("speedup") is not None:
+        dev = next(iter(models), "cpu")
+        out.append(Figure("compile", "compile_s", dev, comp.metrics.get("compile_s"), "s"))
+        out.append(Figure("compile", "speedup", dev, comp.metrics["speedup"], "x", note="eager / compiled step time"))
+    return out
+
+
+def certify(
+    checks: list[CheckResult],
+    devices: list[dict[str, Any]],
+    *,
+    device_type: str,
+    world_size: int,
+    specs: dict[str, Any],
+    floors: dict[str, Any],
+    interrupted: bool = False,
+    required: tuple[str, ...] = CHECK_NAMES,
+) -> Certification:
+    """Judge the figures and decide the verdict. ``devices``: [{"index", "name", ...}]."""
+    models: dict[str, dict[str, Any] | None] = {}
+    if device_type == "cuda":
+        for d in devices:
+            models[f"cuda:{d.get('index', len(models))}"] = match_model(d.get("name"), specs)
+    figures = figures_for(checks, models, floors, world_size)
+    cert = Certification(PASSED, figures=figures,
+                         gpu_models={k: (m["id"] if m else None) for k, m in models.items()})
+    failed = [c for c in checks if c.status == FAIL]
+    if interrupted:
+        cert.reasons.append("the run was interrupted before every check finished")
+    for c in failed:
+        cert.reasons.append(f"{c.name} failed: {c.message}")
+    if interrupted or failed:
+        cert.verdict = FAILED
+        return cert
+    below = [fig for fig in figures if fig.status == "below"]
+    warned = [c for c in checks if c.status == WARN]
+    for fig in below:
+        cert.reasons.append(f"{fig.check} {fig.metric} on {fig.device}: {fig.value:g} {fig.unit} is below its "
+                            f"floor {fig.floor:g}" + (f" (spec {fig.spec:g})" if fig.spec is not None else ""))
+    for c in warned:
+        cert.reasons.append(f"{c.name} warned: {c.message}")
+    if below or warned:
+        cert.verdict = DEGRADED
+        return cert
+    known = bool(models) and all(m is not None for m in models.values())
+    if not known:
+        if device_type != "cuda":
+            what = "the CPU"
+        else:
+            unknown = sorted({d.get("name") or "?" for d in devices
+                              if models.get(f"cuda:{d.get('index')}") is None})
+            what = "GPU model(s) " + ", ".join(repr(u) for u in unknown) + " (not in recipes/gpu_specs.json)"
+        cert.reasons.append(f"no pass floors are known for {what}: figures are reported, not judged")
+        return cert
+    ran = {c.name for c in checks if c.status != SKIP}
+    missing = [n for n in required if n not in ran]
+    if missing:
+        cert.reasons.append("certification needs all six checks; not run or skipped: " + ", ".join(missing))
+        return cert
+    cert.verdict = CERTIFIED
+    judged = sum(1 for fig in figures if fig.status == "ok")
+    cert.reasons.append(f"all checks passed; {judged} figure(s) at or above their floors")
+    return cert
