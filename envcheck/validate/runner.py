@@ -239,9 +239,16 @@ def run(
     persist: Callable[[ValidationReport], None] | None = None,
     machine: dict[str, Any] | None = None,
     timings: dict[str, Any] | None = None,
+    registry: dict | None = None,
+    stall_grace: float = STALL_GRACE_S,
 ) -> ValidationReport:
-    """Run ``checks`` in order and return the certified report (also on Ctrl-C/SIGTERM)."""
+    """Run ``checks`` in order and return the certified report (also on Ctrl-C/SIGTERM).
+
+    ``registry`` replaces the check table (in-process tests); ``stall_grace`` is added to
+    ``config.timeout`` for the stall watchdog of subprocess workers.
+    """
     listener = listener or Listener()
+    registry = registry or REGISTRY
     t0 = time.perf_counter()
     if config.device == "cuda":
         devices = [dict(d) for d in (info.get("devices") or [])[: config.ndevices]]
@@ -252,7 +259,7 @@ def run(
                               machine=dict(machine or {}))
     report.timings = dict(timings or {})
     report.timings["checks"] = {}
-    stall_s = float(config.timeout) + STALL_GRACE_S
+    stall_s = float(config.timeout) + float(stall_grace)
     current: str | None = None
 
     def save(final: bool) -> None:
@@ -269,7 +276,7 @@ def run(
         with _sigterm_as_interrupt():
             save(False)
             for i, name in enumerate(checks):
-                spec = REGISTRY[name]
+                spec = registry[name]
                 listener.start(name, i, len(checks))
                 current = name
                 t = time.perf_counter()
@@ -280,7 +287,8 @@ def run(
                     from envcheck.validate import worker
 
                     result = worker.execute(name, config, info,
-                                            lambda f, n="", name=name: listener.progress(name, f, n))
+                                            lambda f, n="", name=name: listener.progress(name, f, n),
+                                            registry=registry)
                 else:
                     result = _run_subprocess(name, config, info, listener, stall_s)
                 report.timings["checks"][name] = round(time.perf_counter() - t, 3)

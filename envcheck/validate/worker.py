@@ -85,9 +85,9 @@ def preflight() -> dict[str, Any]:
 
 
 def execute(name: str, config: ValidateConfig, info: dict[str, Any],
-            progress: Callable[[float, str], None]) -> CheckResult:
+            progress: Callable[[float, str], None], registry: dict | None = None) -> CheckResult:
     """Run one check in this process; an exception becomes a failed result with its cause."""
-    spec = REGISTRY[name]
+    spec = (registry or REGISTRY)[name]
     t0 = time.perf_counter()
     try:
         result = spec.load()(CheckContext(name, config, info, progress))
