@@ -307,7 +307,9 @@ def launch(world: int, device: str, params: dict[str, Any], timeout: float,
         # started, joined, enter+finish of 2 collectives per size, done
         total_marks = 3 + 4 * int(params.get("n_sizes", 10))
         while True:
-            time.sleep(0.05)
+            # A few store round trips per poll; rarely, so the watcher does not compete with the
+            # ranks for the cores (hang detection works at the scale of seconds anyway).
+            time.sleep(0.25)
             now = time.monotonic()
             new = [store.add(f"count/{r}", 0) for r in range(world)]
             if new != counts:

@@ -69,7 +69,9 @@ def measure(device: str, dtype: str, n: int, warmup: int, iters: int, seed: int,
     a = torch.randn(n, n, generator=gen, device=dev, dtype=torch.float32).to(tdtype)
     b = torch.randn(n, n, generator=gen, device=dev, dtype=torch.float32).to(tdtype)
     ref = torch.empty(n, n, device=dev, dtype=tdtype)
-    outs = [torch.empty(n, n, device=dev, dtype=tdtype) for _ in range(ring)]
+    # zeros, not empty: the first write to fresh host pages page-faults, which would be
+    # billed to the timed products (measured ~10 % of a 1024^3 fp32 product on the CI host).
+    outs = [torch.zeros(n, n, device=dev, dtype=tdtype) for _ in range(ring)]
     torch.matmul(a, b, out=ref)
     for _ in range(max(0, warmup - 1)):
         torch.matmul(a, b, out=outs[0])
