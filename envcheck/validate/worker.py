@@ -63,7 +63,9 @@ def preflight() -> dict[str, Any]:
         with contextlib.suppress(Exception):
             info["cudnn"] = torch.backends.cudnn.version()
         with contextlib.suppress(Exception):
-            info["nccl"] = ".".join(str(v) for v in torch.cuda.nccl.version())
+            from envcheck.validate.checks.allreduce import nccl_version_text
+
+            info["nccl"] = nccl_version_text(torch.cuda.nccl.version())
     dist: dict[str, Any] = {"available": False, "gloo": False, "nccl": False}
     try:
         import torch.distributed as tdist

@@ -223,3 +223,9 @@ def test_compile_root_cause_triton():
 def test_compile_root_cause_other_errors_keep_the_exception_line():
     msg = diagnose("Traceback...\n  File x\ntorch._dynamo.exc.Unsupported: call_function foo\n", CPU_OK)
     assert msg == "torch.compile failed: torch._dynamo.exc.Unsupported: call_function foo"
+
+
+def test_nccl_version_text_old_and_new_encodings():
+    from envcheck.validate.checks.allreduce import nccl_version_text
+
+    assert [nccl_version_text(v) for v in ((2, 26, 2), 2708, 21903)] == ["2.26.2", "2.7.8", "2.19.3"]

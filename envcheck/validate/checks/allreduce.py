@@ -47,6 +47,15 @@ _FLOAT32_EXACT = 1 << 24  # integers up to 2^24 are exact in float32
 _VERIFY_CHUNK = 1 << 24  # elements per verification chunk (64 MiB of float32)
 
 
+def nccl_version_text(version: Any) -> str:
+    """torch.cuda.nccl.version() is a tuple (2, 26, 2) in torch 2.x, an int (2708) in old ones."""
+    if isinstance(version, int):
+        major, rest = divmod(version, 10000) if version >= 10000 else divmod(version, 1000)
+        minor, patch = divmod(rest, 100)
+        return f"{major}.{minor}.{patch}"
+    return ".".join(str(v) for v in version)
+
+
 def busbw_factor(n: int) -> float:
     """nccl-tests' all-reduce bus factor 2(n-1)/n (0 for a single rank)."""
     return 2.0 * (n - 1) / n if n > 0 else 0.0
@@ -251,7 +260,7 @@ def rank_main(argv: list[str] | None = None) -> int:
                     mark=mark)
         out["backend"] = backend
         if device.type == "cuda":
-            out["nccl_version"] = ".".join(str(v) for v in torch.cuda.nccl.version())
+            out["nccl_version"] = nccl_version_text(torch.cuda.nccl.version())
             out["device_name"] = torch.cuda.get_device_name(device)
         dist.destroy_process_group()
         mark("done")
