@@ -111,6 +111,20 @@ def test_cpu_path_end_to_end_all_six_checks_pass(tmp_path):
 
 
 @needs_torch
+def test_burn_in_repeats_the_stress_loops_for_the_duration(tmp_path):
+    t0 = time.monotonic()
+    r = invoke("--checks", "gemm,memory", "--profile", "burn-in", "--duration", "6", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    gemm, memory = doc["checks"]
+    # 4 s of GEMM over 3 CPU dtypes and 2 s of pattern passes, far more than the standard profile's 30 products
+    assert gemm["seconds"] >= 4 and gemm["metrics"]["products_compared"] > 30
+    assert memory["metrics"]["pattern_passes"] >= 2 and memory["metrics"]["pattern_mismatched_words"] == 0
+    assert doc["profile"] == "burn-in" and doc["options"]["duration"] == 6
+    assert time.monotonic() - t0 < 120
+
+
+@needs_torch
 @pytest.mark.parametrize("fault, checks, extra, failing, expect", [
     ("cnn.raise", "cnn,gemm", [], "cnn", "RuntimeError: injected fault: cnn raised"),
     ("gemm.oom", "cnn,gemm", [], "gemm", "out of memory: CUDA out of memory"),

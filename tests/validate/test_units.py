@@ -229,3 +229,16 @@ def test_nccl_version_text_old_and_new_encodings():
     from envcheck.validate.checks.allreduce import nccl_version_text
 
     assert [nccl_version_text(v) for v in ((2, 26, 2), 2708, 21903)] == ["2.26.2", "2.7.8", "2.19.3"]
+
+
+def test_collateral_rank_errors_are_told_apart_from_the_cause():
+    from envcheck.validate.checks.allreduce import _describe_failure, collateral
+
+    gloo = ("RuntimeError: [../gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:40117: Connection reset by "
+            "peer. This is typically caused by a remote worker hanging")
+    assert collateral(gloo) and not collateral("RuntimeError: CUDA error: an illegal memory access")
+    run = {"hung": None, "failed": [0, 1], "exit_codes": {0: 1, 1: 3}, "errors": {0: gloo},
+           "marks": {0: "entering all_reduce #1", 1: "finished all_reduce #0"}}
+    msg = _describe_failure(run, 2, 120)
+    assert msg.startswith("all-reduce failed: rank 1 exited with code 3 after 'finished all_reduce #0'; "
+                          "then rank 0 exited with code 1 after 'entering all_reduce #1' (RuntimeError")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -365,6 +366,15 @@ def launch(world: int, device: str, params: dict[str, Any], timeout: float,
     return out
 
 
+_COLLATERAL = re.compile(r"connection (reset|closed|refused)|closed by peer|broken pipe|remote (worker|process)|"
+                         r"socket timeout|ncclremoteerror", re.IGNORECASE)
+
+
+def collateral(error: str) -> bool:
+    """True for an error a rank gets because a peer died (gloo/NCCL connection errors)."""
+    return bool(_COLLATERAL.search(error or ""))
+
+
 def _describe_failure(run: dict[str, Any], world: int, timeout: float) -> str:
     marks = run["marks"]
     if run["hung"] is not None:
@@ -377,12 +387,16 @@ def _describe_failure(run: dict[str, Any], world: int, timeout: float) -> str:
             msg += f"; rank(s) {', '.join(map(str, others))} were waiting for them"
         return msg + "; every rank process was killed"
     parts = []
-    for r in run["failed"]:
+    # The rank that died first is the cause; peers that then lost their connection to it are
+    # collateral. Both can be seen in one poll, so order by what their errors say.
+    order = sorted(run["failed"], key=lambda r: (collateral(run["errors"].get(r, "")), run["failed"].index(r)))
+    for i, r in enumerate(order):
         code = run["exit_codes"].get(r)
         how = (f"was killed by signal {-code}" if code is not None and code < 0
                else f"exited with code {code}" if code is not None else "did not finish")
         err = run["errors"].get(r)
-        parts.append(f"rank {r} {how} after '{marks.get(r, 'no progress reported')}'"
+        parts.append(("then " if i and collateral(err or "") else "")
+                     + f"rank {r} {how} after '{marks.get(r, 'no progress reported')}'"
                      + (f" ({err})" if err else ""))
     stragglers = [r for r in range(world) if r not in run["exit_codes"]]
     msg = "all-reduce failed: " + "; ".join(parts) if parts else "all-reduce failed: missing results"

@@ -186,6 +186,7 @@ def run(ctx: CheckContext) -> CheckResult:
             metrics[key] = min(vals)
     metrics["pattern_bytes"] = min(r["pattern"]["bytes"] for r in rows)
     metrics["pattern_mismatched_words"] = sum(r["pattern"]["mismatched_words"] for r in rows)
+    metrics["pattern_passes"] = min(r["pattern"]["passes"] for r in rows)
     details = {"devices": rows}
     if problems:
         return CheckResult("memory", FAIL, metrics, "; ".join(problems), details=details)
