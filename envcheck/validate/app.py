@@ -97,9 +97,13 @@ def prepare(isolation: str = "subprocess", device: str | None = None, machine: b
     thread = threading.Thread(target=probe, daemon=True) if machine else None
     if thread:
         thread.start()
-    pre = runner.preflight(isolation=isolation, device=device)
-    if thread:
-        thread.join(timeout=90)
+    try:
+        with runner.sigterm_as_interrupt():
+            pre = runner.preflight(isolation=isolation, device=device)
+            if thread:
+                thread.join(timeout=90)
+    except KeyboardInterrupt:  # the report must still be written: see runner.failed_report
+        pre = runner.Preflight(False, {}, runner.INTERRUPTED_BEFORE_CHECKS)
     return Prepared(pre, box.get("machine", {}), {"preflight_s": pre.seconds, "machine_s": box.get("machine_s")})
 
 

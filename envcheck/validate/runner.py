@@ -152,7 +152,7 @@ def versions(info: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
+def sigterm_as_interrupt():
     """SIGTERM (a scheduler's kill, a timeout) ends the run like Ctrl-C: report still written."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -273,7 +273,7 @@ def run(
                 raise
 
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             save(False)
             for i, name in enumerate(checks):
                 spec = registry[name]
@@ -337,15 +337,24 @@ def finish(report: ValidationReport) -> ValidationReport:
     return report
 
 
+INTERRUPTED_BEFORE_CHECKS = "interrupted (Ctrl-C or SIGTERM) before the checks started"
+
+
 def failed_report(config: ValidateConfig, checks: list[str], reason: str,
-                  machine: dict[str, Any] | None = None) -> ValidationReport:
-    """Every check failed for one reason (torch missing or broken): still a full report."""
+                  machine: dict[str, Any] | None = None, interrupted: bool = False) -> ValidationReport:
+    """No check could run (torch missing or broken, or interrupted during the preflight): still
+    a full report. ``reason`` == INTERRUPTED_BEFORE_CHECKS (what :func:`app.prepare` reports
+    for Ctrl-C) also marks the report interrupted, with every check skipped."""
+    interrupted = interrupted or reason == INTERRUPTED_BEFORE_CHECKS
     report = ValidationReport(device=config.device, world_size=config.world_size, profile=config.profile,
                               options=config.to_dict(), machine=dict(machine or {}),
-                              versions=versions({}))
-    report.checks = [CheckResult(n, FAIL, {}, reason, error={"kind": "environment", "type": "TorchUnavailable",
-                                                            "message": reason, "traceback": ""})
-                     for n in checks]
+                              versions=versions({}), interrupted=interrupted)
+    if interrupted:
+        report.checks = [CheckResult(n, SKIP, {}, "not run: the run was interrupted") for n in checks]
+    else:
+        report.checks = [CheckResult(n, FAIL, {}, reason, error={"kind": "environment", "type": "TorchUnavailable",
+                                                                "message": reason, "traceback": ""})
+                         for n in checks]
     return finish(report)
 
 

@@ -180,3 +180,17 @@ def test_failed_report_when_torch_is_missing():
     report = runner.failed_report(ValidateConfig(), ["cnn", "gemm"], "torch is not usable here: No module")
     assert report.verdict == "failed"
     assert all(c.status == "fail" and c.error["kind"] == "environment" for c in report.checks)
+
+
+def test_ctrl_c_during_the_preflight_still_gives_an_interrupted_report(monkeypatch):
+    from envcheck.validate import app
+
+    def interrupted(**kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "preflight", interrupted)
+    prep = app.prepare(machine=False)
+    assert not prep.preflight.ok and prep.preflight.error == runner.INTERRUPTED_BEFORE_CHECKS
+    report = runner.failed_report(ValidateConfig(), ["cnn", "gemm"], prep.preflight.error)
+    assert report.interrupted and report.verdict == "failed"
+    assert [(c.name, c.status) for c in report.checks] == [("cnn", "skip"), ("gemm", "skip")]
