@@ -250,7 +250,9 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
             recommend.what_if_machine(**what_if)  # reject bad flags before a slow probe
             from envcheck import probes
 
-            machine = recommend.machine_from_snapshot(probes.collect(python=py_path, progress=_progress))
+            # The plan needs the interpreter and what is installed, not a torch import.
+            snapshot = probes.collect(python=py_path, progress=_progress, import_torch=False)
+            machine = recommend.machine_from_snapshot(snapshot)
             machine = recommend.apply_overrides(machine, **what_if)
     except recommend.InputError as exc:
         raise click.UsageError(str(exc)) from None

@@ -30,6 +30,7 @@ def collect(
     progress: Callable[[str], None] | None = None,
     while_waiting: Callable[[], object] | None = None,
     nvml_timeout: float = 20.0,
+    import_torch: bool = True,
 ) -> dict:
     """Probe this machine and return a snapshot (see envcheck.snapshot for its shape).
 
@@ -39,7 +40,8 @@ def collect(
     ``while_waiting`` runs after the in-process probes, while the torch subprocess still runs:
     the CLI warms up what it needs next (importing the rule modules and their recipes costs
     ~50-80 ms here, which would otherwise come after the subprocess). Its errors are ignored;
-    the same work is simply done again later.
+    the same work is simply done again later. ``import_torch=False`` reads the interpreter and
+    the installed torch distributions without importing torch (``torch.status: not_probed``).
     """
     from envcheck.probes import torch as torch_probe
 
@@ -49,9 +51,10 @@ def collect(
     box: dict = {}
 
     def run_torch() -> None:
-        box["result"] = _timed(torch_probe.probe, python=python, timeout=torch_timeout)
+        box["result"] = _timed(torch_probe.probe, python=python, timeout=torch_timeout,
+                               import_torch=import_torch)
 
-    say("probing torch in a subprocess…")
+    say("probing torch in a subprocess…" if import_torch else "probing the interpreter…")
     worker = threading.Thread(target=run_torch, name="envcheck-torch-probe", daemon=True)
     worker.start()
 

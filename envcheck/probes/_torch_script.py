@@ -341,6 +341,12 @@ def main():
     emit({"stage": "dists", "distributions": torch_dists, "torch_dirs": torch_dirs,
           "error": scan_error})
 
+    if len(sys.argv) > 2 and sys.argv[2] == "no-import":
+        # The caller needs only the interpreter and what is installed (envcheck install):
+        # importing torch would cost a second and could crash or hang.
+        emit({"stage": "done"})
+        return
+
     # Whatever torch prints goes to stderr, so stdout carries only the protocol.
     sys.stdout = sys.stderr
     import traceback

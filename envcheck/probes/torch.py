@@ -169,16 +169,18 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 
 def probe(python: str | os.PathLike | None = None, timeout: float = 30.0,
-          env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None) -> dict:
+          env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
+          import_torch: bool = True) -> dict:
     """Facts about the target interpreter and its torch. Never raises, never outlives ``timeout``
-    (plus a second of clean-up), never leaves a process behind."""
+    (plus a second of clean-up), never leaves a process behind. With ``import_torch=False`` torch
+    is not imported: ``torch.status`` is ``not_probed`` and only ``distributions`` is filled."""
     try:
-        return _probe(python, timeout, env, cwd)
+        return _probe(python, timeout, env, cwd, import_torch)
     except Exception as exc:  # noqa: BLE001 - the doctor must survive its own bugs too
         return _failed(f"torch probe failed: {type(exc).__name__}: {exc}")
 
 
-def _probe(python, timeout, env, cwd) -> dict:
+def _probe(python, timeout, env, cwd, import_torch=True) -> dict:
     exe, problem = resolve_python(python)
     if problem:
         return _failed(problem)
@@ -194,7 +196,7 @@ def _probe(python, timeout, env, cwd) -> dict:
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            [exe, "-c", script, repr(float(timeout))],
+            [exe, "-c", script, repr(float(timeout))] + ([] if import_torch else ["no-import"]),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=None if env is None else dict(env), cwd=cwd, **kwargs,
         )
@@ -236,11 +238,11 @@ def _probe(python, timeout, env, cwd) -> dict:
     for stream in (proc.stdout, proc.stderr):
         with contextlib.suppress(OSError):
             stream.close()
-    return _assemble(exe, reader, proc.returncode, timed_out, timeout)
+    return _assemble(exe, reader, proc.returncode, timed_out, timeout, import_torch)
 
 
 def _assemble(exe: str, reader: _Reader, returncode: int | None, timed_out: bool,
-              timeout: float) -> dict:
+              timeout: float, import_torch: bool = True) -> dict:
     stages = reader.stages
     tail = reader.stderr_tail()
     step = reader.step
@@ -264,7 +266,10 @@ def _assemble(exe: str, reader: _Reader, returncode: int | None, timed_out: bool
     torch: dict[str, Any] = {"distributions": distributions}
     facts = stages.get("torch")
     err = stages.get("torch_error")
-    if facts and reader.done.is_set():
+    if not import_torch and reader.done.is_set() and not err:
+        torch["status"] = "not_probed"
+        torch["error"] = _error("torch was not imported: only installed distributions were read")
+    elif facts and reader.done.is_set():
         torch.update(status="ok", error=None)
         torch.update({k: facts.get(k) for k in TORCH_KEYS})
     elif err:

@@ -216,6 +216,10 @@ def machine_from_snapshot(snapshot: dict, source: str = "probed") -> Machine:
     # PCI class 0x03xx = display controller (VGA 0x0300, 3D 0x0302); audio functions are 0x0403.
     pci_gpus = [d for d in pci if isinstance(d, dict) and str(d.get("class", "")).startswith("0x03")]
     installed = get(snapshot, "torch.version") if get(snapshot, "torch.status") == "ok" else None
+    if get(snapshot, "torch.status") == "not_probed":  # probed without importing torch
+        dists = get(snapshot, "torch.distributions", [])
+        installed = dists[0].get("version") if isinstance(dists, list) and dists and \
+            isinstance(dists[0], dict) else None
     facts = ("platform", "python", "glibc", "driver", "gpus")
     return Machine(
         platform=platform,

@@ -38,3 +38,17 @@ def test_a_probe_that_raises_becomes_unavailable(monkeypatch):
     s = probes.collect(torch_timeout=20)
     assert snap.is_na(s["host"]) and "OSError: boom" in s["host"]["unavailable"]
     assert s["torch"]["status"] in {"ok", "not_installed"}
+
+
+def test_without_importing_torch_reads_installed_distributions():
+    """envcheck install needs the interpreter and what is installed, not a 1 s torch import."""
+    from envcheck import recommend
+
+    s = probes.collect(import_torch=False, torch_timeout=20)
+    assert s["python"]["status"] == "ok"
+    assert s["torch"]["status"] == "not_probed"
+    assert "version" not in s["torch"]
+    names = [d["name"] for d in s["torch"]["distributions"]]
+    assert "torch" in names  # the README's test command installs torch
+    machine = recommend.machine_from_snapshot(s)
+    assert machine.installed_torch == s["torch"]["distributions"][0]["version"]

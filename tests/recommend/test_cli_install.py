@@ -27,9 +27,11 @@ def runner():
 def probed(monkeypatch):
     """Probing returns the contract example (8x H100, driver 550.90.07, Python 3.11 venv)."""
     calls = []
+    imports = []
 
-    def fake_collect(python=None, torch_timeout=30.0, progress=None):
+    def fake_collect(python=None, torch_timeout=30.0, progress=None, import_torch=True):
         calls.append(python)
+        imports.append(import_torch)
         return json.loads(EXAMPLE.read_text())
 
     monkeypatch.setattr("envcheck.probes.collect", fake_collect)
