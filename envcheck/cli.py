@@ -328,8 +328,16 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
 @click.option("--allreduce-max-mib", type=click.IntRange(min=1), metavar="MiB",
               help="Largest all-reduce message (default 1024 on GPUs, 64 on CPUs; lowered to fit free memory).")
 @click.option("--isolation", type=click.Choice(["subprocess", "inprocess"]), default="subprocess", hidden=True)
-def validate(gpus, procs, checks_spec, profile, duration, device, fmt, color, report_path, junit_path,
-             timeout, allreduce_max_mib, isolation):
+@click.option("--straggler-threshold", type=click.FloatRange(min=0, max=1, min_open=True), default=0.10,
+              show_default=True, metavar="FRACTION",
+              help="Under torchrun/srun: flag a node whose GEMM, memory or intra-node busbw figure is this "
+                   "fraction worse than the cluster median.")
+@EXIT_CODES
+@PROM_FILE
+@DRAIN
+@click.pass_context
+def validate(ctx, gpus, procs, checks_spec, profile, duration, device, fmt, color, report_path, junit_path,
+             timeout, allreduce_max_mib, isolation, straggler_threshold, exit_codes, prom_file, drain):
     """Run a real workload on this machine and certify it for large-model work.
 
     \b
@@ -352,6 +360,28 @@ def validate(gpus, procs, checks_spec, profile, duration, device, fmt, color, re
     except app.UsageProblem as exc:
         raise click.UsageError(str(exc)) from None
     use_color = style.use_color(color)
+    if fmt == "json" and exit_codes in ("nagios", "npd"):
+        raise click.UsageError(f"--format json and --exit-codes {exit_codes} exclude each other: "
+                               f"{exit_codes} prints one status line on stdout")
+    ctx.ensure_object(dict)["exit_codes"] = exit_codes
+    # Started by torchrun or srun: join that job as one rank (issue 5, envcheck/cluster/).
+    from envcheck.cluster import launch as cluster_launch
+
+    try:
+        launched = cluster_launch.detect(os.environ)
+    except cluster_launch.LaunchError as exc:
+        raise click.UsageError(f"torchrun/srun environment: {exc}") from None
+    if launched is not None:
+        from envcheck.cluster import validate_mode
+
+        if gpus is not None or procs is not None:
+            raise click.UsageError("--gpus/--procs do not apply under torchrun/srun: every task is one rank")
+        opts = validate_mode.Options(checks=checks, profile=profile, device=device, duration=duration,
+                                     timeout=timeout, allreduce_max_mib=allreduce_max_mib, isolation=isolation,
+                                     straggler_threshold=straggler_threshold)
+        sys.exit(validate_mode.main(launched, opts, fmt=fmt, color=use_color, report_path=report_path,
+                                    junit_path=junit_path, exit_codes=exit_codes, prom_file=prom_file,
+                                    drain=drain, write=_write, progress=_progress))
     started = time.perf_counter()
     _progress("validate: importing torch and probing the machine...")
     prep = app.prepare(isolation=isolation, device=device)
@@ -373,7 +403,17 @@ def validate(gpus, procs, checks_spec, profile, duration, device, fmt, color, re
                              persist=persist, machine=prep.machine, timings=prep.timings)
     report.timings["total_s"] = round(time.perf_counter() - started, 3)
     persist(report)
-    _write(render.to_json(report) if fmt == "json" else render.to_text(report, color=use_color))
+    from envcheck.cluster import exitmodes, prom
+
+    outcome = exitmodes.validate_outcome(report.to_dict())
+    decision = exitmodes.decide(outcome, exit_codes)
+    if decision.line is not None:
+        _write(decision.line)
+    else:
+        _write(render.to_json(report) if fmt == "json" else render.to_text(report, color=use_color))
+    _health_outputs(outcome, lambda: prom.validate_text(report.to_dict(), time.time()), prom_file, drain)
+    if exit_codes != "default":
+        sys.exit(decision.code)
     sys.exit(130 if report.interrupted else render.exit_code(report))
 
 

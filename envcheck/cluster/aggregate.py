@@ -103,6 +103,26 @@ def _merged_checks(entries: list[Mapping]) -> list[dict]:
     return list(by_name.values())
 
 
+def _hang_summary(nodes: list[dict]) -> list[str]:
+    """When the all-reduce hung, name the ranks that were behind (fewest progress marks)."""
+    hung = []
+    for n in nodes:
+        for r in n["ranks"]:
+            for c in r["checks"]:
+                err = c.get("error") or {}
+                if c.get("name") == "allreduce" and err.get("kind") == "hang":
+                    m = c.get("metrics") or {}
+                    hung.append((int(m.get("progress_marks") or 0), r["rank"], n["hostname"], m.get("last_mark")))
+    if not hung:
+        return []
+    low = min(h[0] for h in hung)
+    behind = [h for h in hung if h[0] == low]
+    text = "; ".join(f"rank {r} ({host}) stopped after '{last or 'start-up'}'" for _, r, host, last in behind)
+    waiting = sorted(h[1] for h in hung if h[0] > low)
+    return [f"all-reduce hung: {text}" + (f"; rank(s) {', '.join(map(str, waiting))} were waiting for it"
+                                           if waiting else "")]
+
+
 def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float = DEFAULT_THRESHOLD,
                    checks: tuple[str, ...] = STRAGGLER_CHECKS) -> dict:
     """The cluster report: ``verdict``, ``world_size``, ``nodes`` (one per node), ``missing_ranks``."""
@@ -152,6 +172,13 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
     verdict = worst_verdict([n["verdict"] for n in nodes] + (["failed"] if missing else []))
     reasons = [f"rank {m['rank']}: {m['error']}" for m in missing]
     reasons += [f"rank {r['rank']} ({n['hostname']}): {r['error']}" for n in nodes for r in n["ranks"] if r["error"]]
+    for n in nodes:
+        for r in n["ranks"]:
+            if r["verdict"] in ("failed", "degraded") and not r["error"]:
+                why = list(((next(e for e in entries if e.get("rank") == r["rank"]).get("report") or {})
+                            .get("reasons")) or [])[:3]
+                reasons += [f"rank {r['rank']} ({n['hostname']}): {w}" for w in why]
+    reasons += _hang_summary(nodes)
     reasons += [f"node {n['node_rank']} ({n['hostname']}) is a straggler: {f['message']}"
                 for n in nodes for f in n["straggler_figures"]]
     return {

@@ -60,8 +60,9 @@ def run(info: Launch, work: Work, *, timeout: float, hostname: str,
         env: Mapping[str, str] | None = None, clock=time.monotonic) -> dict | None:
     """This rank's part of a distributed run. Rank 0 returns the cluster report; others None.
 
-    Never raises for a failure of ``work``: it becomes that rank's error in the report. A
-    non-zero rank that cannot reach rank 0 raises :class:`channel.ReporterError`.
+    Never raises for a failure of ``work``: it becomes that rank's error in rank 0's report
+    (so a non-zero rank exits 0 and ``srun --kill-on-bad-exit`` does not kill rank 0 before it
+    reports). A non-zero rank that cannot reach rank 0 raises :class:`channel.ReporterError`.
     """
     start = clock()
     port = channel.report_port(info.master_port, env)
@@ -71,9 +72,9 @@ def run(info: Launch, work: Work, *, timeout: float, hostname: str,
                               clock=clock, **me) as rep:
             try:
                 result = work(rep.phase)
-            except Exception as exc:  # noqa: BLE001 - reported to rank 0, then re-raised
+            except Exception as exc:  # noqa: BLE001 - rank 0 reports it; this rank's job is done
                 rep.error(f"{type(exc).__name__}: {exc}")
-                raise
+                return None
             rep.result(dict(result))
         return None
 

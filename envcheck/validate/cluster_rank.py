@@ -1,0 +1,99 @@
+"""One rank of the multi-node all-reduce (``python -m envcheck.validate.cluster_rank PARAMS``).
+
+Started by the distributed mode (envcheck/cluster/validate_mode.py) on every rank of a
+torchrun / srun launch, with ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK`` and ``GROUP_RANK`` (the node) in its environment; it joins the job's process
+group through ``env://`` (NCCL on GPUs, one device per rank at ``cuda:LOCAL_RANK``; gloo on
+CPUs) and runs validate's all-reduce ladder (:func:`envcheck.validate.checks.allreduce.sweep`)
+twice: across the whole world (inter-node) and inside each node (intra-node busbw, compared
+between nodes to find stragglers). It runs in its own process so that a hang or a crash in a
+collective can be ended by the supervising rank process, which kills it after ``timeout``
+seconds without progress.
+
+Protocol: JSON lines on the original stdout - ``{"event": "mark", "text"}`` before and after
+every collective, then ``{"event": "result", "result"}`` or ``{"event": "error", "error"}``.
+Libraries' own output goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import timedelta
+from typing import Any
+
+from envcheck.validate import procs
+
+
+def _int_env(name: str, default: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        if default is None:
+            raise RuntimeError(f"{name} is not set (the distributed mode sets it)")
+        return default
+    return int(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    procs.set_pdeathsig()
+    argv = sys.argv[1:] if argv is None else argv
+    params: dict[str, Any] = json.loads(argv[0])
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything torch or NCCL prints goes to stderr
+
+    def emit(**event: Any) -> None:
+        events.write(json.dumps(event, default=str) + "\n")
+        events.flush()
+
+    def mark(text: str) -> None:
+        emit(event="mark", text=text)
+
+    try:
+        import torch
+        import torch.distributed as dist
+
+        from envcheck.validate.checks.allreduce import sweep
+
+        rank, world = _int_env("RANK"), _int_env("WORLD_SIZE")
+        local_rank, node = _int_env("LOCAL_RANK", 0), _int_env("GROUP_RANK", 0)
+        timeout = timedelta(seconds=float(params["timeout"]) + 30)
+        mark("started")
+        if params["device"] == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+            backend = "nccl"
+        else:
+            device = torch.device("cpu")
+            torch.set_num_threads(1)  # gloo needs no intra-op threads; ranks share the cores
+            backend = "gloo"
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout)
+        mark("joined the process group")
+        kw = {k: int(params[k]) for k in ("max_bytes", "min_bytes", "factor", "warmup", "iters")}
+        result: dict[str, Any] = {"backend": backend, "world": sweep(device, mark=mark, **kw)}
+        nodes: list[Any] = [None] * world
+        dist.all_gather_object(nodes, node)
+        node_ids = sorted(set(nodes))
+        result["num_nodes"] = len(node_ids)
+        if len(node_ids) > 1:
+            # Every rank creates every group, in the same order (new_group is collective).
+            groups = {n: dist.new_group([r for r in range(world) if nodes[r] == n]) for n in node_ids}
+            mine = groups[node]
+            if dist.get_world_size(mine) > 1:
+                mark("intra-node sweep")
+                result["intranode"] = sweep(device, group=mine, mark=mark, **kw)
+        if device.type == "cuda":
+            result["nccl_version"] = ".".join(str(v) for v in torch.cuda.nccl.version())
+            result["device_name"] = torch.cuda.get_device_name(device)
+        dist.destroy_process_group()
+        mark("done")
+        emit(event="result", result=result)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - reported to the supervising process
+        text = str(exc).strip()
+        emit(event="error", error=f"{type(exc).__name__}: {text.splitlines()[0][:500] if text else ''}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
