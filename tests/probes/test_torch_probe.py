@@ -45,9 +45,20 @@ def env_with(pythonpath: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
+_EARLIER: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _children_before_the_test():
+    """Processes the session already had (e.g. the Slurm daemons of tests/cluster) are not ours."""
+    _EARLIER.clear()
+    _EARLIER.update(p.pid for p in psutil.Process().children(recursive=True))
+    yield
+
+
 def no_child_left() -> None:
     children = [p for p in psutil.Process().children(recursive=True)
-                if p.status() != psutil.STATUS_ZOMBIE]
+                if p.pid not in _EARLIER and p.status() != psutil.STATUS_ZOMBIE]
     assert children == [], f"processes left behind: {children}"
 
 

@@ -118,7 +118,8 @@ def test_burn_in_repeats_the_stress_loops_for_the_duration(tmp_path):
     doc = json.loads(r.stdout)
     gemm, memory = doc["checks"]
     # 4 s of GEMM over 3 CPU dtypes and 2 s of pattern passes, far more than the standard profile's 30 products
-    assert gemm["seconds"] >= 4 and gemm["metrics"]["products_compared"] > 30
+    # GEMM gets about 2/3 of the 6 s; the margin absorbs the loop's stopping granularity.
+    assert gemm["seconds"] >= 3.5 and gemm["metrics"]["products_compared"] > 30
     assert memory["metrics"]["pattern_passes"] >= 2 and memory["metrics"]["pattern_mismatched_words"] == 0
     assert doc["profile"] == "burn-in" and doc["options"]["duration"] == 6
     assert time.monotonic() - t0 < 120
