@@ -356,6 +356,11 @@ def main(info: Launch, opts: Options, *, fmt: str, color: bool, report_path: str
     except channel.ReporterError as exc:
         progress(f"envcheck: rank {info.rank}: {exc}")
         return 1
+    except OSError as exc:  # rank 0 could not listen for the other ranks' results
+        port = channel.report_port(info.master_port)
+        progress(f"envcheck: rank 0 cannot listen on port {port} for the other ranks' results "
+                 f"({exc.strerror or exc}); set MASTER_PORT or ENVCHECK_REPORT_PORT to a free port")
+        return 2
     if rep is None:
         return 0
     for path, text in ((report_path, lambda: json.dumps(rep, indent=2, sort_keys=True) + "\n"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +127,7 @@ def test_healthcheck_recipe_end_to_end(slurm, tmp_path):
 
     def healthcheck(snapshot: str) -> subprocess.CompletedProcess:
         env = {"SLURMD_NODENAME": slurm.node, "SLURM_CONF": str(slurm.conf), "ENVCHECK": str(wrapper),
+               "PYTHONPATH": os.environ["PYTHONPATH"],
                "ENVCHECK_LOG": str(tmp_path / "hc.log"), "ENVCHECK_PROM_DIR": str(prom_dir),
                "SNAP": str(fixtures / snapshot)}
         return subprocess.run(["/bin/bash", str(script)], env=env, capture_output=True, text=True, timeout=90)
@@ -141,3 +144,24 @@ def test_healthcheck_recipe_end_to_end(slurm, tmp_path):
     log = (tmp_path / "hc.log").read_text()
     assert "rc=2 ENVCHECK CRITICAL - 2 errors" in log and "rc=0 ENVCHECK OK" in log
     assert "--drain: node" in log and "resumed" in log
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_srun_validate_allreduce(slurm, tmp_path):
+    """`srun -n 2 envcheck validate --checks allreduce`: srun mode, env:// from the Slurm node list."""
+    env = dict(slurm.env, OMP_NUM_THREADS="1")
+    res = subprocess.run(["srun", "-n", "2", "--kill-on-bad-exit=1", sys.executable, "-m", "envcheck", "validate",
+                          "--checks", "allreduce", "--allreduce-max-mib", "1", "--timeout", "30",
+                          "--format", "json", "--report", str(tmp_path / "cluster.json"),
+                          "--prom-file", str(tmp_path / "envcheck.prom")],
+                         capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rep = json.loads(res.stdout)  # one report, from rank 0 only
+    assert rep == json.loads((tmp_path / "cluster.json").read_text())
+    assert rep["verdict"] == "passed" and rep["world_size"] == 2 and rep["launch"]["launcher"] == "srun"
+    (node,) = rep["nodes"]
+    assert node["hostname"] == slurm.node and [r["rank"] for r in node["ranks"]] == [0, 1]
+    ar = node["ranks"][1]["checks"][0]
+    assert ar["name"] == "allreduce" and ar["status"] == "pass" and ar["metrics"]["backend"] == "gloo"
+    assert f'envcheck_node_verdict{{node="{slurm.node}",verdict="passed"}} 1' in (tmp_path / "envcheck.prom").read_text()

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 import xml.etree.ElementTree as ET
 
 import psutil
@@ -33,14 +34,15 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _leftovers(since: float) -> list[str]:
-    """envcheck / torchrun processes started by this test that are still alive."""
+def _leftovers(tag: str) -> list[str]:
+    """Processes still alive that carry this run's tag in their environment (all its descendants)."""
     out = []
-    for p in psutil.process_iter(["cmdline", "create_time"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if p.info["create_time"] >= since - 1 and ("envcheck" in cmd or "torch.distributed.run" in cmd) \
-                and p.pid != os.getpid() and "pytest" not in cmd:
-            out.append(f"{p.pid} {cmd[:120]}")
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if p.pid != os.getpid() and p.environ().get("ENVCHECK_TEST_TAG") == tag:
+                out.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])[:120]}")
+        except psutil.Error:
+            continue
     return out
 
 
@@ -49,6 +51,7 @@ def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
                                                                      "MASTER_", "GROUP_", "TORCHELASTIC"))}
     env["OMP_NUM_THREADS"] = "1"
+    env["ENVCHECK_TEST_TAG"] = tag = uuid.uuid4().hex
     if fault:
         env["ENVCHECK_FAULT"] = fault
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "2",
@@ -69,7 +72,7 @@ def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240):
                 a.wait(timeout=10)
     elapsed = time.time() - t0
     time.sleep(0.5)
-    return outs, elapsed, _leftovers(t0)
+    return outs, elapsed, _leftovers(tag)
 
 
 def _json(outs):
@@ -193,3 +196,17 @@ def test_gpus_option_is_refused_under_a_launcher():
     assert res.exit_code == 2 and "every task is one rank" in res.stderr
     res = CliRunner().invoke(cli, ["validate"], env={**env, "RANK": "5"})
     assert res.exit_code == 2 and "torchrun/srun environment" in res.stderr
+
+
+def test_rank_zero_port_in_use_is_one_line_and_exit_2():
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        info = detect({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port - 1)})
+        said = []
+        code = validate_mode.main(info, validate_mode.Options(checks=["allreduce"]), fmt="text", color=False,
+                                  report_path=None, junit_path=None, exit_codes="default", prom_file=None,
+                                  drain=False, write=said.append, progress=said.append)
+    assert code == 2 and f"cannot listen on port {port}" in said[-1] and "ENVCHECK_REPORT_PORT" in said[-1]
