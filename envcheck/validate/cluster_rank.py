@@ -53,20 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         import torch.distributed as dist
 
-        from envcheck.validate.checks.allreduce import sweep
+        from envcheck.validate.checks.allreduce import rank_device, sweep
 
         rank, world = _int_env("RANK"), _int_env("WORLD_SIZE")
         local_rank, node = _int_env("LOCAL_RANK", 0), _int_env("GROUP_RANK", 0)
         timeout = timedelta(seconds=float(params["timeout"]) + 30)
         mark("started")
-        if params["device"] == "cuda":
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-            backend = "nccl"
-        else:
-            device = torch.device("cpu")
-            torch.set_num_threads(1)  # gloo needs no intra-op threads; ranks share the cores
-            backend = "gloo"
+        device, backend = rank_device(params["device"], local_rank)
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout)
         mark("joined the process group")
         kw = {k: int(params[k]) for k in ("max_bytes", "min_bytes", "factor", "warmup", "iters")}

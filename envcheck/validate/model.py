@@ -84,6 +84,18 @@ def exact_fp32():
         torch.backends.cudnn.allow_tf32 = cudnn
 
 
+def optimizer_step(loss: torch.Tensor, opt, scaler=None) -> None:
+    """Backward and step, through the GradScaler when fp16 needs one."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+
+
 def train(
     model: nn.Module,
     x: torch.Tensor,
@@ -122,14 +134,7 @@ def train(
         ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
         with ctx:
             loss = F.cross_entropy(fwd(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        optimizer_step(loss, opt, scaler)
         losses_t.append(loss.detach().float())
         if step_seconds is not None:
             sync(device)

@@ -120,7 +120,10 @@ def test_burn_in_repeats_the_stress_loops_for_the_duration(tmp_path):
     # 4 s of GEMM over 3 CPU dtypes and 2 s of pattern passes, far more than the standard profile's 30 products
     # GEMM gets about 2/3 of the 6 s; the margin absorbs the loop's stopping granularity.
     assert gemm["seconds"] >= 3.5 and gemm["metrics"]["products_compared"] > 30
-    assert memory["metrics"]["pattern_passes"] >= 2 and memory["metrics"]["pattern_mismatched_words"] == 0
+    # Memory gets about 1/3: its time is asserted, not a pass count (one 256 MiB pass can take
+    # over a second on a loaded 2-core machine).
+    assert memory["seconds"] >= 1.5 and memory["metrics"]["pattern_passes"] >= 1
+    assert memory["metrics"]["pattern_mismatched_words"] == 0
     assert doc["profile"] == "burn-in" and doc["options"]["duration"] == 6
     assert time.monotonic() - t0 < 120
 

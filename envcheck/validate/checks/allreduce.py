@@ -218,6 +218,18 @@ def sweep(
             "modulus": modulus, "wrong": sum(r["wrong"] for r in rows)}
 
 
+def rank_device(kind: str, index: int):
+    """(device, backend) for one all-reduce rank: NCCL on its own GPU, or gloo on the CPU."""
+    import torch
+
+    if kind == "cuda":
+        device = torch.device("cuda", index)
+        torch.cuda.set_device(device)
+        return device, "nccl"
+    torch.set_num_threads(1)  # gloo needs no intra-op threads; ranks share the cores
+    return torch.device("cpu"), "gloo"
+
+
 def rank_main(argv: list[str] | None = None) -> int:
     """Entry of one rank process (``python -m envcheck.validate.checks.allreduce``)."""
     import argparse
@@ -243,14 +255,7 @@ def rank_main(argv: list[str] | None = None) -> int:
 
     try:
         mark("started")
-        if args.device == "cuda":
-            device = torch.device("cuda", r)
-            torch.cuda.set_device(device)
-            backend = "nccl"
-        else:
-            device = torch.device("cpu")
-            torch.set_num_threads(1)  # gloo needs no intra-op threads; ranks share the cores
-            backend = "gloo"
+        device, backend = rank_device(args.device, r)
         dist.init_process_group(
             backend, store=dist.PrefixStore("pg", store), rank=r, world_size=args.world,
             timeout=timedelta(seconds=float(params["timeout"]) + 30),

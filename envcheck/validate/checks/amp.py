@@ -56,14 +56,7 @@ def _speed(dev, p: dict[str, Any], amp_dtype, scaler_cls, seed: int) -> float:
     def step():
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        M.optimizer_step(loss, opt, scaler)
 
     with M.exact_fp32():
         return time_loop(step, int(p["speed_steps"]), int(p["warmup"]), dev)
