@@ -311,8 +311,14 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
               help="CPU path: all-reduce ranks (gloo processes; default 2).")
 @click.option("--checks", "checks_spec", metavar="LIST",
               help="Comma-separated checks to run: cnn, amp, compile, allreduce, gemm, memory (default: all).")
-@click.option("--profile", type=click.Choice(["quick", "standard", "burn-in"]), default="standard",
-              show_default=True, help="Workload size; burn-in repeats the GEMM and memory stress for --duration.")
+@click.option("--profile", type=click.Choice(["quick", "standard", "burn-in"]),
+              help="Workload size (default standard); burn-in repeats the GEMM and memory stress for --duration.")
+@click.option("--quick", is_flag=True,
+              help="Node health check: cnn, allreduce, gemm and memory at --profile quick within a 50 s "
+                   "--budget (inside Slurm's 60 s HealthCheckProgram limit).")
+@click.option("--budget", type=click.FloatRange(min=1), metavar="S",
+              help="End the whole run after S seconds: the check running then fails, later ones are "
+                   "skipped (default: none; 50 with --quick).")
 @click.option("--duration", type=click.FloatRange(min=1), metavar="S",
               help="Seconds of stress in --profile burn-in (default 600).")
 @click.option("--device", type=click.Choice(["cuda", "cpu"]),
@@ -336,8 +342,8 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
 @PROM_FILE
 @DRAIN
 @click.pass_context
-def validate(ctx, gpus, procs, checks_spec, profile, duration, device, fmt, color, report_path, junit_path,
-             timeout, allreduce_max_mib, isolation, straggler_threshold, exit_codes, prom_file, drain):
+def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, device, fmt, color, report_path,
+             junit_path, timeout, allreduce_max_mib, isolation, straggler_threshold, exit_codes, prom_file, drain):
     """Run a real workload on this machine and certify it for large-model work.
 
     \b
@@ -354,8 +360,10 @@ def validate(ctx, gpus, procs, checks_spec, profile, duration, device, fmt, colo
     from envcheck.validate import runner as vrunner
     from envcheck.validate.config import ValidateConfig
 
+    started = time.perf_counter()
     try:
-        checks = app.parse_checks(checks_spec)
+        plan = app.plan(checks_spec, profile, quick=quick, budget=budget)
+        checks, profile = plan.checks, plan.profile
         app.check_static(device=device, gpus=gpus, procs=procs, profile=profile, duration=duration)
     except app.UsageProblem as exc:
         raise click.UsageError(str(exc)) from None
@@ -378,16 +386,18 @@ def validate(ctx, gpus, procs, checks_spec, profile, duration, device, fmt, colo
             raise click.UsageError("--gpus/--procs do not apply under torchrun/srun: every task is one rank")
         opts = validate_mode.Options(checks=checks, profile=profile, device=device, duration=duration,
                                      timeout=timeout, allreduce_max_mib=allreduce_max_mib, isolation=isolation,
-                                     straggler_threshold=straggler_threshold)
+                                     straggler_threshold=straggler_threshold, budget=plan.budget)
         sys.exit(validate_mode.main(launched, opts, fmt=fmt, color=use_color, report_path=report_path,
                                     junit_path=junit_path, exit_codes=exit_codes, prom_file=prom_file,
                                     drain=drain, write=_write, progress=_progress))
-    started = time.perf_counter()
-    _progress("validate: importing torch and probing the machine...")
-    prep = app.prepare(isolation=isolation, device=device)
+    deadline = time.monotonic() + plan.budget if plan.budget else None
+    _progress("validate: importing torch and probing the machine..."
+              + (f" (budget {plan.budget:g} s)" if plan.budget else ""))
+    prep = app.prepare(isolation=isolation, device=device,
+                       **({"timeout": plan.budget} if plan.budget else {}))
     persist = app.outputs_writer(report_path, junit_path, _progress)
     if not prep.preflight.ok:
-        cfg = ValidateConfig(device=device or "cpu", profile=profile)
+        cfg = ValidateConfig(device=device or "cpu", profile=profile, budget=plan.budget)
         report = vrunner.failed_report(cfg, checks, prep.preflight.error or "torch is not usable",
                                        machine=prep.machine)
         _progress(f"envcheck: validate needs a working torch: {prep.preflight.error} "
@@ -395,12 +405,13 @@ def validate(ctx, gpus, procs, checks_spec, profile, duration, device, fmt, colo
     else:
         try:
             cfg = app.resolve(prep.preflight.info, device=device, gpus=gpus, procs=procs, profile=profile,
-                              duration=duration, timeout=timeout, allreduce_max_mib=allreduce_max_mib)
+                              duration=duration, timeout=timeout, allreduce_max_mib=allreduce_max_mib,
+                              budget=plan.budget)
         except app.UsageProblem as exc:
             raise click.UsageError(str(exc)) from None
         listener = render.ProgressDisplay(sys.stderr, color=style.use_color(color, sys.stderr))
         report = vrunner.run(cfg, checks, prep.preflight.info, isolation=isolation, listener=listener,
-                             persist=persist, machine=prep.machine, timings=prep.timings)
+                             persist=persist, machine=prep.machine, timings=prep.timings, deadline=deadline)
     report.timings["total_s"] = round(time.perf_counter() - started, 3)
     persist(report)
     from envcheck.cluster import exitmodes, prom

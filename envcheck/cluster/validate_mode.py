@@ -42,6 +42,7 @@ from envcheck.cluster import distributed
 from envcheck.cluster.launch import Launch
 
 PREFLIGHT_BUDGET_S = 300.0  # validate's own cap on a cold `import torch` in a worker
+BUDGET_GRACE_S = 10.0  # with --budget: how long rank 0 waits past it for the other ranks' reports
 
 
 class RankProblem(ValueError):
@@ -59,11 +60,14 @@ class Options:
     isolation: str = "subprocess"
     join_timeout: float | None = None  # default: timeout
     straggler_threshold: float = 0.10  # aggregate.DEFAULT_THRESHOLD
+    budget: float | None = None  # --budget / --quick: every rank ends its work by then
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_timeout(self) -> float:
         """Backstop for rank 0's wait; each check is bounded by its own timeout first."""
+        if self.budget:
+            return float(self.budget) + BUDGET_GRACE_S
         return (float(self.join_timeout or self.timeout) + PREFLIGHT_BUDGET_S
                 + (len(self.checks) + 1) * (float(self.timeout) + 60.0))
 
@@ -181,8 +185,9 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
 
 
 def run_allreduce(info: Launch, dev: str, params: dict[str, Any], timeout: float,
-                  phase: Callable[[str], None]) -> Any:
-    """Run this rank's all-reduce child; kill it (and its tree) when it stalls for ``timeout``."""
+                  phase: Callable[[str], None], deadline: float | None = None, budget: float | None = None) -> Any:
+    """Run this rank's all-reduce child; kill it (and its tree) when it stalls for ``timeout``
+    or is still running at ``deadline`` (monotonic; the end of the run's ``budget``)."""
     from envcheck.validate import procs
 
     env = procs.child_env(dev)
@@ -203,7 +208,7 @@ def run_allreduce(info: Launch, dev: str, params: dict[str, Any], timeout: float
 
         threading.Thread(target=read, daemon=True).start()
         out = error = last = None
-        marks, hung, eof = 0, False, False
+        marks, hung, over, eof = 0, False, False, False
         last_move = time.monotonic()
         try:
             while not eof:
@@ -223,9 +228,12 @@ def run_allreduce(info: Launch, dev: str, params: dict[str, Any], timeout: float
                 if not eof and time.monotonic() - last_move > timeout:
                     hung = True
                     break
+                if not eof and deadline is not None and time.monotonic() > deadline:
+                    over = True
+                    break
         finally:
             # Reap it ourselves first: kill_tree's reaping would hide the exit status.
-            if not hung:
+            if not (hung or over):
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=10)
             procs.kill_tree([proc.pid])
@@ -233,6 +241,12 @@ def run_allreduce(info: Launch, dev: str, params: dict[str, Any], timeout: float
                 proc.wait(timeout=10)
         err.seek(0)
         tail = err.read()[-2000:].decode(errors="replace").strip() if out is None else ""
+    if over:
+        from envcheck.validate.runner import out_of_budget
+
+        res = out_of_budget("allreduce", budget, last or "start-up")
+        res.metrics = {"world_size": info.world_size, "progress_marks": marks, "last_mark": last}
+        return res
     return allreduce_result(world=info.world_size, backend=backend, timeout=timeout, out=out, error=error,
                             exit_code=proc.returncode, hung=hung, last_mark=last, marks=marks, stderr_tail=tail)
 
@@ -268,10 +282,12 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
         ValidateConfig,
     )
 
+    deadline = time.monotonic() + opts.budget if opts.budget else None
     phase("preflight")
-    prep = app.prepare(isolation=opts.isolation, device=opts.device)
+    prep = app.prepare(isolation=opts.isolation, device=opts.device,
+                       **({"timeout": opts.budget} if opts.budget else {}))
     if not prep.preflight.ok:
-        cfg = ValidateConfig(device=opts.device or "cpu", profile=opts.profile)
+        cfg = ValidateConfig(device=opts.device or "cpu", profile=opts.profile, budget=opts.budget)
         report = vrunner.failed_report(cfg, opts.checks, prep.preflight.error or "torch is not usable",
                                        machine=prep.machine)
         report.world_size = info.world_size
@@ -279,12 +295,13 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
     dev, visible = pick_device(info, prep.preflight.info, opts.device, dict(os.environ))
     info_one = narrowed_info(prep.preflight.info, dev, info.local_rank)
     cfg = app.resolve(info_one, device=dev, gpus=1 if dev == "cuda" else None, procs=None, profile=opts.profile,
-                      duration=opts.duration, timeout=opts.timeout, allreduce_max_mib=opts.allreduce_max_mib)
+                      duration=opts.duration, timeout=opts.timeout, allreduce_max_mib=opts.allreduce_max_mib,
+                      budget=opts.budget)
     local = [c for c in opts.checks if c != "allreduce"]
     listener = _PhaseListener(phase, progress)
     with _env(CUDA_VISIBLE_DEVICES=visible if dev == "cuda" else os.environ.get("CUDA_VISIBLE_DEVICES")):
         report = vrunner.run(cfg, local, info_one, isolation=opts.isolation, listener=listener,
-                             machine=prep.machine, timings=prep.timings)
+                             machine=prep.machine, timings=prep.timings, deadline=deadline)
     if "allreduce" in opts.checks:
         phase("allreduce")
         progress("allreduce (all ranks)...")
@@ -293,7 +310,8 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
         t0 = time.perf_counter()
         result = run_allreduce(info, dev, {"max_bytes": max_bytes, "min_bytes": params["min_bytes"],
                                            "factor": params["factor"], "warmup": params["warmup"],
-                                           "iters": params["iters"]}, float(opts.timeout), phase)
+                                           "iters": params["iters"]}, float(opts.timeout), phase,
+                                deadline=deadline, budget=opts.budget)
         result.seconds = round(time.perf_counter() - t0, 3)
         report.timings.setdefault("checks", {})["allreduce"] = result.seconds
         listener.end(result)

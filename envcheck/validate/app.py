@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from envcheck.validate import runner
-from envcheck.validate.config import CHECK_NAMES, DEFAULT_BURN_IN_S, PROFILES, MiB, ValidateConfig
+from envcheck.validate.config import (
+    CHECK_NAMES,
+    DEFAULT_BURN_IN_S,
+    PROFILES,
+    QUICK_BUDGET_S,
+    QUICK_CHECKS,
+    MiB,
+    ValidateConfig,
+)
 from envcheck.validate.results import ValidationReport
 
 
@@ -31,6 +39,27 @@ def parse_checks(spec: str | None) -> list[str]:
     return [c for c in CHECK_NAMES if c in wanted]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What to run and for how long, from --checks/--profile/--quick/--budget."""
+
+    checks: list[str]
+    profile: str
+    budget: float | None
+
+
+def plan(checks_spec: str | None, profile: str | None, *, quick: bool = False,
+         budget: float | None = None) -> Plan:
+    """``--quick`` is the health-check set at ``--profile quick`` inside a 50 s budget;
+    ``--checks`` narrows it, ``--budget`` changes the budget, ``--profile`` conflicts with it."""
+    if quick and profile not in (None, "quick"):
+        raise UsageProblem(f"--quick runs --profile quick; drop --profile {profile}")
+    checks = parse_checks(checks_spec) if checks_spec or not quick else list(QUICK_CHECKS)
+    if quick:
+        return Plan(checks, "quick", QUICK_BUDGET_S if budget is None else float(budget))
+    return Plan(checks, profile or "standard", None if budget is None else float(budget))
+
+
 def check_static(*, device: str | None, gpus: int | None, procs: int | None, profile: str,
                  duration: float | None) -> None:
     """Option combinations that are wrong on any machine."""
@@ -46,7 +75,7 @@ def check_static(*, device: str | None, gpus: int | None, procs: int | None, pro
 
 def resolve(info: dict[str, Any], *, device: str | None, gpus: int | None, procs: int | None, profile: str,
             duration: float | None, timeout: float, allreduce_max_mib: int | None,
-            seed: int = 1234) -> ValidateConfig:
+            seed: int = 1234, budget: float | None = None) -> ValidateConfig:
     """The run's config from the options and what torch sees (``info`` from the preflight)."""
     count = int(info.get("device_count") or 0)
     names = sorted({str(d.get("name")) for d in info.get("devices") or []})
@@ -64,7 +93,7 @@ def resolve(info: dict[str, Any], *, device: str | None, gpus: int | None, procs
     dev = device or ("cuda" if count > 0 else "cpu")
     if dev == "cuda" and procs is not None:
         raise UsageProblem("--procs sets CPU all-reduce ranks; on GPUs there is one rank per device (--gpus N)")
-    cfg = ValidateConfig(device=dev, profile=profile, timeout=float(timeout), seed=seed,
+    cfg = ValidateConfig(device=dev, profile=profile, timeout=float(timeout), seed=seed, budget=budget,
                          duration=(float(duration) if duration is not None else
                                    (DEFAULT_BURN_IN_S if profile == "burn-in" else None)))
     if dev == "cuda":
@@ -85,13 +114,16 @@ class Prepared:
     timings: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(isolation: str = "subprocess", device: str | None = None, machine: bool = True) -> Prepared:
-    """Import torch in a worker and probe the machine at the same time (both mostly wait)."""
+def prepare(isolation: str = "subprocess", device: str | None = None, machine: bool = True,
+            timeout: float = runner.PREFLIGHT_TIMEOUT_S) -> Prepared:
+    """Import torch in a worker and probe the machine at the same time (both mostly wait).
+
+    ``timeout`` bounds the torch import (lowered to the run's budget under --quick)."""
     box: dict[str, Any] = {}
 
     def probe() -> None:
         t = time.perf_counter()
-        box["machine"] = runner.collect_machine()
+        box["machine"] = runner.collect_machine(min(60.0, timeout))
         box["machine_s"] = round(time.perf_counter() - t, 3)
 
     thread = threading.Thread(target=probe, daemon=True) if machine else None
@@ -99,9 +131,9 @@ def prepare(isolation: str = "subprocess", device: str | None = None, machine: b
         thread.start()
     try:
         with runner.sigterm_as_interrupt():
-            pre = runner.preflight(isolation=isolation, device=device)
+            pre = runner.preflight(isolation=isolation, device=device, timeout=timeout)
             if thread:
-                thread.join(timeout=90)
+                thread.join(timeout=min(90.0, timeout))
     except KeyboardInterrupt:  # the report must still be written: see runner.failed_report
         pre = runner.Preflight(False, {}, runner.INTERRUPTED_BEFORE_CHECKS)
     return Prepared(pre, box.get("machine", {}), {"preflight_s": pre.seconds, "machine_s": box.get("machine_s")})

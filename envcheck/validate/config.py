@@ -27,6 +27,15 @@ DEFAULT_CPU_PROCS = 2
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_BURN_IN_S = 600.0
 
+# ``--quick``: the node health-check set (issue 5). Slurm kills a HealthCheckProgram after
+# 60 s (slurm.conf man page, HealthCheckProgram), so the run keeps a 50 s budget of its own
+# and reports before that. The checks are the ones that catch bad hardware: a GPU that
+# computes wrong (cnn against the CPU reference, GEMM bit-exact repeats), bad memory
+# (pattern write/verify), slow or broken links (all-reduce); amp and compile test the
+# software stack, and compile alone took 19 s of the 39 s of `--profile quick` on the CI host.
+QUICK_CHECKS = ("cnn", "allreduce", "gemm", "memory")
+QUICK_BUDGET_S = 50.0
+
 
 @dataclass
 class ValidateConfig:
@@ -38,6 +47,7 @@ class ValidateConfig:
     profile: str = "standard"
     duration: float | None = None  # burn-in seconds
     timeout: float = DEFAULT_TIMEOUT_S  # a collective / a step that takes longer is hung
+    budget: float | None = None  # seconds for the whole run (--budget / --quick); None: no limit
     allreduce_max_bytes: int | None = None
     seed: int = 1234
     params: dict[str, Any] = field(default_factory=dict)  # per-check overrides (tests, bench)

@@ -168,8 +168,15 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, old)
 
 
+def out_of_budget(name: str, budget: float | None, note: str = "") -> CheckResult:
+    """The result of a check that was still running when the run's time budget ran out."""
+    return CheckResult(name, FAIL, {}, f"did not finish within the run's {budget or 0:g} s budget"
+                       + (f" (last: {note})" if note else "") + "; its processes were killed",
+                       error={"kind": "budget", "type": "BudgetExceeded", "message": note, "traceback": ""})
+
+
 def _run_subprocess(name: str, config: ValidateConfig, info: dict[str, Any], listener: Listener,
-                    stall_s: float) -> CheckResult:
+                    stall_s: float, deadline: float | None = None) -> CheckResult:
     request = json.dumps({"mode": "check", "check": name, "config": config.to_dict(), "info": info})
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(_worker_cmd(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
@@ -183,7 +190,7 @@ def _run_subprocess(name: str, config: ValidateConfig, info: dict[str, Any], lis
 
         threading.Thread(target=reader, daemon=True).start()
         result: CheckResult | None = None
-        stalled = False
+        stalled = over = False
         last_note = "starting"
         try:
             proc.stdin.write(request.encode())  # type: ignore[union-attr]
@@ -210,13 +217,18 @@ def _run_subprocess(name: str, config: ValidateConfig, info: dict[str, Any], lis
                 elif time.monotonic() - last > stall_s:
                     stalled = True
                     break
-            if not stalled:
+                if deadline is not None and time.monotonic() > deadline:
+                    over = True
+                    break
+            if not (stalled or over):
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)
         finally:
             procs.kill_tree([proc.pid])
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        if over:
+            return out_of_budget(name, config.budget, last_note)
         if stalled:
             return CheckResult(name, FAIL, {}, f"no progress for {stall_s:g} s (last: {last_note}): the check hung; "
                                "its processes were killed",
@@ -241,11 +253,15 @@ def run(
     timings: dict[str, Any] | None = None,
     registry: dict | None = None,
     stall_grace: float = STALL_GRACE_S,
+    deadline: float | None = None,
 ) -> ValidationReport:
     """Run ``checks`` in order and return the certified report (also on Ctrl-C/SIGTERM).
 
     ``registry`` replaces the check table (in-process tests); ``stall_grace`` is added to
-    ``config.timeout`` for the stall watchdog of subprocess workers.
+    ``config.timeout`` for the stall watchdog of subprocess workers. ``deadline``
+    (``time.monotonic()``; the end of ``config.budget``) stops the run: the check running then
+    fails and is killed (subprocess isolation; in-process it finishes first), and the checks
+    not started are skipped.
     """
     listener = listener or Listener()
     registry = registry or REGISTRY
@@ -281,7 +297,9 @@ def run(
                 current = name
                 t = time.perf_counter()
                 why = spec.unmet(config, info)
-                if why:
+                if deadline is not None and time.monotonic() >= deadline:
+                    result = CheckResult(name, SKIP, {}, f"not run: the run's {config.budget or 0:g} s budget was spent")
+                elif why:
                     result = CheckResult(name, SKIP, {}, why)
                 elif isolation == "inprocess":
                     from envcheck.validate import worker
@@ -290,7 +308,7 @@ def run(
                                             lambda f, n="", name=name: listener.progress(name, f, n),
                                             registry=registry)
                 else:
-                    result = _run_subprocess(name, config, info, listener, stall_s)
+                    result = _run_subprocess(name, config, info, listener, stall_s, deadline)
                 report.timings["checks"][name] = round(time.perf_counter() - t, 3)
                 if not result.seconds:
                     result.seconds = report.timings["checks"][name]

@@ -165,3 +165,31 @@ def test_srun_validate_allreduce(slurm, tmp_path):
     ar = node["ranks"][1]["checks"][0]
     assert ar["name"] == "allreduce" and ar["status"] == "pass" and ar["metrics"]["backend"] == "gloo"
     assert f'envcheck_node_verdict{{node="{slurm.node}",verdict="passed"}} 1' in (tmp_path / "envcheck.prom").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_healthcheck_recipe_quick_runs_a_real_workload_inside_slurms_60_s(slurm, tmp_path):
+    """ENVCHECK_CHECK=quick: healthcheck.sh runs the real `validate --quick` (torch imported, four
+    checks run on this machine) as slurmd would, and finishes inside Slurm's 60 s limit."""
+    import time
+
+    from envcheck import recipes
+
+    script = tmp_path / "healthcheck.sh"
+    script.write_text(recipes.text("cluster/healthcheck.sh"))
+    wrapper = tmp_path / "envcheck"
+    wrapper.write_text(f'#!/bin/bash\nexec {sys.executable} -m envcheck "$@"\n')
+    wrapper.chmod(0o755)
+    env = {"SLURMD_NODENAME": slurm.node, "SLURM_CONF": str(slurm.conf), "ENVCHECK": str(wrapper),
+           "ENVCHECK_CHECK": "quick", "PYTHONPATH": os.environ["PYTHONPATH"], "OMP_NUM_THREADS": "1",
+           "ENVCHECK_LOG": str(tmp_path / "hc.log"), "ENVCHECK_PROM_DIR": str(tmp_path / "none")}
+    t0 = time.monotonic()
+    res = subprocess.run(["/bin/bash", str(script)], env=env, capture_output=True, text=True, timeout=90)
+    elapsed = time.monotonic() - t0
+    log = (tmp_path / "hc.log").read_text()
+    assert res.returncode == 0, log[-3000:]
+    assert elapsed < 60, (elapsed, log[-2000:])  # the script's own `timeout 55` would have said rc=124
+    assert "rc=0 ENVCHECK OK - passed" in log, log[-2000:]
+    assert "validate: memory: PASS" in log  # the checks really ran
+    assert slurm.state() == "idle" and slurm.reason() == ""

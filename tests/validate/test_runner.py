@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -147,6 +148,24 @@ def test_a_stalled_worker_is_killed_after_timeout_plus_grace(monkeypatch, proces
     cnn = report.check("cnn")
     assert cnn.status == "fail" and cnn.error["kind"] == "hang"
     assert cnn.message.startswith("no progress for 4 s")
+    assert process_tag() == []
+
+
+@needs_torch
+def test_the_budget_ends_the_run_failing_the_running_check_and_skipping_the_rest(monkeypatch, process_tag):
+    """--budget / --quick: a stalled check is killed at the deadline, not after timeout + grace."""
+    monkeypatch.setenv("ENVCHECK_FAULT", "gemm.stall")
+    cfg = ValidateConfig(profile="quick", timeout=300, budget=6)
+    t0 = time.monotonic()
+    report = runner.run(cfg, ["gemm", "memory"], INFO, deadline=t0 + 6)
+    elapsed = time.monotonic() - t0
+    gemm, mem = report.checks
+    assert gemm.status == "fail" and gemm.error["kind"] == "budget"
+    assert gemm.message.startswith("did not finish within the run's 6 s budget")
+    assert mem.status == "skip" and mem.message == "not run: the run's 6 s budget was spent"
+    assert report.verdict == "failed"
+    # Bounded by the deadline (plus killing the worker), not by the 300 s stall watchdog.
+    assert elapsed < 60, elapsed
     assert process_tag() == []
 
 

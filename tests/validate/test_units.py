@@ -79,6 +79,19 @@ def test_resolve_defaults():
     assert resolve(CPU_INFO, profile="burn-in").duration == 600.0
 
 
+def test_quick_plan_is_the_health_check_set_in_a_budget():
+    plan = app.plan(None, None, quick=True)
+    assert (plan.checks, plan.profile, plan.budget) == (["cnn", "allreduce", "gemm", "memory"], "quick", 50.0)
+    assert plan.budget < 60  # Slurm kills a HealthCheckProgram after 60 s
+    narrowed = app.plan("gemm,memory", "quick", quick=True, budget=20)
+    assert (narrowed.checks, narrowed.profile, narrowed.budget) == (["gemm", "memory"], "quick", 20.0)
+    default = app.plan(None, None)
+    assert (len(default.checks), default.profile, default.budget) == (6, "standard", None)
+    assert app.plan("cnn", "burn-in", budget=30).budget == 30.0
+    with pytest.raises(app.UsageProblem, match="--quick runs --profile quick; drop --profile burn-in"):
+        app.plan(None, "burn-in", quick=True)
+
+
 def test_profiles_and_burn_in_split():
     quick, std = ValidateConfig(profile="quick"), ValidateConfig()
     assert quick.check_params("gemm")["iters"] < std.check_params("gemm")["iters"]
