@@ -338,12 +338,16 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
               show_default=True, metavar="FRACTION",
               help="Under torchrun/srun: flag a node whose GEMM, memory or intra-node busbw figure is this "
                    "fraction worse than the cluster median.")
+@click.option("--pairwise", is_flag=True,
+              help="Under torchrun/srun on 2+ nodes: also all-reduce over node pairs (even/odd, then failed "
+                   "nodes with known-good ones) to name the bad node, not the bad pair.")
 @EXIT_CODES
 @PROM_FILE
 @DRAIN
 @click.pass_context
 def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, device, fmt, color, report_path,
-             junit_path, timeout, allreduce_max_mib, isolation, straggler_threshold, exit_codes, prom_file, drain):
+             junit_path, timeout, allreduce_max_mib, isolation, straggler_threshold, pairwise, exit_codes, prom_file,
+             drain):
     """Run a real workload on this machine and certify it for large-model work.
 
     \b
@@ -379,6 +383,11 @@ def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, de
         launched = cluster_launch.detect(os.environ)
     except cluster_launch.LaunchError as exc:
         raise click.UsageError(f"torchrun/srun environment: {exc}") from None
+    if pairwise and launched is None:
+        raise click.UsageError("--pairwise pairs the nodes of a multi-node job: start envcheck validate under "
+                               "torchrun or srun (README: Clusters)")
+    if pairwise and "allreduce" not in checks:
+        raise click.UsageError("--pairwise is part of the allreduce check: add allreduce to --checks")
     if launched is not None:
         from envcheck.cluster import validate_mode
 
@@ -386,7 +395,8 @@ def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, de
             raise click.UsageError("--gpus/--procs do not apply under torchrun/srun: every task is one rank")
         opts = validate_mode.Options(checks=checks, profile=profile, device=device, duration=duration,
                                      timeout=timeout, allreduce_max_mib=allreduce_max_mib, isolation=isolation,
-                                     straggler_threshold=straggler_threshold, budget=plan.budget)
+                                     straggler_threshold=straggler_threshold, budget=plan.budget,
+                                     pairwise=pairwise)
         sys.exit(validate_mode.main(launched, opts, fmt=fmt, color=use_color, report_path=report_path,
                                     junit_path=junit_path, exit_codes=exit_codes, prom_file=prom_file,
                                     drain=drain, write=_write, progress=_progress))

@@ -123,6 +123,50 @@ def _hang_summary(nodes: list[dict]) -> list[str]:
                                            if waiting else "")]
 
 
+def _pairwise_result(entries: list[Mapping]) -> dict | None:
+    """The --pairwise results of the all-reduce (every rank computed the same; the first one)."""
+    for e in entries:
+        for c in (e.get("report") or {}).get("checks") or []:
+            if isinstance(c, Mapping) and c.get("name") == "allreduce":
+                pw = (c.get("details") or {}).get("pairwise")
+                if isinstance(pw, Mapping):
+                    return dict(pw)
+    return None
+
+
+def pairwise_section(pw: Mapping, hosts: Mapping[int, Any]) -> dict:
+    """--pairwise in the cluster report: every pair run, by host, and the nodes blamed.
+
+    A bad node is *failed* when a pair with a known-good partner raised or summed wrong, and
+    *degraded* when it was only slow (like a straggler: it slows every job, it does not corrupt).
+    """
+    def name(n: Any) -> str:
+        return f"node {n} ({hosts.get(n) or '?'})"
+
+    rounds = [[{**m, "hosts": [hosts.get(n) for n in m.get("pair") or []]} for m in r] for r in pw.get("rounds") or []]
+    runs = [m for r in rounds for m in r]
+    verdicts = pw.get("blame") or {}
+    good = set(verdicts.get("good") or [])
+    bad = []
+    for n in verdicts.get("bad") or []:
+        against = [m for m in runs if n in (m.get("pair") or []) and not m.get("passed")
+                   and set(m["pair"]) - {n} <= good]
+        hard = any(m.get("error") or m.get("wrong") for m in against)
+        bad.append({"node_rank": n, "hostname": hosts.get(n), "verdict": "failed" if hard else "degraded",
+                    "why": [f"with {name(next(iter(set(m['pair']) - {n})))}: {m.get('why')}" for m in against]})
+    return {
+        "skipped": pw.get("skipped"),
+        "threshold": pw.get("threshold"),
+        "reference_busbw_GBps": pw.get("reference_busbw_GBps"),
+        "rounds": rounds,
+        "bad_nodes": bad,
+        "good_nodes": sorted(good),
+        "suspect_links": [[hosts.get(a), hosts.get(b)] for a, b in verdicts.get("suspect_links") or []],
+        "inconclusive_nodes": list(verdicts.get("inconclusive") or []),
+        "failed_pairs": sum(1 for m in runs if not m.get("passed")),
+    }
+
+
 def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float = DEFAULT_THRESHOLD,
                    checks: tuple[str, ...] = STRAGGLER_CHECKS) -> dict:
     """The cluster report: ``verdict``, ``world_size``, ``nodes`` (one per node), ``missing_ranks``."""
@@ -169,7 +213,20 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
                 "figures": (r.get("report") or {}).get("figures") or [],
             } for r in ranks],
         })
-    verdict = worst_verdict([n["verdict"] for n in nodes] + (["failed"] if missing else []))
+    pw_raw = _pairwise_result(entries)
+    pw = pairwise_section(pw_raw, {n["node_rank"]: n["hostname"] for n in nodes}) if pw_raw else None
+    extra: list[str] = []
+    if pw:
+        blamed = {b["node_rank"]: b for b in pw["bad_nodes"]}
+        for n in nodes:
+            if n["node_rank"] in blamed:
+                n["verdict"] = worst_verdict([n["verdict"], blamed[n["node_rank"]]["verdict"]])
+                n["pairwise_bad"] = True
+        if pw["failed_pairs"] and not blamed:
+            # Something between nodes is wrong, but no single node can be named (two nodes, a
+            # bad link, or no known-good partner): the cluster is not fine, no node is drained.
+            extra.append("degraded")
+    verdict = worst_verdict([n["verdict"] for n in nodes] + (["failed"] if missing else []) + extra)
     reasons = [f"rank {m['rank']}: {m['error']}" for m in missing]
     reasons += [f"rank {r['rank']} ({n['hostname']}): {r['error']}" for n in nodes for r in n["ranks"] if r["error"]]
     for n in nodes:
@@ -181,6 +238,15 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
     reasons += _hang_summary(nodes)
     reasons += [f"node {n['node_rank']} ({n['hostname']}) is a straggler: {f['message']}"
                 for n in nodes for f in n["straggler_figures"]]
+    if pw:
+        reasons += [f"pairwise: node {b['node_rank']} ({b['hostname']}) is bad: {'; '.join(b['why'])}"
+                    for b in pw["bad_nodes"]]
+        reasons += [f"pairwise: the link between {a} and {b} is suspect (both nodes pass with others)"
+                    for a, b in pw["suspect_links"]]
+        if pw["inconclusive_nodes"]:
+            reasons.append("pairwise: no known-good partner to tell apart node(s) "
+                           + ", ".join(map(str, pw["inconclusive_nodes"])) + " after "
+                           + f"{pw['failed_pairs']} failed pair(s)")
     return {
         "schema": "envcheck.cluster",
         "schema_version": 1,
@@ -192,4 +258,5 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
         "checks": _merged_checks(entries),
         "nodes": nodes,
         "missing_ranks": missing,
+        **({"pairwise": pw} if pw else {}),
     }

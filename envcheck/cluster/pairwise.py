@@ -12,11 +12,17 @@ and Meta gcm's ``check-nccl --pairwise-quick`` (validation-anchors.md §5):
 3. **Blame**: a node that passed any pair is good (a bad node fails every pair); a node that
    passed none and failed with a good partner is bad. A failed pair of two good nodes is a
    suspect link. Nodes that never met a good partner are inconclusive.
+
+A pair fails when its all-reduce raised, summed wrong, or its bus bandwidth at the largest
+size is more than ``threshold`` below the median of the round-1 pairs (a slow NIC or link
+makes every pair it is in slow). Pairs that share no node run at the same time (:func:`waves`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Callable
 
 
 def round1(nodes: Sequence[str]) -> list[tuple[str, str]]:
@@ -67,3 +73,59 @@ def blame(results1: Mapping[tuple[str, str], bool], results2: Mapping[tuple[str,
         "suspect_links": links,
         "inconclusive": sorted(nodes - good - set(bad)),
     }
+
+
+def waves(pairs: Sequence[tuple[Hashable, Hashable]]) -> list[list[tuple[Hashable, Hashable]]]:
+    """Pairs grouped so that no node is in two pairs of one wave (first fit, order kept)."""
+    out: list[list[tuple[Hashable, Hashable]]] = []
+    used: list[set] = []
+    for pair in pairs:
+        for wave, nodes in zip(out, used):
+            if not (set(pair) & nodes):
+                wave.append(pair)
+                nodes.update(pair)
+                break
+        else:
+            out.append([pair])
+            used.append(set(pair))
+    return out
+
+
+def reference(measured: Sequence[Mapping[str, Any]]) -> float | None:
+    """The median bus bandwidth of the pairs that ran and summed right (None: nothing to compare)."""
+    values = [float(m["busbw_GBps"]) for m in measured
+              if not m.get("error") and not m.get("wrong") and isinstance(m.get("busbw_GBps"), (int, float))]
+    return statistics.median(values) if len(values) >= 2 else None
+
+
+def judge(measured: Mapping[str, Any], ref: float | None, threshold: float) -> tuple[bool, str]:
+    """(passed, why not) for one pair's all-reduce: ``{"busbw_GBps", "wrong", "error"}``."""
+    if measured.get("error"):
+        return False, f"all-reduce failed: {measured['error']}"
+    if measured.get("wrong"):
+        return False, f"{measured['wrong']} wrong element(s) in the sums"
+    bw = measured.get("busbw_GBps")
+    if ref and isinstance(bw, (int, float)) and bw < (1 - threshold) * ref:
+        return False, (f"busbw {bw:.3g} GB/s is {1 - bw / ref:.0%} below the pairs' median {ref:.3g} GB/s")
+    return True, ""
+
+
+RunRound = Callable[[list[tuple[Any, Any]], str], list[dict[str, Any]]]
+
+
+def run(node_ids: Sequence[Any], run_round: RunRound, threshold: float) -> dict[str, Any]:
+    """Both rounds and the blame. ``run_round(pairs, label)`` measures pairs and returns one
+    ``{"pair": [a, b], "busbw_GBps", "wrong", "error", ...}`` per pair that ran (the torch part,
+    in envcheck/validate/cluster_rank.py; every rank must get the same answers)."""
+    if len(node_ids) < 2:
+        return {"skipped": "one node: --pairwise needs two or more", "rounds": [], "blame": None}
+    r1 = run_round(round1(node_ids), "pairwise round 1")
+    ref = reference(r1)
+    for m in r1:
+        m["passed"], m["why"] = judge(m, ref, threshold)
+    ok1 = {tuple(m["pair"]): m["passed"] for m in r1}
+    r2 = run_round(round2(ok1), "pairwise round 2")
+    for m in r2:
+        m["passed"], m["why"] = judge(m, ref, threshold)
+    ok2 = {tuple(m["pair"]): m["passed"] for m in r2}
+    return {"threshold": threshold, "reference_busbw_GBps": ref, "rounds": [r1, r2], "blame": blame(ok1, ok2)}

@@ -39,6 +39,7 @@ Metrics (labels in braces):
 ``envcheck_figure_below_floor{check,metric,device}``     1 when the figure is below its floor
 ``envcheck_node_verdict{node,verdict}``                  cluster run: state set per node
 ``envcheck_node_straggler{node}``                        cluster run: 1 when the node was flagged
+``envcheck_node_pairwise_bad{node}``                     ``--pairwise``: 1 when the node was blamed
 ``envcheck_world_size``                                  cluster run: ranks that took part
 =====================================================  ===================================================
 
@@ -344,6 +345,13 @@ def validate_families(report: Mapping, now: float) -> list[Family]:
                     _check_families(r.get("checks") or [], rl, out)
                     _figure_families(r.get("figures") or [], rl, out)
         fams += [nv, st]
+        pw = report.get("pairwise")
+        if isinstance(pw, Mapping) and pw.get("rounds"):
+            blamed = {b.get("node_rank") for b in pw.get("bad_nodes") or []}
+            pb = Family(PREFIX + "node_pairwise_bad", "1 when --pairwise blamed the node for failed node pairs.")
+            for n in nodes:
+                pb.add(1 if n.get("node_rank") in blamed else 0, node=str(n.get("hostname") or n.get("node_rank")))
+            fams.append(pb)
     return fams + list(out.values())
 
 

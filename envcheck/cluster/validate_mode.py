@@ -61,6 +61,7 @@ class Options:
     join_timeout: float | None = None  # default: timeout
     straggler_threshold: float = 0.10  # aggregate.DEFAULT_THRESHOLD
     budget: float | None = None  # --budget / --quick: every rank ends its work by then
+    pairwise: bool = False  # --pairwise: 2-node all-reduces over node pairs to name a bad node
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -159,6 +160,8 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
     details["rows"] = w.get("rows") or []
     if intra:
         details["intranode_rows"] = intra.get("rows") or []
+    if out.get("pairwise"):
+        details["pairwise"] = out["pairwise"]
     # busbw_GBps is what certification judges against the GPUs' NVLink figure: only the
     # intra-node sweep measures NVLink; the world sweep crosses the network when nnodes > 1.
     busbw = il.get("busbw_GBps") if intra else (wl.get("busbw_GBps") if nnodes == 1 else None)
@@ -181,6 +184,10 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
            f"up to {human_bytes(int(w.get('max_bytes') or 0))}; world busbw {wl.get('busbw_GBps') or 0:.2f} GB/s")
     if intra:
         msg += f", intra-node busbw {il.get('busbw_GBps') or 0:.2f} GB/s"
+    pw = out.get("pairwise") or {}
+    if pw.get("rounds"):
+        runs = [m for r in pw["rounds"] for m in r]
+        msg += f"; pairwise: {sum(1 for m in runs if m.get('passed'))}/{len(runs)} node pairs passed"
     return CheckResult("allreduce", PASS, metrics, msg, details=details)
 
 
@@ -308,9 +315,11 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
         params = cfg.check_params("allreduce")
         max_bytes = cfg.allreduce_max_bytes or (GPU_ALLREDUCE_MAX_BYTES if dev == "cuda" else CPU_ALLREDUCE_MAX_BYTES)
         t0 = time.perf_counter()
-        result = run_allreduce(info, dev, {"max_bytes": max_bytes, "min_bytes": params["min_bytes"],
-                                           "factor": params["factor"], "warmup": params["warmup"],
-                                           "iters": params["iters"]}, float(opts.timeout), phase,
+        ar = {"max_bytes": max_bytes, "min_bytes": params["min_bytes"], "factor": params["factor"],
+              "warmup": params["warmup"], "iters": params["iters"]}
+        if opts.pairwise:
+            ar["pairwise"] = {"threshold": opts.straggler_threshold}
+        result = run_allreduce(info, dev, ar, float(opts.timeout), phase,
                                 deadline=deadline, budget=opts.budget)
         result.seconds = round(time.perf_counter() - t0, 3)
         report.timings.setdefault("checks", {})["allreduce"] = result.seconds

@@ -5,7 +5,8 @@ JUnit follows the Jenkins/Surefire-derived schema (pytest's junit-10.xsd; ecosys
 ``<failure message type>``, ``<error message type>`` or ``<skipped message>``. Issue 5 asks for
 one testcase per check per node: each node is a ``<testsuite>`` (with its ``hostname``), each
 rank's check a ``<testcase classname="<host>.rank<r>">``, plus a ``straggler`` testcase per
-node and an ``<error>`` testcase for a rank that sent no result.
+node (and a ``pairwise`` one with ``--pairwise``, failed for a node blamed) and an ``<error>``
+testcase for a rank that sent no result.
 """
 
 from __future__ import annotations
@@ -44,6 +45,21 @@ def to_text(report: Mapping, color: bool = False) -> str:
         if i:
             cells[2] = style.paint(cells[2], color, fg=_VERDICT_COLOURS.get(row[2]))
         lines.append("  ".join([*cells, row[4]]).rstrip())
+    pw = report.get("pairwise") or {}
+    if pw.get("rounds"):
+        lines += ["", f"pairwise all-reduce (fail: error, wrong sums, or busbw more than "
+                      f"{float(pw.get('threshold') or 0):.0%} below the round-1 median):"]
+        for i, rnd in enumerate(pw["rounds"], 1):
+            for m in rnd:
+                a, b = (m.get("pair") or [None, None])[:2]
+                ha, hb = (m.get("hosts") or [None, None])[:2]
+                bw = m.get("busbw_GBps")
+                status = "pass" if m.get("passed") else "FAIL"
+                lines.append(f"  round {i}  node {a}+{b} ({ha or '?'}, {hb or '?'})  "
+                             f"{f'{bw:.4g} GB/s' if isinstance(bw, (int, float)) else '-'}  "
+                             + style.paint(status, color, fg="green" if m.get("passed") else "red"))
+    elif pw.get("skipped"):
+        lines += ["", f"pairwise: skipped ({pw['skipped']})"]
     reasons = list(report.get("reasons") or [])
     if reasons:
         lines += ["", "why:"] + [f"  - {r}" for r in reasons]
@@ -96,6 +112,15 @@ def to_junit(report: Mapping) -> str:
             msgs = "; ".join(f["message"] for f in n.get("straggler_figures") or [])
             ET.SubElement(case, "failure", message=msgs or "straggler", type="straggler")
             counts["failures"] += 1
+        pw = report.get("pairwise") or {}
+        if pw.get("rounds"):
+            case = _case(suite, "pairwise", f"{host}.node")
+            counts["tests"] += 1
+            bad = next((b for b in pw.get("bad_nodes") or [] if b.get("node_rank") == n.get("node_rank")), None)
+            if bad:
+                ET.SubElement(case, "failure", message="; ".join(bad.get("why") or []) or "bad node",
+                              type="pairwise")
+                counts["failures"] += 1
         for k, v in counts.items():
             suite.set(k, str(v))
             totals[k] += v

@@ -6,7 +6,8 @@ torchrun / srun launch, with ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD
 group through ``env://`` (NCCL on GPUs, one device per rank at ``cuda:LOCAL_RANK``; gloo on
 CPUs) and runs validate's all-reduce ladder (:func:`envcheck.validate.checks.allreduce.sweep`)
 twice: across the whole world (inter-node) and inside each node (intra-node busbw, compared
-between nodes to find stragglers). It runs in its own process so that a hang or a crash in a
+between nodes to find stragglers); with ``--pairwise``, then over node pairs to name a bad
+node (:func:`run_pairwise`). It runs in its own process so that a hang or a crash in a
 collective can be ended by the supervising rank process, which kills it after ``timeout``
 seconds without progress.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +35,67 @@ def _int_env(name: str, default: int | None = None) -> int:
             raise RuntimeError(f"{name} is not set (the distributed mode sets it)")
         return default
     return int(raw)
+
+
+def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, int], mark) -> dict[str, Any]:
+    """``--pairwise``: 2-node all-reduces over node pairs, two rounds, then blame a node.
+
+    Every rank calls this with the same ``nodes`` (rank -> node), so every rank plans the same
+    pairs and waves; each wave's groups are created by all ranks in the same order (new_group
+    is collective), each rank runs its own pair's sweep, and the wave's results are shared with
+    all_gather_object so that round 2 is planned from the same facts everywhere.
+    """
+    import torch.distributed as dist
+
+    from envcheck.cluster import pairwise
+    from envcheck.validate import faults
+    from envcheck.validate.checks.allreduce import sweep
+
+    world = len(nodes)
+    me = nodes[dist.get_rank()]
+    node_ids = sorted(set(nodes))
+    members = {n: [r for r in range(world) if nodes[r] == n] for n in node_ids}
+    max_bytes = int(opts.get("max_bytes") or kw["max_bytes"])
+    pkw = dict(kw, max_bytes=max_bytes, min_bytes=max(kw["min_bytes"], max_bytes // 64))
+    wrong_f, slow_f = faults.active("pairwise", "wrong"), faults.active("pairwise", "slow")
+    corrupt = wrong_f is not None and me == int(wrong_f.get("node", 1))
+    delay = float(slow_f.get("ms", 50)) / 1000 if slow_f is not None and me == int(slow_f.get("node", 1)) else 0.0
+
+    def run_round(pairs: list[tuple[int, int]], label: str) -> list[dict[str, Any]]:
+        mark(label)
+        done: dict[tuple[int, int], dict[str, Any]] = {}
+        for w, wave in enumerate(pairwise.waves(pairs)):
+            groups = [dist.new_group(sorted(members[a] + members[b])) for a, b in wave]
+            mine: dict[str, Any] | None = None
+            for (a, b), group in zip(wave, groups):
+                if me not in (a, b):
+                    continue
+                mark(f"{label} wave {w + 1}: nodes {a}+{b}")
+                t0 = time.perf_counter()
+                try:
+                    out = sweep(device, group=group, mark=mark, corrupt=corrupt, delay_s=delay, **pkw)
+                    last = out["rows"][-1] if out["rows"] else {}
+                    mine = {"pair": [a, b], "busbw_GBps": last.get("busbw_GBps"), "bytes": last.get("bytes"),
+                            "wrong": int(out.get("wrong") or 0), "error": None}
+                except Exception as exc:  # noqa: BLE001 - a failed pair is a result, not the end
+                    mine = {"pair": [a, b], "busbw_GBps": None, "bytes": None, "wrong": 0,
+                            "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
+                mine["seconds"] = round(time.perf_counter() - t0, 3)
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, mine)
+            for item in gathered:
+                if item is None:
+                    continue
+                key = (int(item["pair"][0]), int(item["pair"][1]))
+                prev = done.get(key)
+                # A pair's ranks agree on the figures (MAX/SUM-reduced); an error on any rank wins.
+                if prev is None or (item["error"] and not prev["error"]):
+                    done[key] = item
+        return [done[p] for p in pairs if p in done]
+
+    result = pairwise.run(node_ids, run_round, float(opts.get("threshold", 0.10)))
+    result["max_bytes"] = max_bytes
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             if dist.get_world_size(mine) > 1:
                 mark("intra-node sweep")
                 result["intranode"] = sweep(device, group=mine, mark=mark, **kw)
+        if params.get("pairwise"):
+            result["pairwise"] = run_pairwise(device, nodes, params["pairwise"], kw, mark)
         if device.type == "cuda":
             result["nccl_version"] = ".".join(str(v) for v in torch.cuda.nccl.version())
             result["device_name"] = torch.cuda.get_device_name(device)

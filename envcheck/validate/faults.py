@@ -15,6 +15,8 @@ fault always travels the same path as a real failure. Kinds understood:
 ``allreduce.hang``    rank ``rank`` (default 1) sleeps before collective ``op`` (default 0)
 ``allreduce.exit``    rank ``rank`` exits with ``code`` (default 3) before collective ``op``
 ``allreduce.wrong``   rank ``rank`` adds 1 to its tensor before the checked collective
+``pairwise.wrong``    --pairwise: the ranks of node ``node`` (default 1) add 1 in every pair
+``pairwise.slow``     --pairwise: node ``node`` sleeps ``ms`` (default 50) before each timed op
 ====================  ===========================================================
 
 Example: ``ENVCHECK_FAULT=allreduce.hang:rank=1:op=2``.

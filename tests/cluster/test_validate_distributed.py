@@ -46,7 +46,7 @@ def _leftovers(tag: str) -> list[str]:
     return out
 
 
-def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240):
+def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240, nnodes=2, nproc=2, checks="allreduce"):
     port = _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
                                                                      "MASTER_", "GROUP_", "TORCHELASTIC"))}
@@ -54,13 +54,13 @@ def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240):
     env["ENVCHECK_TEST_TAG"] = tag = uuid.uuid4().hex
     if fault:
         env["ENVCHECK_FAULT"] = fault
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "envcheck",
-           "--max-restarts", "0", "-m", "envcheck", "validate", "--checks", "allreduce",
+           "--max-restarts", "0", "-m", "envcheck", "validate", "--checks", checks,
            "--allreduce-max-mib", "1", *args]
     t0 = time.time()
     agents = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               cwd=tmp_path, start_new_session=True) for _ in range(2)]
+                               cwd=tmp_path, start_new_session=True) for _ in range(nnodes)]
     outs = []
     try:
         for a in agents:
@@ -120,6 +120,64 @@ def test_injected_fault_fails_within_the_timeout_naming_the_rank(tmp_path, fault
     # 8 s without progress + start-up (torch imports on 4 ranks of a 2-core machine)
     assert elapsed < 90, elapsed
     assert [rc for _, _, rc in outs] == [0, 0]  # torchrun: verdict in the report, no exit-barrier wait
+    assert not left, left
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize("fault, bad, verdict, why", [
+    ("pairwise.wrong:node=1", 1, "failed", "wrong element(s) in the sums"),
+    ("pairwise.slow:node=2:ms=40", 2, "degraded", "below the pairs' median"),
+])
+def test_pairwise_names_the_bad_node_not_the_pair(tmp_path, fault, bad, verdict, why):
+    """Three "nodes" (torchrun agents, one rank each): round 1 pairs (0,1) and (2,0); the pair
+    holding the bad node fails, round 2 re-pairs its nodes with a known-good one, and only the
+    bad node is blamed. The fault (test-only) hits the pair all-reduces, not the world sweep."""
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "30", "--pairwise",
+                                            "--straggler-threshold", "0.5", fault=fault, nnodes=3, nproc=1)
+    rep = _json(outs)
+    pw = rep["pairwise"]
+    assert [b["node_rank"] for b in pw["bad_nodes"]] == [bad], pw
+    assert pw["bad_nodes"][0]["verdict"] == verdict and why in pw["bad_nodes"][0]["why"][0]
+    assert pw["good_nodes"] == sorted({0, 1, 2} - {bad}) and pw["inconclusive_nodes"] == []
+    assert [len(r) for r in pw["rounds"]] == [2, 2]  # (0,1), (2,0); then the failed pair's nodes
+    assert rep["verdict"] == verdict
+    assert [n["verdict"] for n in rep["nodes"]] == [verdict if n == bad else "passed" for n in range(3)]
+    assert any(r.startswith(f"pairwise: node {bad} (") for r in rep["reasons"]), rep["reasons"]
+    assert not left, left
+
+
+@needs_torch
+@pytest.mark.slow
+def test_pairwise_on_healthy_nodes_passes_every_pair(tmp_path):
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "30", "--pairwise",
+                                            "--straggler-threshold", "0.95", nnodes=3, nproc=1)
+    rep = _json(outs)
+    pw = rep["pairwise"]
+    assert rep["verdict"] == "passed", rep["reasons"]
+    assert pw["failed_pairs"] == 0 and pw["bad_nodes"] == [] and pw["good_nodes"] == [0, 1, 2]
+    assert [[m["pair"] for m in r] for r in pw["rounds"]] == [[[0, 1], [2, 0]], []]
+    assert all(m["busbw_GBps"] > 0 and m["wrong"] == 0 for m in pw["rounds"][0])
+    assert not left, left
+
+
+@needs_torch
+@pytest.mark.slow
+def test_every_rank_runs_the_per_device_checks_and_nodes_are_compared(tmp_path):
+    """GEMM and memory on every rank of both nodes (CPU here), the all-reduce across all ranks;
+    rank 0's report holds each rank's figures."""
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "60", "--profile", "quick",
+                                            "--straggler-threshold", "0.95", nnodes=2, nproc=1,
+                                            checks="gemm,memory,allreduce")
+    rep = _json(outs)
+    assert rep["verdict"] == "passed", rep["reasons"]
+    for node in rep["nodes"]:
+        (rank,) = node["ranks"]
+        assert [c["name"] for c in rank["checks"]] == ["allreduce", "gemm", "memory"]
+        assert all(c["status"] == "pass" for c in rank["checks"]), rank["checks"]
+        figures = {(f["check"], f["metric"]) for f in rank["figures"]}
+        assert ("gemm", "fp32_tflops") in figures or any(c == "gemm" for c, _ in figures), figures
+        assert any(c == "memory" for c, _ in figures), figures
     assert not left, left
 
 
@@ -196,6 +254,18 @@ def test_gpus_option_is_refused_under_a_launcher():
     assert res.exit_code == 2 and "every task is one rank" in res.stderr
     res = CliRunner().invoke(cli, ["validate"], env={**env, "RANK": "5"})
     assert res.exit_code == 2 and "torchrun/srun environment" in res.stderr
+    res = CliRunner().invoke(cli, ["validate", "--pairwise", "--checks", "gemm"], env=env)
+    assert res.exit_code == 2 and "--pairwise is part of the allreduce check: add allreduce to --checks" in res.stderr
+
+
+def test_pairwise_outside_a_launch_is_one_line_and_exit_2():
+    from click.testing import CliRunner
+
+    from envcheck.cli import cli
+
+    res = CliRunner().invoke(cli, ["validate", "--pairwise"], env={"RANK": None, "SLURM_PROCID": None})
+    assert res.exit_code == 2 and res.stdout == ""
+    assert "--pairwise pairs the nodes of a multi-node job: start envcheck validate under torchrun or srun" in res.stderr
 
 
 def test_rank_zero_port_in_use_is_one_line_and_exit_2():

@@ -130,13 +130,17 @@ def sweep(
     group=None,
     mark: Callable[[str], None] | None = None,
     memory_share: int = 4,
+    corrupt: bool = False,
+    delay_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run the checked and timed all-reduce ladder in an initialised process group.
 
     Every rank of ``group`` must call it with the same arguments; every rank returns the
     same rows (times reduced with MAX, wrong counts with SUM). ``mark(text)`` is called
     before and after each collective (progress for hang detection). The largest size is
-    lowered to ``free memory / memory_share`` of the most constrained rank.
+    lowered to ``free memory / memory_share`` of the most constrained rank. ``corrupt`` and
+    ``delay_s`` are test-only faults a caller decided from ENVCHECK_FAULT (a wrong element in
+    this rank's tensor; a sleep before each timed collective of this rank).
     """
     import torch
     import torch.distributed as dist
@@ -172,7 +176,7 @@ def sweep(
         count = size // 4
         t = buf[:count]
         _fill(t, 0, modulus, float(rank + 1))
-        if wrong_fault is not None and rank == int(wrong_fault.get("rank", 1)):
+        if corrupt or (wrong_fault is not None and rank == int(wrong_fault.get("rank", 1))):
             t[count // 2] += 1.0
         label = f"all_reduce #{op} ({human_bytes(size)}, checked)"
         inject(op)
@@ -192,6 +196,8 @@ def sweep(
         _barrier(device, group)
         t0 = time.perf_counter()
         for _ in range(iters):
+            if delay_s:
+                time.sleep(delay_s)
             dist.all_reduce(t, group=group)
         sync(device)
         elapsed = time.perf_counter() - t0
