@@ -337,7 +337,8 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
 @click.option("--straggler-threshold", type=click.FloatRange(min=0, max=1, min_open=True), default=0.10,
               show_default=True, metavar="FRACTION",
               help="Under torchrun/srun: flag a node whose GEMM, memory or intra-node busbw figure is this "
-                   "fraction worse than the cluster median.")
+                   "fraction worse than the cluster median (and, with --pairwise, a node pair's busbw "
+                   "below the pairs' median).")
 @click.option("--pairwise", is_flag=True,
               help="Under torchrun/srun on 2+ nodes: also all-reduce over node pairs (even/odd, then failed "
                    "nodes with known-good ones) to name the bad node, not the bad pair.")
