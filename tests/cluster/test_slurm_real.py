@@ -193,3 +193,36 @@ def test_healthcheck_recipe_quick_runs_a_real_workload_inside_slurms_60_s(slurm,
     assert "rc=0 ENVCHECK OK - passed" in log, log[-2000:]
     assert "validate: memory: PASS" in log  # the checks really ran
     assert slurm.state() == "idle" and slurm.reason() == ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_certify_sbatch_recipe_under_real_sbatch(slurm, tmp_path):
+    """recipes/cluster/certify.sbatch submitted with the real `sbatch --wait`: doctor on each node,
+    then the srun certification step; rank 0's report and JUnit land in ENVCHECK_OUT. This cluster
+    has one node, 2 CPUs and no GPUs, so the node/task counts are overridden on the command line
+    and the --gpus-per-node header is dropped (no GRES configured here)."""
+    from envcheck import recipes
+
+    text = recipes.text("cluster/certify.sbatch")
+    script = tmp_path / "certify.sbatch"
+    script.write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith("#SBATCH --gpus-per-node")))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "envcheck").write_text(f'#!/bin/bash\nexec {sys.executable} -m envcheck "$@"\n')
+    (bindir / "envcheck").chmod(0o755)
+    out = tmp_path / "out"
+    env = dict(slurm.env, PATH=f"{bindir}:{os.environ['PATH']}", OMP_NUM_THREADS="1", ENVCHECK_OUT=str(out),
+               ENVCHECK_CHECKS="allreduce", ENVCHECK_PAIRWISE="1")
+    res = subprocess.run(["sbatch", "--wait", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1",
+                          f"--output={tmp_path}/job.out", str(script)],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    log = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
+    assert res.returncode == 0, (res.stdout, res.stderr, log[-3000:], slurm.logs())
+    assert "ENVCHECK " in log  # the doctor line (nagios mode) from each node
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["verdict"] == "passed" and rep["world_size"] == 2 and rep["num_nodes"] == 1
+    assert rep["pairwise"]["skipped"] == "one node: --pairwise needs two or more"
+    import xml.etree.ElementTree as ET
+
+    assert ET.parse(out / "junit.xml").getroot().get("failures") == "0"
