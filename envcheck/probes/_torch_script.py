@@ -311,6 +311,9 @@ def torch_facts(torch, import_seconds, caught, triton_dists):
     out["devices"] = devices
     emit({"stage": "step", "step": "torch.distributed"})
     out["distributed"] = guard(_distributed, torch)
+    # Intra-op threads torch will start per process: sized from the cores it sees, not from a
+    # container's CPU quota (rules/host.py, host.cpu-quota-below-torch-threads).
+    out["num_threads"] = guard(lambda: int(torch.get_num_threads()))
     out["compile"] = {"triton": guard(_triton, triton_dists), "cc": guard(_c_compiler),
                       "python_headers": guard(_python_headers)}
     return out

@@ -5,7 +5,8 @@ Section shape (see tests/fixtures/snapshots/example_8xh100.json)::
     hostname, os{system, distro, distro_id, distro_version}, kernel, arch, platform, glibc,
     cpu{model, logical_cores, physical_cores}, ram{total_bytes, available_bytes},
     disk[{label, path, free_bytes, total_bytes}] (labels cwd, home, tmp),
-    shm{path, total_bytes, free_bytes}, container{kind, evidence[]}, wsl, ulimits{memlock_soft,
+    shm{path, total_bytes, free_bytes}, container{kind, evidence[]}, cgroup{version,
+    memory_limit_bytes, memory_limit_source, cpu_quota_cores, cpu_quota_source}, wsl, ulimits{memlock_soft,
     memlock_hard, nofile_soft, nofile_hard}, kernel_modules{nvidia, nvidia_uvm, nvidia_peermem,
     nouveau}, dev_nodes[], pci_nvidia_devices[{address, device_id, class}]
 
@@ -248,6 +249,96 @@ def container(root: str | os.PathLike = "/", environ: Mapping[str, str] | None =
     return {"kind": kind, "evidence": evidence}
 
 
+# cgroup v1 writes "no limit" as PAGE_COUNTER_MAX rounded to pages (9223372036854771712 on 4 KiB
+# pages); anything from 2^62 up is treated as unlimited.
+_V1_UNLIMITED = 1 << 62
+
+
+def _read(root: str | os.PathLike, absolute: str) -> str | None:
+    try:
+        return _path(root, absolute).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def _cgroup_dirs(root: str | os.PathLike, mount: str, path: str) -> list[str]:
+    """This cgroup's folder and its ancestors up to the mount, innermost first. Inside a container
+    without a cgroup namespace /proc/self/cgroup shows the host's path, which does not exist under
+    the container's mount: then the mount itself is the container's cgroup."""
+    parts = [p for p in path.split("/") if p and p != ".."]
+    dirs = ["/".join([mount, *parts[:i]]) for i in range(len(parts), -1, -1)]
+    existing = [d for d in dirs if _path(root, d).is_dir()]
+    return existing or ([mount] if _path(root, mount).is_dir() else [])
+
+
+def cgroup_limits(root: str | os.PathLike = "/") -> Any:
+    """The memory limit and CPU quota of this process's cgroup: the tightest along its path.
+
+    A container (Docker ``--memory``/``--cpus``, a Kubernetes ``resources.limits``, a Slurm job
+    with ConstrainRAMSpace) can be far smaller than the host that psutil describes; the kernel
+    OOM-kills at the memory limit and throttles at the quota. cgroup v2 (unified): memory.max
+    and cpu.max ("max" = no limit); v1: memory.limit_in_bytes, cpu.cfs_quota_us / cfs_period_us
+    (-1 = no quota) - kernel docs admin-guide/cgroup-v2.rst and cgroup-v1/memory.rst.
+    ``memory_limit_bytes`` / ``cpu_quota_cores`` are None when no limit is set; ``*_source``
+    names the file and value that set the tightest one.
+    """
+    text = _read(root, "/proc/self/cgroup")
+    if text is None:
+        return na("/proc/self/cgroup is not readable")
+    v1: dict[str, str] = {}
+    unified: str | None = None
+    for line in text.splitlines():
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        hid, controllers, path = fields
+        if hid == "0" and controllers == "":
+            unified = path
+        for c in controllers.split(","):
+            if c:
+                v1[c] = path
+    out: dict[str, Any] = {"version": 1 if v1.get("memory") or v1.get("cpu") else (2 if unified is not None else None),
+                           "memory_limit_bytes": None, "memory_limit_source": None,
+                           "cpu_quota_cores": None, "cpu_quota_source": None}
+    if out["version"] is None:
+        return na("no cgroup listed in /proc/self/cgroup")
+
+    def tightest(values: list[tuple[float, str]], key: str) -> None:
+        if values:
+            value, where = min(values)
+            out[key] = int(value) if key == "memory_limit_bytes" else round(value, 3)
+            out[key.rsplit("_", 1)[0] + "_source"] = where
+
+    mem: list[tuple[float, str]] = []
+    cpu: list[tuple[float, str]] = []
+    if "memory" in v1:
+        for d in _cgroup_dirs(root, "/sys/fs/cgroup/memory", v1["memory"]):
+            raw = _read(root, f"{d}/memory.limit_in_bytes")
+            if raw and raw.lstrip("-").isdigit() and 0 < int(raw) < _V1_UNLIMITED:
+                mem.append((int(raw), f"{d}/memory.limit_in_bytes = {raw}"))
+    cpu_v1 = v1.get("cpu")
+    if cpu_v1 is not None:
+        mount = next((m for m in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct")
+                      if _path(root, m).is_dir()), "/sys/fs/cgroup/cpu")
+        for d in _cgroup_dirs(root, mount, cpu_v1):
+            quota, period = _read(root, f"{d}/cpu.cfs_quota_us"), _read(root, f"{d}/cpu.cfs_period_us")
+            if quota and period and quota.isdigit() and period.isdigit() and int(period) > 0:
+                cpu.append((int(quota) / int(period), f"{d}/cpu.cfs_quota_us = {quota} (period {period})"))
+    if unified is not None and not (mem or "memory" in v1):
+        for d in _cgroup_dirs(root, "/sys/fs/cgroup", unified):
+            raw = _read(root, f"{d}/memory.max")
+            if raw and raw.isdigit():
+                mem.append((int(raw), f"{d}/memory.max = {raw}"))
+    if unified is not None and not (cpu or cpu_v1 is not None):
+        for d in _cgroup_dirs(root, "/sys/fs/cgroup", unified):
+            raw = (_read(root, f"{d}/cpu.max") or "").split()
+            if len(raw) == 2 and raw[0].isdigit() and raw[1].isdigit() and int(raw[1]) > 0:
+                cpu.append((int(raw[0]) / int(raw[1]), f"{d}/cpu.max = {' '.join(raw)}"))
+    tightest(mem, "memory_limit_bytes")
+    tightest(cpu, "cpu_quota_cores")
+    return out
+
+
 def wsl(root: str | os.PathLike = "/", environ: Mapping[str, str] | None = None) -> bool:
     """Windows Subsystem for Linux: GPU access goes through /usr/lib/wsl/lib, not /dev/nvidia*."""
     env = os.environ if environ is None else environ
@@ -341,6 +432,7 @@ def probe(root: str | os.PathLike = "/", environ: Mapping[str, str] | None = Non
         "disk": _field(lambda: disks(env)),
         "shm": _field(lambda: shm(root)),
         "container": _field(lambda: container(root, env)),
+        "cgroup": _field(lambda: cgroup_limits(root)) if linux else not_linux,
         "wsl": _field(lambda: wsl(root, env)) if linux else False,
         "ulimits": _field(ulimits),
         "kernel_modules": _field(lambda: kernel_modules(root)) if linux else not_linux,

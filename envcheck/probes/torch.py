@@ -44,7 +44,7 @@ TAIL_LINES = 25
 TAIL_CHARS = 4000
 TORCH_KEYS = ("version", "cuda", "hip", "cudnn", "nccl", "arch_list", "cuda_available",
               "cuda_unavailable_reason", "device_count", "devices", "distributed", "compile",
-              "import_seconds")
+              "import_seconds", "num_threads")
 
 
 def _error(message: str, signal_no: int | None = None, timeout_s: float | None = None,

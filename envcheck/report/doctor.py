@@ -383,6 +383,11 @@ def _host_rows(s: dict) -> list[tuple[str, str]]:
     rows.append(("/dev/shm", _bytes(shm) if shm is not None else "n/a"))
     kind = get(s, "host.container.kind")
     rows.append(("Container", str(kind) if kind else "none detected"))
+    mem_limit, cpu_quota = get(s, "host.cgroup.memory_limit_bytes"), get(s, "host.cgroup.cpu_quota_cores")
+    limits = ([f"memory {_bytes(mem_limit)}"] if isinstance(mem_limit, int) else []) + (
+        [f"{cpu_quota:g} CPUs"] if isinstance(cpu_quota, (int, float)) and not isinstance(cpu_quota, bool) else [])
+    if limits:
+        rows.append(("Limits", "cgroup: " + ", ".join(limits)))
     return rows
 
 

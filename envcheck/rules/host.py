@@ -146,6 +146,68 @@ def ram_smaller_than_gpu_memory(snapshot: dict):
     )
 
 
+def _limit_fix(snapshot: dict, what: str) -> str:
+    """Where a cgroup limit is raised, by what set it (a pod, a container, a Slurm job)."""
+    kind = get(snapshot, "host.container.kind")
+    if kind == "kubernetes":
+        return f"raise the pod's resources.limits.{what} (and requests) in its spec"
+    if kind in ("docker", "podman"):
+        return f"restart the container with a larger `--{'memory' if what == 'memory' else 'cpus'}`"
+    if get(snapshot, "env.vars.SLURM_JOB_ID"):
+        return f"request more with `--{'mem' if what == 'memory' else 'cpus-per-task'}` in the job"
+    return f"raise the {what} limit of the cgroup this runs in (systemd MemoryMax= / CPUQuota=)"
+
+
+@rule
+@emits("host.memory-limit-smaller-than-gpu-memory")
+def memory_limit_smaller_than_gpu_memory(snapshot: dict):
+    """A cgroup memory limit (container, pod, Slurm job) below the GPUs' total memory while the
+    host RAM is not: psutil shows the host's RAM, but the kernel OOM-kills the job at the limit
+    when a checkpoint is loaded through host memory (see ram_smaller_than_gpu_memory)."""
+    limit = num(get(snapshot, "host.cgroup.memory_limit_bytes"))
+    ram = num(get(snapshot, "host.ram.total_bytes"))
+    gpu_total, n = _gpu_memory_total(snapshot)
+    if limit is None or gpu_total is None or limit >= gpu_total or (ram is not None and limit >= ram):
+        return
+    yield Finding(
+        id="host.memory-limit-smaller-than-gpu-memory", severity=Severity.WARN,
+        title=(f"memory limit of this cgroup ({fmt_bytes(limit)}) is smaller than the GPUs' memory "
+               f"({fmt_bytes(gpu_total)} on {n} GPU(s)); the host has {fmt_bytes(ram)}"),
+        evidence={"memory_limit": fmt_bytes(limit), "ram": fmt_bytes(ram), "gpu_memory_total": fmt_bytes(gpu_total),
+                  "from": get(snapshot, "host.cgroup.memory_limit_source"),
+                  "container": get(snapshot, "host.container.kind")},
+        fix=_limit_fix(snapshot, "memory") + " to at least the GPUs' memory, or load checkpoints without a "
+            "full host copy: safetensors / torch.load(..., mmap=True)",
+    )
+
+
+@rule
+@emits("host.cpu-quota-below-torch-threads")
+def cpu_quota_below_torch_threads(snapshot: dict):
+    """A CPU quota (Docker --cpus, a Kubernetes CPU limit) is not seen by torch: it sizes its
+    intra-op pool from the cores it sees, so e.g. 192 threads contend for an 8-CPU quota and the
+    CFS scheduler throttles them all (onyx-dot-app/onyx#12351: 384-core host, 8-core pod; vllm
+    #34462). Judged on the torch probe's own torch.get_num_threads() against floor(quota)."""
+    quota = num(get(snapshot, "host.cgroup.cpu_quota_cores"))
+    threads = num(get(snapshot, "torch.num_threads"))
+    if quota is None or threads is None:
+        return
+    cores = max(1, int(quota))  # round down: one thread more than the quota gets throttled
+    if threads <= cores:
+        return
+    yield Finding(
+        id="host.cpu-quota-below-torch-threads", severity=Severity.WARN,
+        title=f"torch starts {int(threads)} threads per process but this cgroup may use {quota:g} CPUs",
+        evidence={"torch_num_threads": int(threads), "cpu_quota_cores": quota,
+                  "logical_cores_seen": get(snapshot, "host.cpu.logical_cores"),
+                  "from": get(snapshot, "host.cgroup.cpu_quota_source"),
+                  "OMP_NUM_THREADS": get(snapshot, "env.vars.OMP_NUM_THREADS")},
+        fix=(f"`export OMP_NUM_THREADS={cores}` (divided by the processes per node; torchrun sets 1 per worker "
+             f"when it starts several) or torch.set_num_threads({cores}); or "
+             + _limit_fix(snapshot, "cpu")),
+    )
+
+
 def _rdma_in_use(snapshot: dict) -> bool:
     if get(snapshot, "host.kernel_modules.nvidia_peermem") is True:
         return True

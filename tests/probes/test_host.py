@@ -224,3 +224,49 @@ def test_this_machine() -> None:
     assert facts["cpu"]["logical_cores"] >= 1
     assert facts["ram"]["total_bytes"] >= facts["ram"]["available_bytes"] > 0
     assert isinstance(facts["wsl"], bool)
+
+
+# ---- cgroup limits (containers, pods, Slurm jobs) ---------------------------------------------
+
+CG = "/sys/fs/cgroup"
+
+
+@pytest.mark.parametrize("files, expected", [
+    # cgroup v2 inside a container with its own cgroup namespace: the limits sit at the mount.
+    ({"/proc/self/cgroup": "0::/\n", f"{CG}/memory.max": "68719476736\n", f"{CG}/cpu.max": "800000 100000\n"},
+     {"version": 2, "memory_limit_bytes": 64 * 1024**3, "memory_limit_source": f"{CG}/memory.max = 68719476736",
+      "cpu_quota_cores": 8.0, "cpu_quota_source": f"{CG}/cpu.max = 800000 100000"}),
+    # v2 on a host: the tightest limit along the path wins (the slice caps the job).
+    ({"/proc/self/cgroup": "0::/job.slice/step.scope\n", f"{CG}/job.slice/memory.max": "1073741824\n",
+      f"{CG}/job.slice/step.scope/memory.max": "max\n", f"{CG}/job.slice/step.scope/cpu.max": "max 100000\n",
+      f"{CG}/job.slice/cpu.max": "150000 100000\n"},
+     {"version": 2, "memory_limit_bytes": 1024**3, "memory_limit_source": f"{CG}/job.slice/memory.max = 1073741824",
+      "cpu_quota_cores": 1.5, "cpu_quota_source": f"{CG}/job.slice/cpu.max = 150000 100000"}),
+    # v2, no limits anywhere.
+    ({"/proc/self/cgroup": "0::/user.slice\n", f"{CG}/user.slice/memory.max": "max\n",
+      f"{CG}/user.slice/cpu.max": "max 100000\n"},
+     {"version": 2, "memory_limit_bytes": None, "memory_limit_source": None, "cpu_quota_cores": None,
+      "cpu_quota_source": None}),
+    # v1 (hybrid), as on this CI host: "no limit" is PAGE_COUNTER_MAX, no quota is -1.
+    ({"/proc/self/cgroup": "4:memory:/a\n1:cpu,cpuacct:/\n0::/\n",
+      f"{CG}/memory/a/memory.limit_in_bytes": "9223372036854771712\n",
+      f"{CG}/cpu,cpuacct/cpu.cfs_quota_us": "-1\n", f"{CG}/cpu,cpuacct/cpu.cfs_period_us": "100000\n"},
+     {"version": 1, "memory_limit_bytes": None, "memory_limit_source": None, "cpu_quota_cores": None,
+      "cpu_quota_source": None}),
+    # v1 Docker --memory 16g --cpus 4 without a cgroup namespace: the host's path is not under the
+    # container's mount, so the mount itself is read.
+    ({"/proc/self/cgroup": "4:memory:/docker/3f2a\n1:cpu,cpuacct:/docker/3f2a\n",
+      f"{CG}/memory/memory.limit_in_bytes": "17179869184\n",
+      f"{CG}/cpu,cpuacct/cpu.cfs_quota_us": "400000\n", f"{CG}/cpu,cpuacct/cpu.cfs_period_us": "100000\n"},
+     {"version": 1, "memory_limit_bytes": 16 * 1024**3,
+      "memory_limit_source": f"{CG}/memory/memory.limit_in_bytes = 17179869184",
+      "cpu_quota_cores": 4.0, "cpu_quota_source": f"{CG}/cpu,cpuacct/cpu.cfs_quota_us = 400000 (period 100000)"}),
+])
+def test_cgroup_limits(tmp_path, files, expected) -> None:
+    assert host.cgroup_limits(make_root(tmp_path, files)) == expected
+
+
+def test_cgroup_unreadable_is_a_reason(tmp_path) -> None:
+    assert host.cgroup_limits(tmp_path)["unavailable"] == "/proc/self/cgroup is not readable"
+    root = make_root(tmp_path, {"/proc/self/cgroup": "garbage\n"})
+    assert host.cgroup_limits(root)["unavailable"] == "no cgroup listed in /proc/self/cgroup"

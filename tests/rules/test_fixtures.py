@@ -29,6 +29,8 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "big_node_small_host": {("env.debug-setting-left-on", "warn"), ("env.nccl-transport-disabled", "info"),
                             ("host.disk-low", "error"), ("host.disk-low", "warn"),
                             ("host.ram-smaller-than-gpu-memory", "warn")},
+    "k8s_pod_limits": {("host.cpu-quota-below-torch-threads", "warn"),
+                       ("host.memory-limit-smaller-than-gpu-memory", "warn")},
     "compile_prereqs_missing": {("torch.compile-prereqs-missing", "warn")},
     "compute_mode_restricted": {("nvidia.compute-mode-restricted", "error"),
                                 ("nvidia.compute-mode-restricted", "info")},
@@ -192,7 +194,7 @@ NA_SCENARIOS = ["healthy_8xh100", "driver_too_old_cu130", "docker_small_shm", "d
                 "torch_import_error_ld_path", "cvd_malformed", "ecc_errors", "throttled",
                 "big_node_small_host", "no_driver_nouveau", "rtx5090_old_wheel", "one_gpu_lost",
                 "retired_pages_v100", "compile_prereqs_missing", "uvm_missing", "multiple_installs",
-                "pcie_degraded", "memory_used_by_others", "windows_cpu_wheel"]
+                "pcie_degraded", "memory_used_by_others", "windows_cpu_wheel", "k8s_pod_limits"]
 
 
 def _sections_paths(s: dict):
@@ -217,7 +219,8 @@ def test_na_anywhere_never_crashes_nor_invents_a_finding(name):
 
 
 @pytest.mark.parametrize("name", ["healthy_8xh100", "torch_import_crash", "docker_small_shm", "ecc_errors",
-                                  "cvd_malformed", "windows_cpu_wheel", "big_node_small_host"])
+                                  "cvd_malformed", "windows_cpu_wheel", "big_node_small_host",
+                                  "k8s_pod_limits"])
 @pytest.mark.parametrize("odd", [None, "garbage", -1, [], {}, True, 1.5e300])
 def test_wrong_types_anywhere_never_crash_a_rule(name, odd):
     base = doctor_scenarios.build(name)

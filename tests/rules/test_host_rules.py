@@ -123,3 +123,50 @@ def test_host_probe_failed(machine):
     s = machine("healthy_8xh100", {"host": machine.na("psutil crashed")})
     f = machine.one(s, "host.probe-failed")
     assert f.evidence == {"reason": "psutil crashed"} and f.severity is Severity.WARN
+
+
+# ---- cgroup limits: a container's memory limit and CPU quota -----------------------------------
+
+def test_pod_limits_name_the_limit_and_where_to_raise_it(machine):
+    s = machine("k8s_pod_limits")
+    mem = machine.one(s, "host.memory-limit-smaller-than-gpu-memory")
+    assert mem.severity is Severity.WARN and mem.evidence["memory_limit"] == "128.0 GiB"
+    assert mem.evidence["from"] == "/sys/fs/cgroup/memory.max = 137438953472"
+    assert mem.fix.startswith("raise the pod's resources.limits.memory")
+    cpu = machine.one(s, "host.cpu-quota-below-torch-threads")
+    assert cpu.title == "torch starts 112 threads per process but this cgroup may use 16 CPUs"
+    assert cpu.fix.startswith("`export OMP_NUM_THREADS=16`") and "resources.limits.cpu" in cpu.fix
+
+
+@pytest.mark.parametrize("patch, fires", [
+    ({}, True),
+    ({"torch.num_threads": 16}, False),  # OMP_NUM_THREADS=16 already applied
+    ({"torch.num_threads": 8, "host.cgroup.cpu_quota_cores": 7.65}, True),  # 7.65 CPUs: 7 threads, not 8
+    ({"torch.num_threads": 1, "host.cgroup.cpu_quota_cores": 0.5}, False),  # below one CPU: 1 thread is all
+    ({"host.cgroup.cpu_quota_cores": None}, False),  # no quota
+    ({"torch.num_threads": {"unavailable": "torch was not imported"}}, False),
+])
+def test_cpu_quota_against_torch_threads(machine, patch, fires):
+    assert ("host.cpu-quota-below-torch-threads" in machine.ids(machine("k8s_pod_limits", patch))) is fires
+
+
+def test_cpu_quota_fix_in_docker_and_slurm(machine):
+    docker = machine("k8s_pod_limits", {"host.container": {"kind": "docker", "evidence": []},
+                                        "torch.num_threads": 8, "host.cgroup.cpu_quota_cores": 7.65})
+    f = machine.one(docker, "host.cpu-quota-below-torch-threads")
+    assert f.fix.startswith("`export OMP_NUM_THREADS=7`") and "larger `--cpus`" in f.fix
+    slurm = machine("k8s_pod_limits", {"host.container": {"kind": None, "evidence": []},
+                                       "env.vars.SLURM_JOB_ID": "123"})
+    assert "`--cpus-per-task`" in machine.one(slurm, "host.cpu-quota-below-torch-threads").fix
+    assert "`--mem`" in machine.one(slurm, "host.memory-limit-smaller-than-gpu-memory").fix
+
+
+@pytest.mark.parametrize("patch, fires", [
+    ({}, True),
+    ({"host.cgroup.memory_limit_bytes": 1024 * GiB}, False),  # above the GPUs' 637 GiB
+    ({"host.cgroup.memory_limit_bytes": None}, False),  # no limit
+    # RAM itself is the smaller figure: host.ram-smaller-than-gpu-memory says so, not this rule.
+    ({"host.ram.total_bytes": 64 * GiB}, False),
+])
+def test_memory_limit_against_gpu_memory(machine, patch, fires):
+    assert ("host.memory-limit-smaller-than-gpu-memory" in machine.ids(machine("k8s_pod_limits", patch))) is fires
