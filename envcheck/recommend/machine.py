@@ -290,19 +290,10 @@ def apply_overrides(
     return replace(machine, **changes)
 
 
-def what_if_machine(
-    *,
-    gpus: list[str] | tuple[str, ...] = (),
-    no_gpu: bool = False,
-    driver: str | None = None,
-    python: str | None = None,
-    platform: str | None = None,
-    glibc: str | None = None,
-) -> Machine:
-    """A machine described only by flags (nothing probed): unknown facts stay None."""
-    base = Machine(platform=None, python=None, sources={})
-    return apply_overrides(base, gpus=gpus, no_gpu=no_gpu, driver=driver, python=python,
-                           platform=platform, glibc=glibc)
+def what_if_machine(**flags: Any) -> Machine:
+    """A machine described only by flags (nothing probed): unknown facts stay None.
+    ``flags`` are :func:`apply_overrides`'s keywords (gpus, no_gpu, driver, python, platform, glibc)."""
+    return apply_overrides(Machine(platform=None, python=None, sources={}), **flags)
 
 
 # ------------------------------------------------------------------------------- CLI values
