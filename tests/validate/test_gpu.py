@@ -14,21 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from gpu_env import gpu_marks
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cuda_devices() -> int:
-    code = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
-    try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        return int(out.stdout.strip() or 0)
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return 0
-
-
-NDEV = _cuda_devices() if os.path.exists("/dev/nvidiactl") else 0
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(NDEV == 0, reason="no CUDA device visible to torch")]
+NDEV, pytestmark = gpu_marks()  # tests/fixtures/gpu_env.py (importable through tests/conftest.py)
 
 
 def validate(*args: str, env: dict | None = None, timeout: int = 1800) -> tuple[int, dict, str]:
