@@ -280,3 +280,23 @@ def test_rank_zero_port_in_use_is_one_line_and_exit_2():
                                   report_path=None, junit_path=None, exit_codes="default", prom_file=None,
                                   drain=False, write=said.append, progress=said.append)
     assert code == 2 and f"cannot listen on port {port}" in said[-1] and "ENVCHECK_REPORT_PORT" in said[-1]
+
+
+@needs_torch
+@pytest.mark.slow
+def test_quick_budget_ends_a_distributed_run_with_every_rank_reported(tmp_path):
+    """--quick --budget under torchrun: a check stalled on every rank is killed at the budget, the
+    all-reduce that would follow is not waited for, and rank 0 still reports every rank."""
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--quick", "--budget", "15",
+                                            fault="gemm.stall", nnodes=2, nproc=1,
+                                            checks="gemm,memory,allreduce")
+    rep = _json(outs)
+    assert rep["verdict"] == "failed" and rep["missing_ranks"] == []
+    for node in rep["nodes"]:
+        (rank,) = node["ranks"]
+        status = {c["name"]: (c["status"], (c.get("error") or {}).get("kind")) for c in rank["checks"]}
+        assert status["gemm"] == ("fail", "budget"), rank["checks"]
+        assert status["memory"][0] == "skip"
+        assert status["allreduce"] == ("fail", "budget")
+    assert elapsed < 15 + 45, elapsed  # the budget, plus torchrun start-up and rank 0's grace
+    assert not left, left
