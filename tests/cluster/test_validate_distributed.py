@@ -163,6 +163,22 @@ def test_pairwise_on_healthy_nodes_passes_every_pair(tmp_path):
 
 @needs_torch
 @pytest.mark.slow
+def test_pairwise_with_two_ranks_per_node_and_a_bad_node_that_cannot_be_told_apart(tmp_path):
+    """Two nodes of two ranks: the pair group holds all four ranks; when it sums wrong, there is no
+    known-good node to tell the two apart, so none is blamed and the cluster is degraded."""
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "30", "--pairwise",
+                                            "--straggler-threshold", "0.95", fault="pairwise.wrong:node=1")
+    rep = _json(outs)
+    pw = rep["pairwise"]
+    assert [[m["pair"] for m in r] for r in pw["rounds"]] == [[[0, 1]], []]
+    assert pw["rounds"][0][0]["wrong"] > 0 and pw["bad_nodes"] == []
+    assert pw["inconclusive_nodes"] == [0, 1] and rep["verdict"] == "degraded"
+    assert [n["verdict"] for n in rep["nodes"]] == ["passed", "passed"]
+    assert not left, left
+
+
+@needs_torch
+@pytest.mark.slow
 def test_every_rank_runs_the_per_device_checks_and_nodes_are_compared(tmp_path):
     """GEMM and memory on every rank of both nodes (CPU here), the all-reduce across all ranks;
     rank 0's report holds each rank's figures."""
