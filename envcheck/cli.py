@@ -384,11 +384,10 @@ def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, de
         launched = cluster_launch.detect(os.environ)
     except cluster_launch.LaunchError as exc:
         raise click.UsageError(f"torchrun/srun environment: {exc}") from None
-    if pairwise and launched is None:
-        raise click.UsageError("--pairwise pairs the nodes of a multi-node job: start envcheck validate under "
-                               "torchrun or srun (README: Clusters)")
-    if pairwise and "allreduce" not in checks:
-        raise click.UsageError("--pairwise is part of the allreduce check: add allreduce to --checks")
+    try:
+        app.check_pairwise(pairwise, launched=launched is not None, checks=checks)
+    except app.UsageProblem as exc:
+        raise click.UsageError(str(exc)) from None
     if launched is not None:
         from envcheck.cluster import validate_mode
 

@@ -60,6 +60,15 @@ def plan(checks_spec: str | None, profile: str | None, *, quick: bool = False,
     return Plan(checks, profile or "standard", None if budget is None else float(budget))
 
 
+def check_pairwise(pairwise: bool, *, launched: bool, checks: list[str]) -> None:
+    """--pairwise runs inside the all-reduce of a torchrun/srun job, nowhere else."""
+    if pairwise and not launched:
+        raise UsageProblem("--pairwise pairs the nodes of a multi-node job: start envcheck validate under "
+                           "torchrun or srun (README: Clusters)")
+    if pairwise and "allreduce" not in checks:
+        raise UsageProblem("--pairwise is part of the allreduce check: add allreduce to --checks")
+
+
 def check_static(*, device: str | None, gpus: int | None, procs: int | None, profile: str,
                  duration: float | None) -> None:
     """Option combinations that are wrong on any machine."""
