@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import subprocess
 import sys
 import tempfile
@@ -140,8 +139,9 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
     where = f"'{last_mark}'" if last_mark else "start-up"
     if error:
         # gloo/NCCL messages carry source locations and decorations; keep the sentence, in ASCII.
-        error = re.sub(r"\[[^\]]*\.(?:cc|cpp|h|hpp):\d+\]\s*", "", error)
-        error = re.sub(r"[^\x20-\x7e]+", "", error).strip()
+        from envcheck.validate.errors import backend_message
+
+        error = backend_message(error)
     if hung:
         return CheckResult("allreduce", FAIL, metrics,
                            f"all-reduce hung on this rank: no progress for {timeout:g} s after {where}; "

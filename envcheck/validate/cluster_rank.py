@@ -50,6 +50,7 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
     from envcheck.cluster import pairwise
     from envcheck.validate import faults
     from envcheck.validate.checks.allreduce import sweep
+    from envcheck.validate.errors import backend_message
 
     world = len(nodes)
     me = nodes[dist.get_rank()]
@@ -58,14 +59,20 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
     max_bytes = int(opts.get("max_bytes") or kw["max_bytes"])
     pkw = dict(kw, max_bytes=max_bytes, min_bytes=max(kw["min_bytes"], max_bytes // 64))
     wrong_f, slow_f = faults.active("pairwise", "wrong"), faults.active("pairwise", "slow")
+    raise_f = faults.active("pairwise", "raise")
     corrupt = wrong_f is not None and me == int(wrong_f.get("node", 1))
     delay = float(slow_f.get("ms", 50)) / 1000 if slow_f is not None and me == int(slow_f.get("node", 1)) else 0.0
+    # gloo: a pair whose partner failed on its side times out at half the stall timeout, so the
+    # failure is a pair result and the run goes on (the supervisor kills the child after a full
+    # timeout without progress). NCCL's watchdog would abort the process instead: default there.
+    group_kw = ({"timeout": timedelta(seconds=max(5.0, float(opts.get("timeout", 120)) / 2))}
+                if device.type == "cpu" else {})
 
     def run_round(pairs: list[tuple[int, int]], label: str) -> list[dict[str, Any]]:
         mark(label)
         done: dict[tuple[int, int], dict[str, Any]] = {}
         for w, wave in enumerate(pairwise.waves(pairs)):
-            groups = [dist.new_group(sorted(members[a] + members[b])) for a, b in wave]
+            groups = [dist.new_group(sorted(members[a] + members[b]), **group_kw) for a, b in wave]
             mine: dict[str, Any] | None = None
             for (a, b), group in zip(wave, groups):
                 if me not in (a, b):
@@ -73,13 +80,16 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
                 mark(f"{label} wave {w + 1}: nodes {a}+{b}")
                 t0 = time.perf_counter()
                 try:
+                    if raise_f is not None and me == int(raise_f.get("node", 1)):
+                        raise RuntimeError("injected fault: pairwise.raise")
                     out = sweep(device, group=group, mark=mark, corrupt=corrupt, delay_s=delay, **pkw)
                     last = out["rows"][-1] if out["rows"] else {}
                     mine = {"pair": [a, b], "busbw_GBps": last.get("busbw_GBps"), "bytes": last.get("bytes"),
                             "wrong": int(out.get("wrong") or 0), "error": None}
                 except Exception as exc:  # noqa: BLE001 - a failed pair is a result, not the end
+                    text = backend_message(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
                     mine = {"pair": [a, b], "busbw_GBps": None, "bytes": None, "wrong": 0,
-                            "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
+                            "error": f"{type(exc).__name__}: {text[:300]}"}
                 mine["seconds"] = round(time.perf_counter() - t0, 3)
             gathered: list[Any] = [None] * world
             dist.all_gather_object(gathered, mine)
@@ -88,9 +98,12 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
                     continue
                 key = (int(item["pair"][0]), int(item["pair"][1]))
                 prev = done.get(key)
-                # A pair's ranks agree on the figures (MAX/SUM-reduced); an error on any rank wins.
+                # A pair's ranks agree on the figures (MAX/SUM-reduced); an error on any rank wins,
+                # and different errors are all kept (the cause and its partner's timeout).
                 if prev is None or (item["error"] and not prev["error"]):
                     done[key] = item
+                elif item["error"] and item["error"] not in prev["error"]:
+                    prev["error"] = f"{prev['error']} / {item['error']}"
         return [done[p] for p in pairs if p in done]
 
     result = pairwise.run(node_ids, run_round, float(opts.get("threshold", 0.10)))
@@ -139,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                 mark("intra-node sweep")
                 result["intranode"] = sweep(device, group=mine, mark=mark, **kw)
         if params.get("pairwise"):
-            result["pairwise"] = run_pairwise(device, nodes, params["pairwise"], kw, mark)
+            result["pairwise"] = run_pairwise(device, nodes, {**params["pairwise"], "timeout": params["timeout"]},
+                                              kw, mark)
         if device.type == "cuda":
             result["nccl_version"] = ".".join(str(v) for v in torch.cuda.nccl.version())
             result["device_name"] = torch.cuda.get_device_name(device)

@@ -6,6 +6,7 @@ crossed a process boundary as text.
 
 from __future__ import annotations
 
+import re
 import signal
 import traceback
 from typing import Any
@@ -14,6 +15,13 @@ _OOM_MARKERS = ("out of memory", "outofmemoryerror", "cuda_error_out_of_memory",
 _CUDA_MARKERS = ("cuda error", "cublas_status", "cudnn_status", "cudnn error", "nccl error", "ncclsystemerror",
                  "ncclinternalerror", "illegal memory access", "uncorrectable ecc", "device-side assert",
                  "misaligned address", "unspecified launch failure")
+
+
+def backend_message(text: str) -> str:
+    """A gloo/NCCL message as one readable ASCII sentence: their source locations
+    ("[.../unbound_buffer.cc:78] ") and decorations dropped."""
+    text = re.sub(r"\[[^\]]*\.(?:cc|cpp|h|hpp):\d+\]\s*", "", text)
+    return re.sub(r"[^\x20-\x7e]+", "", text).strip()
 
 
 def classify_text(type_name: str, message: str) -> str:

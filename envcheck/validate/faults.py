@@ -17,6 +17,7 @@ fault always travels the same path as a real failure. Kinds understood:
 ``allreduce.wrong``   rank ``rank`` adds 1 to its tensor before the checked collective
 ``pairwise.wrong``    --pairwise: the ranks of node ``node`` (default 1) add 1 in every pair
 ``pairwise.slow``     --pairwise: node ``node`` sleeps ``ms`` (default 50) before each timed op
+``pairwise.raise``    --pairwise: node ``node`` raises in every pair, its partners are left waiting
 ====================  ===========================================================
 
 Example: ``ENVCHECK_FAULT=allreduce.hang:rank=1:op=2``.

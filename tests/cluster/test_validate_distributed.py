@@ -128,12 +128,15 @@ def test_injected_fault_fails_within_the_timeout_naming_the_rank(tmp_path, fault
 @pytest.mark.parametrize("fault, bad, verdict, why", [
     ("pairwise.wrong:node=1", 1, "failed", "wrong element(s) in the sums"),
     ("pairwise.slow:node=2:ms=40", 2, "degraded", "below the pairs' median"),
+    # One side raises, the partner waits in the collective until the pair group's timeout
+    # (--timeout / 2 on gloo): still a pair result, both sides' errors kept, and round 2 runs.
+    ("pairwise.raise:node=1", 1, "failed", "RuntimeError: injected fault: pairwise.raise"),
 ])
 def test_pairwise_names_the_bad_node_not_the_pair(tmp_path, fault, bad, verdict, why):
     """Three "nodes" (torchrun agents, one rank each): round 1 pairs (0,1) and (2,0); the pair
     holding the bad node fails, round 2 re-pairs its nodes with a known-good one, and only the
     bad node is blamed. The fault (test-only) hits the pair all-reduces, not the world sweep."""
-    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "30", "--pairwise",
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "10", "--pairwise",
                                             "--straggler-threshold", "0.5", fault=fault, nnodes=3, nproc=1)
     rep = _json(outs)
     pw = rep["pairwise"]

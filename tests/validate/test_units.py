@@ -255,3 +255,9 @@ def test_collateral_rank_errors_are_told_apart_from_the_cause():
     msg = _describe_failure(run, 2, 120)
     assert msg.startswith("all-reduce failed: rank 1 exited with code 3 after 'finished all_reduce #0'; "
                           "then rank 0 exited with code 1 after 'entering all_reduce #1' (RuntimeError")
+
+
+def test_backend_message_drops_source_locations_and_decorations():
+    raw = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] "
+           "Timed out waiting 15000ms for recv operation to complete \u2014 \x1b")
+    assert errors.backend_message(raw) == "Timed out waiting 15000ms for recv operation to complete"
