@@ -403,8 +403,7 @@ def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, de
     deadline = time.monotonic() + plan.budget if plan.budget else None
     _progress("validate: importing torch and probing the machine..."
               + (f" (budget {plan.budget:g} s)" if plan.budget else ""))
-    prep = app.prepare(isolation=isolation, device=device,
-                       **({"timeout": plan.budget} if plan.budget else {}))
+    prep = app.prepare(isolation=isolation, device=device, timeout=plan.budget)
     persist = app.outputs_writer(report_path, junit_path, _progress)
     if not prep.preflight.ok:
         cfg = ValidateConfig(device=device or "cpu", profile=profile, budget=plan.budget)

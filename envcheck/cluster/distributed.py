@@ -16,15 +16,13 @@ and the partial report is still produced, naming the ranks that did not report.
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Callable
 
 from envcheck.cluster import aggregate, channel
 from envcheck.cluster.launch import Launch
+from envcheck.validate import procs
 
 Work = Callable[[Callable[[str], None]], Mapping[str, Any]]
 
@@ -35,20 +33,9 @@ class _Terminated(Exception):
     pass
 
 
-@contextlib.contextmanager
 def _sigterm_raises():
-    """SIGTERM -> exception in the main thread, so rank 0 still writes what it has."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise _Terminated(f"signal {signum}")
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    """SIGTERM -> _Terminated in the main thread, so rank 0 still writes what it has."""
+    return procs.sigterm_raises(lambda signum: _Terminated(f"signal {signum}"))
 
 
 def _identity(info: Launch, hostname: str) -> dict:

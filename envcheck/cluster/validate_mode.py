@@ -98,22 +98,23 @@ def narrowed_info(preflight: dict[str, Any], dev: str, local_rank: int) -> dict[
     return {**preflight, "device_count": 1, "devices": [d]}
 
 
+def _setenv(values: dict[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @contextlib.contextmanager
 def _env(**values: str | None):
+    """Environment variables set (None: unset) inside, restored after."""
     old = {k: os.environ.get(k) for k in values}
     try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _setenv(values)
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _setenv(old)
 
 
 # ---- the all-reduce child ----------------------------------------------------------------
@@ -291,8 +292,7 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
 
     deadline = time.monotonic() + opts.budget if opts.budget else None
     phase("preflight")
-    prep = app.prepare(isolation=opts.isolation, device=opts.device,
-                       **({"timeout": opts.budget} if opts.budget else {}))
+    prep = app.prepare(isolation=opts.isolation, device=opts.device, timeout=opts.budget)
     if not prep.preflight.ok:
         cfg = ValidateConfig(device=opts.device or "cpu", profile=opts.profile, budget=opts.budget)
         report = vrunner.failed_report(cfg, opts.checks, prep.preflight.error or "torch is not usable",

@@ -124,10 +124,12 @@ class Prepared:
 
 
 def prepare(isolation: str = "subprocess", device: str | None = None, machine: bool = True,
-            timeout: float = runner.PREFLIGHT_TIMEOUT_S) -> Prepared:
+            timeout: float | None = None) -> Prepared:
     """Import torch in a worker and probe the machine at the same time (both mostly wait).
 
-    ``timeout`` bounds the torch import (lowered to the run's budget under --quick)."""
+    ``timeout`` bounds the torch import: the run's --budget when it has one, else
+    runner.PREFLIGHT_TIMEOUT_S."""
+    timeout = float(timeout or runner.PREFLIGHT_TIMEOUT_S)
     box: dict[str, Any] = {}
 
     def probe() -> None:

@@ -10,6 +10,27 @@ import contextlib
 import os
 import signal
 import sys
+import threading
+from typing import Callable
+
+
+@contextlib.contextmanager
+def sigterm_raises(make: Callable[[int], BaseException]):
+    """While inside, SIGTERM raises ``make(signum)`` in the main thread, so the caller still
+    writes what it has (a scheduler's kill, torchrun tearing a worker group down). Elsewhere
+    than the main thread signals cannot be handled: nothing changes there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise make(signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def child_env(device: str | None = None) -> dict[str, str]:

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import tempfile
@@ -151,21 +150,9 @@ def versions(info: dict[str, Any]) -> dict[str, Any]:
             "hip": info.get("hip"), "triton": info.get("triton"), "gloo": dist.get("gloo")}
 
 
-@contextlib.contextmanager
 def sigterm_as_interrupt():
     """SIGTERM (a scheduler's kill, a timeout) ends the run like Ctrl-C: report still written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    return procs.sigterm_raises(lambda _signum: KeyboardInterrupt())
 
 
 def out_of_budget(name: str, budget: float | None, note: str = "") -> CheckResult:
