@@ -24,6 +24,7 @@ Result shape: see :func:`compare` and README "Comparing machines" (schema ``envc
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections import Counter
@@ -161,15 +162,19 @@ class Node:
 
 # ------------------------------------------------------------------------------ extraction
 
+def _key(value: Any) -> str:
+    """A hashable, sortable identity of a JSON value (strings skip json.dumps: most facts are)."""
+    if isinstance(value, str):
+        return "s" + value
+    return "j" + json.dumps(value, sort_keys=True, default=str)
+
+
 def _unique(values: list[Any]) -> Any:
     """Per-GPU values summarised: the sorted distinct values (a list), na() kept."""
-    out, seen = [], set()
+    seen: dict[str, Any] = {}
     for v in values:
-        k = json.dumps(v, sort_keys=True, default=str)
-        if k not in seen:
-            seen.add(k)
-            out.append(v)
-    return sorted(out, key=lambda v: json.dumps(v, sort_keys=True, default=str))
+        seen.setdefault(_key(v), v)
+    return [seen[k] for k in sorted(seen)]
 
 
 def _natural(text: Any) -> tuple:
@@ -403,13 +408,15 @@ def unique_names(nodes: list[Node]) -> list[Node]:
 
 def golden_doc(node: Node) -> dict:
     """A reference to review and keep: every weighing fact of one (good) node."""
-    fields = {k: v for k, v in sorted(node.facts.items(), key=lambda kv: _order(kv[0])) if spec_of(k).weight}
+    fields = {k: v for k, v in sorted(node.facts.items(), key=lambda kv: _order(kv[0]))
+              if spec_of(k).weight or k.startswith("env.")}
     return {
         "schema": GOLDEN_SCHEMA, "schema_version": GOLDEN_SCHEMA_VERSION, "envcheck_version": __version__,
         "source": {"node": node.name, "file": Path(node.source).name},
-        "note": "Reviewed reference for `envcheck compare --golden`: delete a field to stop checking it, "
-                "edit a value to accept another; an absent env.* field means the variable must be unset "
-                "only if it is listed with null.",
+        "note": "Reviewed reference for `envcheck compare --golden`: edit a value to accept another, delete "
+                "a field or add its key (fnmatch patterns: \"env.NCCL_DEBUG*\") to \"ignore\" to stop "
+                "checking it. An environment variable not listed here must be unset on the nodes.",
+        "ignore": [],
         "fields": fields,
     }
 
@@ -424,14 +431,13 @@ def load_golden(path: str | Path) -> dict:
     _version_ok(data, p)
     if not isinstance(data.get("fields"), dict):
         raise snap.SnapshotError(f"{p}: \"fields\" must be an object")
-    return {"source": data.get("source"), "file": str(p), "fields": data["fields"]}
+    ignore = data.get("ignore", [])
+    if not isinstance(ignore, list) or not all(isinstance(x, str) for x in ignore):
+        raise snap.SnapshotError(f"{p}: \"ignore\" must be a list of field keys or patterns")
+    return {"source": data.get("source"), "file": str(p), "fields": data["fields"], "ignore": ignore}
 
 
 # ------------------------------------------------------------------------------ comparison
-
-def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
 
 def compare(nodes: list[Node], golden: dict | None = None) -> dict:
     """Compare the nodes' facts with each other (2: side by side; 3+: majority and odd nodes) or,
@@ -448,7 +454,12 @@ def compare(nodes: list[Node], golden: dict | None = None) -> dict:
     names = [n.name for n in nodes]
     if golden is not None:
         mode = "golden"
-        keys = sorted(golden["fields"], key=_order)
+        # The good node's environment is the reference: a variable it did not have is expected
+        # unset (None) elsewhere, unless the reviewer lists it under "ignore".
+        env_seen = {k for n in nodes if n.kind == "snapshot" for k in n.facts if k.startswith("env.")}
+        ignore = [str(p) for p in golden.get("ignore") or []]
+        keys = sorted((k for k in set(golden["fields"]) | env_seen
+                       if not any(fnmatch.fnmatchcase(k, pat) for pat in ignore)), key=_order)
     else:
         mode = "pair" if len(nodes) == 2 else "fleet"
         keys = sorted({k for n in nodes for k in n.facts}, key=_order)
@@ -476,7 +487,8 @@ def compare(nodes: list[Node], golden: dict | None = None) -> dict:
         values = sorted(groups.values(), key=lambda g: (-g["count"], _key(g["value"])))
         reference, ref_from, ref_key = None, None, None
         if golden is not None:
-            reference, ref_from, ref_key = golden["fields"][key], "golden", _key(golden["fields"][key])
+            ref = golden["fields"].get(key)
+            reference, ref_from, ref_key = ref, "golden", _key(ref)
         elif values and (len(values) == 1 or (mode == "fleet" and values[0]["count"] > values[1]["count"])):
             # one value everywhere, or a strict majority of 3+ nodes (two nodes have none)
             reference, ref_from, ref_key = values[0]["value"], "majority", _key(values[0]["value"])

@@ -164,8 +164,9 @@ def to_text(result: dict, color: bool = False) -> str:
     same = s["fields"] - s["differing_fields"]
     if s["weighty_fields"]:
         who = f" on {s['odd_nodes']} node{'s' if s['odd_nodes'] != 1 else ''}" if result["mode"] != "pair" else ""
-        text = (f"DIFFERENT - {s['weighty_fields']} field{'s' if s['weighty_fields'] != 1 else ''} of weight "
-                f"differ{who}; {same} agree (exit {s['exit_code']})")
+        one = s["weighty_fields"] == 1
+        text = (f"DIFFERENT - {s['weighty_fields']} field{'' if one else 's'} of weight "
+                f"differ{'s' if one else ''}{who}; {same} agree (exit {s['exit_code']})")
         sev = "error"
     else:
         extra = (f"; {s['differing_fields']} difference{'s' if s['differing_fields'] != 1 else ''} not weighed"
