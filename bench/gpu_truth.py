@@ -56,6 +56,20 @@ BUNDLE = "gpu_truth_files.tar.gz"
 HEADLINE = ("summary.txt", "summary.json", "agreement.md", "snapshot.json", "nvidia_smi.xml",
             "validate_standard.json", BUNDLE)
 
+# Fallback when `pip install -e .` cannot build offline: imported at start-up from PYTHONPATH,
+# it maps envcheck._recipes onto <root>/recipes (pyproject's package-dir) for every child.
+SHIM = """import importlib.util, os, sys
+class _Recipes:
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "envcheck._recipes":
+            return None
+        folder = os.path.join({root!r}, "recipes")
+        return importlib.util.spec_from_file_location(
+            name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
+sys.meta_path.insert(0, _Recipes)
+"""
+
 # name -> (default limit in seconds, needs a GPU)
 STEPS: dict[str, tuple[float, bool]] = {
     "install": (120, False),
@@ -228,6 +242,17 @@ class Truth:
                               "--no-build-isolation", "-e", str(ROOT)])
         if r.rc == 0:
             st.note = f"{len(wheels)} wheel(s) + envcheck (editable)"
+            return
+        # No usable build backend offline (setuptools < 70.1 without `wheel`): run envcheck from
+        # the tree, mapping the package envcheck._recipes onto recipes/ as the wheel does.
+        shim = Path(self.args.site) / "envcheck_shim"
+        shim.mkdir(parents=True, exist_ok=True)
+        (shim / "sitecustomize.py").write_text(SHIM.format(root=str(ROOT)), encoding="utf-8")
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim), self.env.get("PYTHONPATH")]))
+        check = run_cmd([self.py, "-c", "from envcheck import recipes; recipes.load('cuda')"], 60, env=self.env)
+        if check.rc == 0:
+            st.status = "ok"
+            st.note = f"{len(wheels)} wheel(s); editable install failed, envcheck runs from the tree (shim)"
 
     def do_nvidia_smi(self, st: Step) -> None:
         if self.args.dry_run:
@@ -296,7 +321,8 @@ class Truth:
                 r = run_cmd(argv, left, env=self.env)
                 if r.timed_out or r.rc not in (0, 1) or (key == "bare" and r.rc != 0):
                     st.status = "timeout" if r.timed_out else "failed"
-                    st.note = f"{key}: " + ("timed out" if r.timed_out else f"exit {r.rc} {r.stderr[-200:]}")
+                    tail = " ".join(r.stderr.split())[-200:]
+                    st.note = f"{key}: " + ("timed out" if r.timed_out else f"exit {r.rc}: {tail}")
                     self.write("doctor_timing.json", json.dumps(times, indent=2) + "\n")
                     return
                 times[key].append(round(r.seconds, 3))

@@ -243,3 +243,13 @@ def test_bad_options_exit_2(tmp_path):
     p = subprocess.run([sys.executable, str(BENCH / "gpu_truth.py"), "--nvidia-smi-xml", str(XML)],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.returncode == 2 and "--nvidia-smi-xml is for --dry-run" in p.stderr
+
+
+def test_shim_maps_envcheck_recipes_onto_the_tree(tmp_path):
+    """The install fallback (no build backend offline): children find envcheck._recipes."""
+    (tmp_path / "sitecustomize.py").write_text(gpu_truth.SHIM.format(root=str(ROOT)))
+    code = ("import sys, importlib.util; spec = importlib.util.find_spec('envcheck._recipes'); "
+            "print(sys.meta_path[0].__name__, spec.name, spec.origin)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                       env={"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"})
+    assert p.stdout.split() == ["_Recipes", "envcheck._recipes", str(ROOT / "recipes" / "__init__.py")], p.stderr
