@@ -309,21 +309,20 @@ def facts_of_validate(machine: dict, versions: dict) -> dict[str, Any]:
     v = versions if isinstance(versions, dict) else {}
     t = m.get("torch") if isinstance(m.get("torch"), dict) else {}
     f: dict[str, Any] = {}
-    if m:
-        f.update({"driver.version": m.get("driver_version"), "driver.cuda": m.get("cuda_driver_version"),
-                  "driver.nvml": m.get("nvml"), "os.kernel": m.get("kernel"), "os.distro": m.get("os"),
-                  "cgroup.container": m.get("container"), "host.cpu": m.get("cpu"),
-                  "host.cpu_cores": m.get("cpu_cores"), "host.ram_bytes": m.get("ram_bytes")})
-        if t:
-            f.update({"torch.status": t.get("status"), "torch.version": t.get("version"),
-                      "torch.cuda": t.get("cuda")})
-        if "python" in m:
-            f["python.version"] = m.get("python")
-        if isinstance(m.get("gpus"), list):
-            gpus = [g for g in m["gpus"] if isinstance(g, dict)]
-            f.update({"gpus.count": len(gpus), "gpus.models": _models([g.get("name") for g in gpus]),
-                      "gpus.memory_total_bytes": _unique([g.get("memory_total_bytes") for g in gpus]),
-                      "gpus.compute_capability": _unique([g.get("compute_capability") for g in gpus])})
+    for key, name in (("driver.version", "driver_version"), ("driver.cuda", "cuda_driver_version"),
+                      ("driver.nvml", "nvml"), ("os.kernel", "kernel"), ("os.distro", "os"),
+                      ("cgroup.container", "container"), ("host.cpu", "cpu"), ("host.cpu_cores", "cpu_cores"),
+                      ("host.ram_bytes", "ram_bytes"), ("python.version", "python")):
+        if name in m:
+            f[key] = m[name]
+    for key, name in (("torch.status", "status"), ("torch.version", "version"), ("torch.cuda", "cuda")):
+        if name in t:
+            f[key] = t[name]
+    if m and isinstance(m.get("gpus"), list):
+        gpus = [g for g in m["gpus"] if isinstance(g, dict)]
+        f.update({"gpus.count": len(gpus), "gpus.models": _models([g.get("name") for g in gpus]),
+                  "gpus.memory_total_bytes": _unique([g.get("memory_total_bytes") for g in gpus]),
+                  "gpus.compute_capability": _unique([g.get("compute_capability") for g in gpus])})
     if v:
         for key, name in (("torch.version", "torch"), ("torch.cuda", "cuda"), ("torch.hip", "hip"),
                           ("torch.triton", "triton"), ("nccl.version", "nccl"), ("cudnn.version", "cudnn"),

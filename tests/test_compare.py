@@ -273,3 +273,22 @@ def test_cli_help():
     res = run("compare", "--help")
     assert res.exit_code == 0 and "--golden FILE" in res.stdout and "--write-golden FILE" in res.stdout
     assert "envcheck compare" in run("--help").stdout
+
+
+def test_validate_and_cluster_reports_load(tmp_path):
+    machine = {"hostname": "gpu-node-017", "driver_version": "550.90.07", "cuda_driver_version": "12.4",
+               "gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_total_bytes": 85520809984,
+                         "compute_capability": "9.0"}] * 8, "kernel": "5.15.0-112-generic"}
+    versions = {"torch": "2.7.1+cu126", "nccl": "2.26.2", "cudnn": 90501}
+    (tmp_path / "v.json").write_text(json.dumps({"schema": "envcheck.validate", "schema_version": 1,
+                                                 "machine": machine, "versions": versions}))
+    (tmp_path / "c.json").write_text(json.dumps({"schema": "envcheck.cluster", "schema_version": 1, "nodes": [
+        {"node_rank": 0, "hostname": "n0", "machine": machine, "versions": versions},
+        {"node_rank": 1, "hostname": "n1", "machine": dict(machine, driver_version="560.35.03"),
+         "versions": versions}]}))
+    v = cmp.load_file(tmp_path / "v.json")
+    assert [(n.name, n.kind) for n in v] == [("gpu-node-017", "validate")]
+    assert v[0].facts["gpus.models"] == ["8x NVIDIA H100 80GB HBM3"] and v[0].facts["nccl.version"] == "2.26.2"
+    assert "env.NCCL_DEBUG" not in v[0].facts and "torch.arch_list" not in v[0].facts
+    r = cmp.from_files([str(tmp_path / "v.json"), str(tmp_path / "c.json"), fleet.write(tmp_path / "s", [fleet.node(0)])[0]])
+    assert {n["name"]: n["weighty"] for n in r["nodes"] if n["weighty"]} == {"n1": ["driver.version"]}
