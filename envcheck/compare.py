@@ -194,7 +194,7 @@ def _section(s: dict, name: str) -> dict:
 
 def facts_of_snapshot(s: dict, findings: list[dict] | None = None) -> dict[str, Any]:
     """The compared facts of one doctor snapshot. ``findings``: [{id, severity}] when the file
-    carried them (``doctor --format json``); otherwise the rules are evaluated (pure, ~1 ms)."""
+    carried them (``doctor --format json``); otherwise the rules are evaluated (pure, a few ms)."""
     host, py, torch, nv, env = (_section(s, k) for k in ("host", "python", "torch", "nvidia", "env"))
     gpus = [g for g in nv.get("gpus") or [] if isinstance(g, dict)] if isinstance(nv.get("gpus"), list) else []
     f: dict[str, Any] = {}
@@ -279,7 +279,8 @@ def facts_of_snapshot(s: dict, findings: list[dict] | None = None) -> dict[str, 
     if findings is None:
         findings = _evaluate(s)
     if isinstance(findings, list):
-        sev = [(x.get("id"), x.get("severity")) for x in findings if isinstance(x, dict)]
+        sev = [(x.get("id"), x.get("severity")) for x in findings
+               if isinstance(x, dict) and isinstance(x.get("id"), str)]
         f["findings.problems"] = sorted({i for i, v in sev if v in ("error", "warn")})
         f["findings.info"] = sorted({i for i, v in sev if v == "info"})
     else:
