@@ -460,9 +460,9 @@ def render_summary(doc: dict) -> str:
         lines += ["", f"NVML vs nvidia-smi: {a['agree']} agree, {a['differ']} differ, {a['missing']} missing"]
         for r in doc["differ"][:6]:
             lines.append(f"  differ  gpu {r['gpu']} {r['field']}: snapshot {r['snapshot']} vs nvidia-smi {r['nvidia_smi']}")
-    for name, figs in doc["figures"].items():
-        if not figs:
-            continue
+    # One table to stay on one screen: the standard profile's figures, else --quick's.
+    shown = [(n, f) for n, f in doc["figures"].items() if f]
+    for name, figs in ([shown[-1]] if shown else []):
         lines += ["", f"{name} figures", f"{'check':<10}{'metric':<22}{'device':<8}{'value':>9} {'unit':<7}"
                   f"{'spec':>9}{'floor':>9}  status"]
         for f in figs:

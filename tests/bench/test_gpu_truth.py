@@ -165,7 +165,9 @@ def test_summary_lists_figures_next_to_spec_and_floor():
                   {"name": "pytest_gpu", "status": "skipped", "seconds": 0.0, "note": "wall budget of 540 s spent"}],
         "agreement": {"agree": 30, "differ": 1, "missing": 2},
         "differ": [{"gpu": 0, "field": "power.limit_w", "snapshot": 500.0, "nvidia_smi": 700.0}],
-        "figures": {"validate_quick": [], "validate_standard": [
+        "figures": {"validate_quick": [{"check": "memory", "metric": "quick_only", "device": "cuda:0", "value": 1.0,
+                                        "unit": "GB/s", "spec": None, "floor": None, "status": "unjudged"}],
+                    "validate_standard": [
             {"check": "gemm", "metric": "tflops_bf16", "device": "cuda:0", "value": 701.2, "unit": "TFLOPS",
              "spec": 989.4, "floor": 593.6, "status": "ok"}]},
         "overhead": {"gemm": {"bf16": {"n": 8192, "validate_tflops": 700.0, "direct_tflops": 710.0, "loss": 0.0141}}},
@@ -180,6 +182,7 @@ def test_summary_lists_figures_next_to_spec_and_floor():
     assert "gemm      tflops_bf16           cuda:0      701.2 TFLOPS     989.4    593.6  ok" in text
     assert "  bf16   n=8192  validate 700.0  direct 710.0  loss 1.4%" in text
     assert "doctor 3.0 s vs import torch + cuda.init 4.1 s (medians of 3): 0.73x" in text
+    assert "quick_only" not in text  # one figures table: the standard profile's
     assert len(text.splitlines()) <= 40  # one screen
 
 
