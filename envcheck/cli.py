@@ -124,6 +124,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       envcheck doctor            what is installed, what is wrong, and the exact fix
       envcheck install           the right PyTorch install command for this machine
       envcheck validate          run a real workload and certify the machine
+      envcheck compare           what differs between machines (doctor snapshots)
 
     Exit codes: 0 fine, 1 problems found, 2 bad usage or input, 3 envcheck failed.
     """
@@ -435,6 +436,45 @@ def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, de
     if exit_codes != "default":
         sys.exit(decision.code)
     sys.exit(130 if report.interrupted else render.exit_code(report))
+
+
+@cli.command()
+@click.argument("snapshots", nargs=-1, metavar="SNAPSHOT...")
+@click.option("--golden", "golden_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Compare every snapshot with this reviewed reference instead of with each other.")
+@click.option("--write-golden", "golden_out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              callback=_existing_dir, help="Write a reference (golden file) from ONE snapshot of a good node, "
+                                           "to review and keep; nothing is compared.")
+@FORMAT
+@COLOR
+def compare(snapshots, golden_path, golden_out, fmt, color):
+    """Compare machines: what differs between doctor snapshots, and which node is the odd one out.
+
+    SNAPSHOT: files from `envcheck doctor --save` or `--format json` (validate and cluster reports
+    too), or folders of them. Two: side by side. More: the majority value of each field and the
+    nodes that differ from it. --golden: differences from a reviewed reference.
+
+    Exit codes: 0 same, 1 a field of weight differs (driver, CUDA, torch, NCCL, env, GPUs, ...;
+    hostname, times and host facts do not weigh), 2 bad input.
+    """
+    import json
+
+    from envcheck import compare as cmp
+    from envcheck.report import compare as render
+
+    try:
+        result = cmp.from_files(list(snapshots), golden_path=golden_path, write_golden=bool(golden_out))
+    except (cmp.CompareError, snap.SnapshotError) as exc:
+        raise click.UsageError(str(exc)) from None
+    if golden_out:
+        from envcheck.cluster import atomic
+
+        atomic.write_text(golden_out, json.dumps(result, indent=2) + "\n")
+        _progress(f"golden file written to {golden_out} ({len(result['fields'])} fields from "
+                  f"{result['source']['node']}): review it, then `envcheck compare --golden {golden_out} ...`")
+        return
+    _write(render.to_json(result) if fmt == "json" else render.to_text(result, color=style.use_color(color)))
+    sys.exit(cmp.exit_code(result))
 
 
 def main() -> None:

@@ -113,15 +113,27 @@ def validate(data: Any, origin: str = "snapshot") -> dict:
     return data
 
 
-def load(path: str | Path) -> dict:
-    """Read and validate a saved snapshot; raises SnapshotError with a one-line reason."""
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_json(path: str | Path, what: str = "snapshot") -> Any:
+    """The parsed JSON of a file envcheck reads back (snapshots, reports, golden files); raises
+    SnapshotError with a one-line reason. NaN and Infinity are refused: no JSON tool agrees on them."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SnapshotError(f"cannot read snapshot {p}: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SnapshotError(f"cannot read {what} {p}: {why}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SnapshotError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    return validate(data, origin=str(p))
+    except ValueError as exc:
+        raise SnapshotError(f"{p} is not valid JSON ({exc})") from None
+
+
+def load(path: str | Path) -> dict:
+    """Read and validate a saved snapshot; raises SnapshotError with a one-line reason."""
+    return validate(read_json(path), origin=str(path))
