@@ -467,7 +467,7 @@ def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, de
 @cli.command("report")
 @click.option("--html", "html_path", required=True, type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               callback=_existing_dir, help="Write the self-contained HTML report to FILE (written atomically).")
-@click.argument("report_file", metavar="REPORT.json", type=click.Path(dir_okay=False))
+@click.argument("report_file", metavar="REPORT.json", type=click.Path())
 def report_cmd(html_path, report_file):
     """Render a saved report as one self-contained HTML file (inline SVG and CSS, no network).
 

@@ -158,7 +158,7 @@ SVG_DEFS = (
 def svg(width: float, height: float, body: str, label: str, cls: str = "chart") -> str:
     """An inline SVG with an accessible name (``label`` is already safe)."""
     return (f'<svg class="{cls}" role="img" aria-label="{label}" viewBox="0 0 {c(width)} {c(height)}" '
-            f'width="{c(width)}" height="{c(height)}" xmlns="http://www.w3.org/2000/svg">'
+            f'width="{c(width)}" height="{c(height)}">'
             f"<title>{label}</title>{body}</svg>")
 
 

@@ -47,6 +47,23 @@ def node_values(node: Mapping) -> dict[tuple[str, str], tuple[float, str]]:
     return aggregate._node_figures(ranks, aggregate.STRAGGLER_CHECKS)
 
 
+def _metric_label(metric: str, unit: str) -> str:
+    """"bf16_tflops" in TFLOPS reads "bf16 TFLOPS"; the full name is in the tooltip."""
+    for suffix in ("_tflops", "_GBps", "_gbps", "_s"):
+        if metric.endswith(suffix):
+            metric = metric[: -len(suffix)]
+            break
+    return f"{metric.replace('_', ' ')} {unit}".strip()
+
+
+def _pct(dev: float) -> str:
+    """Signed distance from the median with a real minus sign; a decimal below 10 %."""
+    text = f"{abs(dev):.1%}" if abs(dev) < 0.1 else f"{abs(dev):.0%}"
+    if text in ("0.0%", "0%"):
+        return "\u00b10%"
+    return ("+" if dev > 0 else "\u2212") + text
+
+
 def heatmap(report: Mapping) -> str:
     nodes = _nodes(report)
     values = [node_values(n) for n in nodes]
@@ -69,7 +86,8 @@ def heatmap(report: Mapping) -> str:
         cx = x0 + j * cell_w + cell_w / 2
         unit = next((v[k][1] for v in values if k in v), "")
         parts.append(f'<text x="{c(cx)}" y="16" text-anchor="middle" font-weight="600">{t(k[0])}</text>'
-                     f'<text class="lbl" x="{c(cx)}" y="32" text-anchor="middle">{t(k[1])} ({t(unit)})</text>')
+                     f'<text class="lbl" x="{c(cx)}" y="32" text-anchor="middle">{t(_metric_label(k[1], unit))}'
+                     f"<title>{t(k[1])} ({t(unit)})</title></text>")
     parts.append(f'<text class="lbl" x="{label_w - 8}" y="32" text-anchor="end">node (host)</text>'
                  f'<text class="lbl" x="{label_w + 4}" y="32">verdict</text>')
     for i, (n, v) in enumerate(zip(nodes, values)):
@@ -107,7 +125,7 @@ def heatmap(report: Mapping) -> str:
             sign = "\u25bc" if flag else ""
             weight = ' font-weight="700"' if flag else ""
             parts.append(f'<text x="{c(cx + cell_w / 2)}" y="{c(y + 16)}" text-anchor="middle" fill="{ink}"{weight}>'
-                         f'{sign}{num(value)} <tspan font-size="10">{dev:+.0%}</tspan></text>')
+                         f'{sign}{num(value)} <tspan font-size="10">{_pct(dev)}</tspan></text>')
     y = head_h + len(nodes) * cell_h
     parts.append(f'<line class="axis" x1="0" y1="{c(y + 2)}" x2="{c(width)}" y2="{c(y + 2)}"/>'
                  f'<text x="{label_w - 8}" y="{c(y + 18)}" text-anchor="end" font-weight="600">cluster median</text>')
