@@ -104,14 +104,18 @@ def badge(status: Any, big: bool = False) -> str:
 
 
 def table(head: Iterable[str], rows: Iterable[Iterable[str]], numeric: Iterable[int] = (),
-          cls: str = "") -> str:
-    """A table of already-safe cells; columns in ``numeric`` are right-aligned, tabular figures."""
-    right = set(numeric)
-    num_cls = ' class="num"'
-    ths = "".join(f'<th{num_cls if i in right else ""} scope="col">{h}</th>' for i, h in enumerate(head))
+          cls: str = "", nowrap: Iterable[int] = ()) -> str:
+    """A table of already-safe cells; columns in ``numeric`` are right-aligned, tabular figures,
+    columns in ``nowrap`` do not wrap."""
+    right, keep = set(numeric), set(nowrap)
+
+    def attr(i: int) -> str:
+        return ' class="num"' if i in right else ' class="nw"' if i in keep else ""
+
+    ths = "".join(f'<th{attr(i)} scope="col">{h}</th>' for i, h in enumerate(head))
     body = []
     for r in rows:
-        tds = "".join(f'<td{num_cls if i in right else ""}>{v}</td>' for i, v in enumerate(r))
+        tds = "".join(f"<td{attr(i)}>{v}</td>" for i, v in enumerate(r))
         body.append(f"<tr>{tds}</tr>")
     attr = f' class="{cls}"' if cls else ""
     return (f'<table{attr}><thead><tr>{ths}</tr></thead>'
@@ -206,7 +210,7 @@ table{border-collapse:collapse;margin:6px 0 10px;font-variant-numeric:tabular-nu
 th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 thead th{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);font-weight:600;
 border-bottom:1.5px solid var(--fg);white-space:nowrap}
-td.num,th.num{text-align:right;white-space:nowrap}
+td.num,th.num{text-align:right;white-space:nowrap}td.nw{white-space:nowrap}
 table.kv th{font-weight:600;white-space:nowrap;color:var(--muted);padding-right:18px}
 table.wide{width:100%}
 .badge{display:inline-block;border:1.5px solid currentColor;border-radius:4px;padding:0 6px;font-size:12px;
@@ -219,9 +223,8 @@ ul.reasons{margin:6px 0;padding-left:20px}ul.reasons li{margin:2px 0}
 .card{border:1px solid var(--line);border-radius:8px;padding:10px 14px}
 article.finding{border:1px solid var(--line);border-left-width:6px;border-radius:6px;padding:8px 14px;margin:10px 0;
 break-inside:avoid}
-article.finding.bad{border-left-color:var(--bad)}article.finding.warn{border-left-color:var(--warn);
-border-left-style:double}
-article.finding.info{border-left-color:var(--info);border-left-style:dashed}
+article.f-bad{border-left-color:var(--bad)}article.f-warn{border-left-color:var(--warn);border-left-style:double}
+article.f-info{border-left-color:var(--info);border-left-style:dashed}
 article.finding h3{margin:2px 0 4px;color:var(--fg)}
 article.finding .fid{color:var(--muted);font-weight:400;font-size:12px;margin-left:6px}
 article.finding table{margin:4px 0}

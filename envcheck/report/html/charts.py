@@ -26,13 +26,11 @@ def nice_ceil(x: float) -> float:
     return 10 * base
 
 
-def _ticks(top: float, n: int = 5) -> list[float]:
-    step = nice_ceil(top / n)
-    out, v = [], 0.0
-    while v <= top * 1.0001:
-        out.append(round(v, 10))
-        v += step
-    return out
+def axis(high: float, n: int = 5) -> tuple[float, list[float]]:
+    """(axis end, ticks): about ``n`` steps of 1, 2, 2.5 or 5 x 10^k, the end just above ``high``."""
+    step = nice_ceil(high / n) if is_num(high) and high > 0 else 0.2
+    top = math.ceil(high / step - 1e-9) * step if is_num(high) and high > 0 else 1.0
+    return top, [round(k * step, 10) for k in range(int(round(top / step)) + 1)]
 
 
 def bar_chart(title: str, unit: str, rows: Sequence[dict[str, Any]]) -> str:
@@ -46,7 +44,7 @@ def bar_chart(title: str, unit: str, rows: Sequence[dict[str, Any]]) -> str:
         return ""
     top = max(max(float(r["value"]), float(r["spec"]) if is_num(r.get("spec")) else 0.0,
                   float(r["floor"]) if is_num(r.get("floor")) else 0.0) for r in rows)
-    top = nice_ceil(top * 1.04) if top > 0 else 1.0
+    top, ticks = axis(top * 1.03)
     label_w, x0, x1, right_w = 96, 104, 520, 250
     width, row_h, bar_h, top_pad = x1 + right_w, 24, 14, 8
     height = top_pad + row_h * len(rows) + 26
@@ -55,7 +53,7 @@ def bar_chart(title: str, unit: str, rows: Sequence[dict[str, Any]]) -> str:
         return x0 + (x1 - x0) * max(0.0, min(float(v), top)) / top
 
     parts = []
-    for tick in _ticks(top):
+    for tick in ticks:
         parts.append(f'<line class="grid" x1="{c(x(tick))}" y1="{top_pad - 4}" x2="{c(x(tick))}" '
                      f'y2="{c(height - 22)}"/>'
                      f'<text class="lbl" x="{c(x(tick))}" y="{c(height - 8)}" text-anchor="middle">{num(tick)}</text>')
@@ -106,7 +104,7 @@ def curve_chart(title: str, series: Sequence[dict[str, Any]], floor: float | Non
     lo, hi = math.log2(min(xs)), math.log2(max(xs))
     if hi - lo < 1:
         lo, hi = lo - 1, hi + 1
-    top = nice_ceil(max(ys) * 1.08) if max(ys) > 0 else 1.0
+    top, ticks = axis(max(ys) * 1.05)
     x0, x1, y0, y1 = 64, 700, 16, 236
     width, height = 760, 282
 
@@ -117,7 +115,7 @@ def curve_chart(title: str, series: Sequence[dict[str, Any]], floor: float | Non
         return y1 - (y1 - y0) * max(0.0, min(v, top)) / top
 
     parts = []
-    for tick in _ticks(top):
+    for tick in ticks:
         parts.append(f'<line class="grid" x1="{x0}" y1="{c(py(tick))}" x2="{x1}" y2="{c(py(tick))}"/>'
                      f'<text class="lbl" x="{x0 - 8}" y="{c(py(tick) + 4)}" text-anchor="end">{num(tick)}</text>')
     span = int(hi) - int(math.ceil(lo))

@@ -118,10 +118,13 @@ def heatmap(report: Mapping) -> str:
                    + (" (straggler)" if flag else ""))
             parts.append(f'<rect class="cell" x="{c(cx + 1)}" y="{c(y + 1)}" width="{cell_w - 2}" '
                          f'height="{cell_h - 2}" fill="{fill}"><title>{t(tip)}</title></rect>')
-            if flag:
+            if flag:  # hatched and framed; the figure on a light pill so it stays legible
                 parts.append(f'<rect class="cell-flag" x="{c(cx + 1)}" y="{c(y + 1)}" width="{cell_w - 2}" '
                              f'height="{cell_h - 2}"/><rect x="{c(cx + 1.5)}" y="{c(y + 1.5)}" width="{cell_w - 3}" '
-                             f'height="{cell_h - 3}" fill="none" stroke="#1f2328" stroke-width="2"/>')
+                             f'height="{cell_h - 3}" fill="none" stroke="#1f2328" stroke-width="2"/>'
+                             f'<rect x="{c(cx + 12)}" y="{c(y + 4)}" width="{cell_w - 24}" height="{cell_h - 8}" '
+                             'rx="3" fill="#ffffff" opacity="0.92"/>')
+                ink = "#1f2328"
             sign = "\u25bc" if flag else ""
             weight = ' font-weight="700"' if flag else ""
             parts.append(f'<text x="{c(cx + cell_w / 2)}" y="{c(y + 16)}" text-anchor="middle" fill="{ink}"{weight}>'
@@ -197,7 +200,9 @@ def pairwise_matrix(report: Mapping) -> str:
             x, y = label_w + j * cell, top + i * cell
             parts.append(f'<rect class="{"pair-pass" if ok else "pair-fail"}" x="{c(x + 1)}" y="{c(y + 1)}" '
                          f'width="{cell - 2}" height="{cell - 2}"><title>{t(tip)}</title></rect>'
-                         f'<text x="{c(x + cell / 2)}" y="{c(y + 16)}" text-anchor="middle" '
+                         + ("" if ok else f'<circle cx="{c(x + cell / 2)}" cy="{c(y + cell / 2)}" r="7" '
+                                          'fill="#ffffff" opacity="0.92"/>')
+                         + f'<text x="{c(x + cell / 2)}" y="{c(y + 16)}" text-anchor="middle" '
                          f'class="{"lbl" if ok else "bad-txt"}">{mark}</text>')
     chart = svg(width, height, "".join(parts), t(f"pairwise all-reduce matrix of {len(nodes)} nodes"),
                 cls="chart pairmatrix")
@@ -256,9 +261,9 @@ def merged_checks(report: Mapping) -> str:
             continue
         ranks = ch.get("ranks") if isinstance(ch.get("ranks"), Mapping) else {}
         per = ", ".join(f"{t(s)}: {len(rs) if isinstance(rs, list) else '?'}" for s, rs in ranks.items())
-        rows.append({"name": ch.get("name"), "status": ch.get("status"),
-                     "message": (f"ranks {per}; " if per else "") + str(ch.get("message") or "")})
-    return checks_table([{**r, "seconds": None, "message": r["message"]} for r in rows])
+        msg = "; ".join(x for x in (f"ranks {per}" if per else "", str(ch.get("message") or "")) if x)
+        rows.append({"name": ch.get("name"), "status": ch.get("status"), "message": msg})
+    return checks_table(rows, timed=False)
 
 
 def curves(report: Mapping) -> str:

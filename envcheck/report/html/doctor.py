@@ -13,8 +13,14 @@ from typing import Any
 from envcheck.report import doctor as text
 from envcheck.report.html.base import badge, clean, get, header, is_num, kv, section, t, table
 
+_SEP = " \u00b7 "
 _SEV_ORDER = {"error": 0, "warn": 1, "info": 2, "ok": 3}
 _SEV_WORD = {"error": "error", "warn": "warn", "info": "info", "ok": "ok"}
+
+
+def _tx(line: str) -> str:
+    """A text-report line for HTML: its column gaps (two spaces) become a middle dot."""
+    return t(_SEP.join(part.strip() for part in str(line).split("  ") if part.strip()))
 
 
 def _value(v: Any) -> str:
@@ -29,7 +35,7 @@ def _value(v: Any) -> str:
 def _finding(f: Mapping) -> str:
     sev = str(f.get("severity") or "info").lower()
     cls = {"error": "bad", "warn": "warn", "info": "info"}.get(sev, "muted")
-    parts = [f'<article class="finding {cls}"><h3>{badge(_SEV_WORD.get(sev, sev))} {t(f.get("title") or "")}'
+    parts = [f'<article class="finding f-{cls}"><h3>{badge(_SEV_WORD.get(sev, sev))} {t(f.get("title") or "")}'
              f'<span class="fid mono">{t(f.get("id") or "")}</span></h3>']
     if f.get("detail"):
         parts.append(f"<p>{t(f['detail'])}</p>")
@@ -47,8 +53,8 @@ def _machine(doc: Mapping) -> str:
     rows: list[tuple[str, str]] = [("Host", t(get(doc, "host", "hostname") or "n/a")),
                                    ("Python", t(text._safely(text._python_line, doc, fallback=bad)))]
     torch = text._safely(text._torch_lines, doc, fallback=[bad])
-    rows.append(("torch", "<br>".join(t(x) for x in torch)))
-    rows.append(("Driver", t(text._safely(text._driver_line, doc, fallback=bad))))
+    rows.append(("torch", "<br>".join(_tx(x) for x in torch)))
+    rows.append(("Driver", _tx(text._safely(text._driver_line, doc, fallback=bad))))
     count = get(doc, "nvidia", "gpu_count")
     if is_num(count):
         rows.append(("GPUs", t(count)))
@@ -59,7 +65,7 @@ def _machine(doc: Mapping) -> str:
             merged.append((k, [v]))
         else:
             merged[-1][1].append(v)
-    rows += [(t(k), "<br>".join(t(x) for x in vs)) for k, vs in merged]
+    rows += [(t(k), "<br>".join(_tx(x) for x in vs)) for k, vs in merged]
     return kv(rows)
 
 
@@ -100,7 +106,7 @@ def _gpus(doc: Mapping) -> str:
         rows.append([t(cells[0]), f"{status} {t(cells[1])}".strip()] + [t(x) for x in cells[2:]]
                     + [_health(g) if not lost else "\u2013"])
     head = ["#", "GPU", "CC", "Memory used", "Temp", "Power", "ECC", "PCIe", "Health"]
-    return table(head, rows, numeric=(0, 3, 4, 5), cls="wide")
+    return table(head, rows, numeric=(0, 3, 4, 5), nowrap=(2, 6, 7), cls="wide")
 
 
 def render(doc: Mapping) -> tuple[str, str]:

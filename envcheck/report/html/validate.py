@@ -42,15 +42,17 @@ def _seconds(v: Any) -> str:
     return f"{v:.1f} s" if v < 600 else f"{v / 60:.1f} min"
 
 
-def checks_table(checks: Any) -> str:
+def checks_table(checks: Any, timed: bool = True) -> str:
     rows = []
     for ch in checks if isinstance(checks, list) else []:
         if not isinstance(ch, Mapping):
             continue
         status = str(ch.get("status"))
         secs = _seconds(ch.get("seconds")) if status != "skip" else "\u2013"
-        rows.append([badge(status), f"<strong>{t(ch.get('name'))}</strong>", secs, t(ch.get("message") or "")])
-    return table(["Status", "Check", "Time", "Result"], rows, numeric=(2,), cls="wide") if rows else ""
+        rows.append([badge(status), f"<strong>{t(ch.get('name'))}</strong>"] + ([secs] if timed else [])
+                    + [t(ch.get("message") or "")])
+    head = ["Status", "Check"] + (["Time"] if timed else []) + ["Result"]
+    return table(head, rows, numeric=(2,) if timed else (), cls="wide") if rows else ""
 
 
 def figure_charts(figures: Any, device_label=None) -> str:
@@ -124,9 +126,9 @@ def figures_table(figures: Any) -> str:
                      f"{100 * ratio:.0f}%" if is_num(ratio) else "\u2013", badge(f.get("status") or "unjudged")])
     if not rows:
         return ""
-    return ("<details open><summary>Every figure, exact</summary>"
-            + table(["Check", "Metric", "Device", "Value", "Unit", "Spec", "Floor", "Of spec", "Status"], rows,
-                    numeric=(3, 5, 6, 7)) + "</details>")
+    return section("Every figure, exact", table(
+        ["Check", "Metric", "Device", "Value", "Unit", "Spec", "Floor", "Of spec", "Status"], rows,
+        numeric=(3, 5, 6, 7)))
 
 
 def _what(report: Mapping) -> str:
