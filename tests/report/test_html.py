@@ -139,6 +139,33 @@ def test_cluster_without_pairwise_or_figures_still_renders():
     assert "no result from this rank" in " ".join(parsed.text)
 
 
+def test_compare_report_matrix_and_differences():
+    doc = load("compare_fleet.json")
+    page = html.render_html(doc)
+    parsed = check(page)
+    text = " ".join(parsed.text)
+    odd = {n["name"] for n in doc["nodes"] if n["differs"]}
+    assert odd == {"node-0003", "node-0007", "node-0009", "node-0010"}
+    differing = [f for f in doc["fields"] if f["status"] == "differs"]
+    in_matrix = sum(len(f["odd_nodes"]) for f in differing[:14])
+    in_table = sum(len(v["nodes"]) > 0 for f in differing for v in f["values"] if v.get("nodes"))
+    assert parsed.classes["diff"] == in_matrix + in_table
+    assert "DIFFERS" in text and "560.35.03" in text and "NCCL_IB_DISABLE" in text
+    assert "The same everywhere" in text
+
+
+def test_compare_without_differences_says_same():
+    doc = load("compare_fleet.json")
+    for f in doc["fields"]:
+        f["status"], f["odd_nodes"] = "same", []
+        f["values"] = f["values"][:1]
+    for n in doc["nodes"]:
+        n["differs"], n["weighty"] = [], []
+    doc["summary"]["exit_code"] = 0
+    parsed = check(html.render_html(doc))
+    assert "diff" not in parsed.classes and "SAME" in " ".join(parsed.text)
+
+
 # ---------------------------------------------------------------------------- safety
 
 
@@ -158,10 +185,15 @@ def _hostile_docs() -> list[dict]:
         n["hostname"] = HOSTILE
     cluster["pairwise"]["rounds"][0][0]["why"] = HOSTILE
     cluster["reasons"].append(HOSTILE)
-    return [doctor, validate, cluster]
+    compare = load("compare_fleet.json")
+    compare["nodes"][3]["name"] = HOSTILE
+    driver = next(f for f in compare["fields"] if f["key"] == "driver.version")
+    driver["odd_nodes"] = [HOSTILE]
+    driver["values"][1] = {"value": HOSTILE, "count": 1, "nodes": [HOSTILE]}
+    return [doctor, validate, cluster, compare]
 
 
-@pytest.mark.parametrize("doc", _hostile_docs(), ids=["doctor", "validate", "cluster"])
+@pytest.mark.parametrize("doc", _hostile_docs(), ids=["doctor", "validate", "cluster", "compare"])
 def test_a_hostile_hostname_is_escaped_everywhere(doc):
     page = html.render_html(doc)
     check(page)  # still balanced: nothing broke out of a text node or an attribute
@@ -207,8 +239,8 @@ def test_nan_and_wrong_types_never_break_the_page():
 
 
 def test_unknown_kinds_are_refused():
-    with pytest.raises(html.ReportError, match="no HTML view for schema 'envcheck.compare'"):
-        html.render_html({"schema": "envcheck.compare"})
+    with pytest.raises(html.ReportError, match="no HTML view for schema 'envcheck.watch'"):
+        html.render_html({"schema": "envcheck.watch"})
     with pytest.raises(html.ReportError):
         html.render_html([])  # type: ignore[arg-type]
 
@@ -234,7 +266,8 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("name", ["validate_cpu.json", "validate_8xh100.json", "cluster_16nodes.json"])
+@pytest.mark.parametrize("name", ["validate_cpu.json", "validate_8xh100.json", "cluster_16nodes.json",
+                                  "compare_fleet.json"])
 def test_report_command_renders_a_saved_report(tmp_path, name):
     out = tmp_path / "r.html"
     r = invoke("report", "--html", str(out), str(REPORTS / name))
@@ -258,7 +291,7 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, str]]:
     cases = []
     for name, content in [("nan.json", '{"schema": "envcheck.validate", "x": NaN}'),
                           ("list.json", "[1, 2]"), ("broken.json", "{"),
-                          ("unknown.json", '{"schema": "envcheck.compare"}'),
+                          ("unknown.json", '{"schema": "envcheck.watch"}'),
                           ("snapshot.json", '{"schema": "envcheck.snapshot", "schema_version": 1}')]:
         (tmp_path / name).write_text(content)
         cases.append((str(tmp_path / name), ""))

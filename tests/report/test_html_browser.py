@@ -29,6 +29,7 @@ PAGES = {
     "validate_cpu": lambda: files.load(REPORTS / "validate_cpu.json"),
     "validate_gpu": lambda: files.load(REPORTS / "validate_8xh100.json"),
     "cluster": lambda: files.load(REPORTS / "cluster_16nodes.json"),
+    "compare": lambda: files.load(REPORTS / "compare_fleet.json"),
 }
 
 

@@ -6,8 +6,9 @@ dispatching on its ``schema``:
 - ``envcheck.snapshot`` with ``findings`` (``envcheck doctor --format json``): html/doctor.py
 - ``envcheck.validate`` (``envcheck validate --format json``): html/validate.py
 - ``envcheck.cluster`` (rank 0's report of a torchrun/srun run): html/cluster.py
+- ``envcheck.compare`` (``envcheck compare --format json``): html/compare.py
 
-A new report kind (``envcheck compare``, the fleet drift table) is one module with
+A new report kind (the fleet drift table, the watcher's traces) is one module with
 ``render(doc) -> (title, body)`` and one line in ``RENDERERS``. The report passes through
 envcheck.redact's scrubber first, so a secret never reaches the page; every string is then
 escaped where it is placed (html/base.py).
@@ -19,7 +20,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from envcheck.report.html import cluster, doctor, validate
+from envcheck.report.html import cluster, compare, doctor, validate
 from envcheck.report.html.base import page
 
 try:  # the secret scrubber; identity if it is ever missing, the page still renders
@@ -32,6 +33,7 @@ RENDERERS: dict[str, Callable[[Mapping], tuple[str, str]]] = {
     "envcheck.snapshot": doctor.render,
     "envcheck.validate": validate.render,
     "envcheck.cluster": cluster.render,
+    "envcheck.compare": compare.render,
 }
 
 

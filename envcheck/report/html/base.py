@@ -85,6 +85,7 @@ _STATUS = {
     "incomplete": ("INCOMPLETE", "?", "warn"),
     "fail": ("FAIL", "\u2717", "bad"), "failed": ("FAILED", "\u2717", "bad"), "error": ("ERROR", "\u2717", "bad"),
     "not ready": ("NOT READY", "\u2717", "bad"),
+    "same": ("SAME", "=", "good"), "differs": ("DIFFERS", "\u2260", "warn"),
     "info": ("INFO", "i", "info"), "skip": ("SKIP", "\u2013", "muted"), "unjudged": ("NO FLOOR", "\u2013", "muted"),
 }
 
@@ -244,6 +245,11 @@ svg .cell-flag{fill:url(#hatch-warn);opacity:.55}
 svg .pair-pass{fill:#dbe9f6;stroke:#4c78a8}svg .pair-fail{fill:url(#hatch-bad);stroke:#a4161a;stroke-width:1.5}
 svg .pair-none{fill:#fafbfc;stroke:#eef0f2}svg .diag{fill:#e6e9ec}
 svg .bad-txt{fill:#a4161a;font-weight:700}svg .warn-txt{fill:#8a4b00;font-weight:700}
+.diff{font-weight:600;color:#8a4b00;background:repeating-linear-gradient(45deg,#fdebd3 0 4px,#fff7ec 4px 8px);
+padding:0 4px;border-radius:3px}
+table.matrix td{white-space:nowrap}.scroll{overflow-x:auto}
+table.diffs{table-layout:fixed}table.diffs th:nth-child(1){width:24%}table.diffs th:nth-child(2){width:27%}
+table.diffs th:nth-child(4){width:10%}table.matrix thead th{text-transform:none;letter-spacing:0;font-size:12px}
 .legend{display:flex;flex-wrap:wrap;gap:6px 18px;align-items:center;font-size:12px;color:var(--muted);margin:4px 0 10px}
 .legend svg{display:inline-block;vertical-align:middle}
 .chart-block{break-inside:avoid;margin:8px 0 14px}
@@ -255,7 +261,7 @@ footer{margin-top:36px;color:var(--muted);font-size:12px;border-top:1px solid va
  main{max-width:none;padding:0}
  section,.chart-block,table,article.finding{break-inside:avoid}
  h2{break-after:avoid}
- details{display:block}details>summary{display:none}
+ details{display:block}details>summary{display:none}.scroll{overflow:visible}
 }
 """
 
