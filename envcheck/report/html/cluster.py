@@ -31,6 +31,7 @@ from envcheck.report.html.base import (
 from envcheck.report.html.charts import curve_chart
 from envcheck.report.html.validate import checks_table
 
+MAX_MATRIX_NODES = 64  # beyond, an N x N matrix is mostly empty cells: the failed pairs are listed instead
 _WORSE, _BETTER, _MID = "#b35806", "#2166ac", "#f7f7f7"  # ColorBrewer PuOr/RdBu ends: colour-blind safe
 
 
@@ -174,6 +175,11 @@ def pairwise_matrix(report: Mapping) -> str:
                 runs.append((rnd, m))
     if not nodes or not runs:
         return ""
+    extra = _pair_tables(pw, nodes, index, runs)
+    if len(nodes) > MAX_MATRIX_NODES:
+        passed = sum(1 for _, m in runs if m.get("passed"))
+        return (f'<p>{passed} of {len(runs)} pairs passed; the matrix is drawn up to {MAX_MATRIX_NODES} nodes '
+                f"(this run has {len(nodes)}).</p>" + extra)
     cell, label_w, top = 24, 170, 40
     size = len(nodes) * cell
     width, height = label_w + size + 8, top + size + 8
@@ -213,6 +219,11 @@ def pairwise_matrix(report: Mapping) -> str:
               " \u2717 pair failed (error, wrong sums, or slow)</span>"
               '<span><svg width="16" height="16"><rect x="1" y="1" width="14" height="14" class="pair-none"/></svg>'
               " not paired</span></div>")
+    return legend + chart + extra
+
+
+def _pair_tables(pw: Mapping, nodes: list[Mapping], index: dict, runs: list) -> str:
+    """The failed pairs, the nodes blamed and the suspect links, as tables."""
     failed = [(rnd, m) for rnd, m in runs if not m.get("passed")]
     rows = [[str(rnd), t(" + ".join(f"{x} ({_host(nodes[index[x]]) if x in index else '?'})" for x in m["pair"])),
              num(m.get("busbw_GBps")), badge("fail"), t(m.get("why") or "")] for rnd, m in failed]
@@ -231,7 +242,7 @@ def pairwise_matrix(report: Mapping) -> str:
         arrow = " \u2194 "
         extra += "<h3>Suspect links</h3><ul>" + "".join(
             f"<li>{t(arrow.join(str(h) for h in x))} (both nodes pass with others)</li>" for x in links) + "</ul>"
-    return legend + chart + extra
+    return extra
 
 
 def _ranks(n: Mapping) -> str:
