@@ -166,6 +166,28 @@ def test_compare_without_differences_says_same():
     assert "diff" not in parsed.classes and "SAME" in " ".join(parsed.text)
 
 
+def test_a_node_without_a_metric_gets_a_no_value_cell():
+    doc = load("cluster_16nodes.json")
+    for r in doc["nodes"][2]["ranks"]:
+        r["figures"] = [f for f in r["figures"] if f["check"] != "memory"]
+    parsed = check(html.render_html(doc))
+    assert parsed.classes["cell"] == 16 * 8 - 3
+    assert " ".join(parsed.text).count("no value") == 3 + 1  # + the legend
+
+
+def test_a_large_cluster_lists_failed_pairs_instead_of_the_matrix():
+    from envcheck.report.html import cluster as view
+
+    doc = load("cluster_16nodes.json")
+    doc["nodes"] = [{**copy.deepcopy(n), "node_rank": k * 16 + n["node_rank"]} if k else n
+                    for k in range(5) for n in doc["nodes"]]
+    assert len(doc["nodes"]) > view.MAX_MATRIX_NODES
+    parsed = check(html.render_html(doc))
+    assert "pairmatrix" not in parsed.classes
+    text = " ".join(parsed.text)
+    assert "the matrix is drawn up to 64 nodes (this run has 80)" in text and "Failed pairs" in text
+
+
 # ---------------------------------------------------------------------------- safety
 
 
