@@ -53,7 +53,7 @@ def render_html(report: Mapping) -> str:
     from envcheck import __version__
 
     title, body = fn(_scrub(dict(report)))
-    return page(title, "", body, generator=f"envcheck {__version__}")
+    return page(title, body, generator=f"envcheck {__version__}")
 
 
 def doctor_document(snapshot: dict, findings: list, strict: bool = False) -> dict:

@@ -266,7 +266,7 @@ footer{margin-top:36px;color:var(--muted);font-size:12px;border-top:1px solid va
 """
 
 
-def page(title: str, header: str, body: str, generator: str = "envcheck") -> str:
+def page(title: str, body: str, generator: str = "envcheck") -> str:
     """The whole document: one file, no external resource (CSP ``default-src 'none'``)."""
     return (
         "<!DOCTYPE html>\n"
@@ -275,7 +275,7 @@ def page(title: str, header: str, body: str, generator: str = "envcheck") -> str
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="generator" content="{t(generator)}">'
         f"<title>{title}</title><style>{CSS}</style></head>\n"
-        f"<body>{SVG_DEFS}<main>{header}{body}"
+        f"<body>{SVG_DEFS}<main>{body}"
         f"<footer>Rendered by {t(generator)} from the report JSON, which stays the source of truth. "
         "Self-contained: no script, no network.</footer></main></body></html>\n"
     )
