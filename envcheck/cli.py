@@ -60,6 +60,11 @@ PROM_FILE = click.option(
     callback=_existing_dir,
     help="Also write Prometheus metrics to PATH (node_exporter textfile collector; written atomically).",
 )
+HTML = click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+    callback=_existing_dir,
+    help="Also write a self-contained HTML report to FILE (no network, no script; written atomically).",
+)
 DRAIN = click.option(
     "--drain", is_flag=True,
     help="Slurm HealthCheckProgram mode: drain this node on failure (reason 'envcheck: ...'), "
@@ -80,6 +85,17 @@ def _health_outputs(outcome, prom_text, prom_file: str | None, drain: bool) -> N
         from envcheck.cluster import slurm
 
         _progress(slurm.apply(outcome).message)
+
+
+def _html_out(html_path: str | None, doc) -> None:
+    """--html FILE: written after the report from its JSON (``doc()``); a failure is one line on stderr."""
+    if html_path:
+        from envcheck.report import html
+
+        try:
+            html.write_html(html_path, doc())
+        except OSError as exc:
+            _progress(f"envcheck: cannot write --html {html_path}: {exc.strerror or exc}")
 
 
 class _Group(click.Group):
@@ -146,8 +162,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @EXIT_CODES
 @PROM_FILE
 @DRAIN
+@HTML
 @click.pass_context
-def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, exit_codes, prom_file, drain):
+def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, exit_codes, prom_file, drain,
+           html_path):
     """Inspect Python, PyTorch, the NVIDIA driver, every GPU and the host; explain what is wrong.
 
     Probes run in isolation (torch in a subprocess with a timeout), so doctor works where
@@ -185,7 +203,14 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
     else:
         _write(render.to_text(snapshot, findings, color=style.use_color(color), strict=strict))
     _health_outputs(outcome, lambda: prom.doctor_text(snapshot, findings, time.time()), prom_file, drain)
+    _html_out(html_path, lambda: _html_doctor(snapshot, findings, strict))
     sys.exit(rules.exit_code(findings, strict=strict) if exit_codes == "default" else decision.code)
+
+
+def _html_doctor(snapshot, findings, strict):
+    from envcheck.report import html
+
+    return html.doctor_document(snapshot, findings, strict=strict)
 
 
 _PLATFORMS = ["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64"]
@@ -346,10 +371,11 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
 @EXIT_CODES
 @PROM_FILE
 @DRAIN
+@HTML
 @click.pass_context
 def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, device, fmt, color, report_path,
              junit_path, timeout, allreduce_max_mib, isolation, straggler_threshold, pairwise, exit_codes, prom_file,
-             drain):
+             drain, html_path):
     """Run a real workload on this machine and certify it for large-model work.
 
     \b
@@ -400,7 +426,7 @@ def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, de
                                      pairwise=pairwise)
         sys.exit(validate_mode.main(launched, opts, fmt=fmt, color=use_color, report_path=report_path,
                                     junit_path=junit_path, exit_codes=exit_codes, prom_file=prom_file,
-                                    drain=drain, write=_write, progress=_progress))
+                                    drain=drain, write=_write, progress=_progress, html_path=html_path))
     deadline = time.monotonic() + plan.budget if plan.budget else None
     _progress("validate: importing torch and probing the machine..."
               + (f" (budget {plan.budget:g} s)" if plan.budget else ""))
@@ -424,6 +450,7 @@ def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, de
                              persist=persist, machine=prep.machine, timings=prep.timings, deadline=deadline)
     report.timings["total_s"] = round(time.perf_counter() - started, 3)
     persist(report)
+    _html_out(html_path, report.to_dict)
     from envcheck.cluster import exitmodes, prom
 
     outcome = exitmodes.validate_outcome(report.to_dict())
@@ -446,8 +473,9 @@ def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, de
               callback=_existing_dir, help="Write a reference (golden file) from ONE snapshot of a good node, "
                                            "to review and keep; nothing is compared.")
 @FORMAT
+@HTML
 @COLOR
-def compare(snapshots, golden_path, golden_out, fmt, color):
+def compare(snapshots, golden_path, golden_out, fmt, html_path, color):
     """Compare machines: what differs between doctor snapshots, and which node is the odd one out.
 
     SNAPSHOT: files from `envcheck doctor --save` or `--format json` (validate and cluster reports
@@ -474,7 +502,34 @@ def compare(snapshots, golden_path, golden_out, fmt, color):
                   f"{result['source']['node']}): review it, then `envcheck compare --golden {golden_out} ...`")
         return
     _write(render.to_json(result) if fmt == "json" else render.to_text(result, color=style.use_color(color)))
+    _html_out(html_path, lambda: result)
     sys.exit(cmp.exit_code(result))
+
+
+@cli.command("report")
+@click.option("--html", "html_path", required=True, type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              callback=_existing_dir, help="Write the self-contained HTML report to FILE (written atomically).")
+@click.argument("report_file", metavar="REPORT.json", type=click.Path())
+def report_cmd(html_path, report_file):
+    """Render a saved report as one self-contained HTML file (inline SVG and CSS, no network).
+
+    REPORT.json: the JSON of `doctor --format json` (or a `doctor --save` snapshot: its findings
+    are evaluated), `validate --format json` / `--report`, or a cluster validate run.
+    Exit codes: 0 written, 2 bad input file or output path.
+    """
+    from envcheck.report import html
+    from envcheck.report.html import files
+
+    try:
+        text = html.render_html(html.complete(files.load(report_file)))
+        files.write(html_path, text)
+    except (files.LoadError, html.ReportError, snap.SnapshotError) as exc:
+        click.echo(f"envcheck: {exc}", err=True)
+        sys.exit(exitcodes.USAGE)
+    except OSError as exc:
+        click.echo(f"envcheck: cannot write {html_path}: {exc.strerror or exc}", err=True)
+        sys.exit(exitcodes.USAGE)
+    _progress(f"HTML report written to {html_path}")
 
 
 def main() -> None:

@@ -366,9 +366,15 @@ def drain_nodes(report: dict[str, Any], apply=None) -> list:
     return done
 
 
+def _html(rep: dict) -> str:
+    from envcheck.report.html import render_html
+
+    return render_html(rep)
+
+
 def main(info: Launch, opts: Options, *, fmt: str, color: bool, report_path: str | None, junit_path: str | None,
          exit_codes: str, prom_file: str | None, drain: bool, write: Callable[[str], None],
-         progress: Callable[[str], None]) -> int:
+         progress: Callable[[str], None], html_path: str | None = None) -> int:
     """The whole distributed run for this rank; returns the exit code."""
     import socket
 
@@ -392,7 +398,8 @@ def main(info: Launch, opts: Options, *, fmt: str, color: bool, report_path: str
         return 0
     for path, text in ((report_path, lambda: json.dumps(rep, indent=2, sort_keys=True) + "\n"),
                        (junit_path, lambda: render.to_junit(rep)),
-                       (prom_file, lambda: prom.validate_text(rep, time.time()))):
+                       (prom_file, lambda: prom.validate_text(rep, time.time())),
+                       (html_path, lambda: _html(rep))):
         if path:
             try:
                 atomic.write_text(path, text())
