@@ -227,7 +227,7 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
     from envcheck.report import install as render
 
     if list_gpus:
-        _write("\n".join(recommend.gpu_names()) + "\n")
+        _write(mach.gpu_listing())
         return
     py_version = mach.python_version_flag(python)
     py_path = python if python and not py_version else None

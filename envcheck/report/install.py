@@ -16,9 +16,11 @@ JSON (``envcheck install --format json``): one object with ``torch`` (string or 
 plain PyPI is right), ``companions`` ({"torchvision": "0.26.0"} for --with), ``commands``
 ({pip, uv, conda}; each a string or null), ``blockers`` ([{id, message, fix}], empty when an
 install is possible), ``notes`` ([str]), ``reasons`` ([str]), ``constraint`` (the --torch
-specifier or null), ``with`` ([str]), ``machine`` (the facts used: platform, python, glibc,
-driver, gpus [{name, vendor, compute_capability, gfx}], no_gpu, gpu_without_driver, wsl,
-executable, installed_torch, sources {fact: probed|flag|snapshot}), ``newest_known_release``,
+specifier or null), ``with`` ([str]), ``already_installed`` (true when the installed torch is
+exactly the plan), ``machine`` (the facts used: platform, python, python_full ("3.14.1" or null),
+macos, glibc, driver, gpus [{name, vendor (nvidia/amd/intel), compute_capability, gfx}], no_gpu,
+gpu_without_driver, wsl, executable, installed_torch, sources {fact: probed|flag|snapshot|assumed},
+assumed [what a what-if plan took from this machine or left out]), ``newest_known_release``,
 ``schema`` ("envcheck.install"), ``schema_version`` (1) and ``exit_code`` (0 plan, 1 blocked).
 """
 
@@ -65,6 +67,8 @@ def _ascii(text: str) -> str:
 
 def _source(machine, fact: str) -> str:
     src = machine.sources.get(fact)
+    if src == "assumed":
+        return " (assumed: this machine's)"
     return f" ({src})" if src in ("flag", "snapshot") else ""
 
 
@@ -72,8 +76,11 @@ def _machine_lines(m) -> list[str]:
     py = (m.python + ("t" if m.free_threaded else "")) if m.python else "unknown"
     rows = [
         ("platform", (m.platform or "unknown") + _source(m, "platform")),
-        ("python", py + (f"  {m.executable}" if m.executable else "") + _source(m, "python")),
+        ("python", py + (f" ({m.python_full})" if m.python_full else "")
+         + (f"  {m.executable}" if m.executable else "") + _source(m, "python")),
     ]
+    if m.macos:
+        rows.append(("macos", m.macos))
     if (m.platform or "").startswith("linux") or m.glibc:
         rows.append(("glibc", (m.glibc or "unknown") + _source(m, "glibc")))
     rows.append(("driver", (m.driver or ("none loaded" if m.gpu_without_driver else "unknown"))
@@ -112,7 +119,8 @@ def to_text(plan, color: bool = False) -> str:
     lines.append("")
     if plan.ok:
         extra = ", ".join(f"{k} {v}" for k, v in plan.companions.items())
-        title = f"Plan: torch {plan.torch} ({plan.variant})" + (f" with {extra}" if extra else "")
+        title = (f"Plan: torch {plan.torch} ({plan.variant})" + (f" with {extra}" if extra else "")
+                 + (" - already installed, nothing to do" if plan.already_installed else ""))
         lines.append(paint(title, color, fg="green", bold=True))
         for key in ("pip", "uv", "conda"):
             cmd = plan.commands.get(key)

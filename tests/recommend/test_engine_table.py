@@ -41,15 +41,19 @@ CASES = [
      "2.14.1", "cu126", "cu126", [],
      "[NVIDIA] 12.x needs >= 525.60.13 exactly: the boundary passes"),
     ("h100-r520-cuda11-driver", M(LX, "3.10", ["H100"], "520.61.05", "2.31"), None, (),
-     "2.6.0", "cu118", "cu118", [],
-     "[NVIDIA] 520 < 525.60.13 rules out every cu12x; cu118 needs >= 450.80.02; 2.6 is the last "
-     "release with a cu118 arch list [build_cuda.sh builder 11.8 '+3.7;9.0'] (2.7's is unknown)"),
+     "2.7.1", "cu118", "cu118", [],
+     "[NVIDIA] 520 < 525.60.13 rules out every cu12x; cu118 needs >= 450.80.02; 2.7 is the last "
+     "release with cu118 [test-infra bad60f65d; 2.7-era build_cuda.sh 11.8 '+3.7;9.0'] (audit #13)"),
     ("h100-r470", M(LX, "3.10", ["H100"], "470.256.02", "2.31"), None, (),
-     "2.6.0", "cu118", "cu118", [],
-     "[NVIDIA] 11.x minor-version compatibility from 450.80.02: R470 runs cu118"),
+     None, None, None, ["driver.too-old-for-gpu"],
+     "[NVIDIA arch matrix] Hopper's first toolkit is CUDA 11.8 (GA driver 520.61.05): R470 cannot "
+     "run an H100 at all, whatever minor-version compatibility says (issue 12)"),
     ("h100-r450.36-too-old", M(LX, "3.10", ["H100"], "450.36.06", "2.31"), None, (),
+     None, None, None, ["driver.too-old-for-gpu"],
+     "[NVIDIA arch matrix] 450.36.06 < 520.61.05 (Hopper); also < 450.80.02 (the 11.x minimum)"),
+    ("a100-r450.36-too-old", M(LX, "3.10", ["A100"], "450.36.06", "2.31"), None, (),
      None, None, None, ["driver.too-old"],
-     "[NVIDIA] 450.36.06 < 450.80.02 (the 11.x minimum): no build runs; fix = upgrade the driver"),
+     "[NVIDIA] A100 runs from 450.36.06 (CUDA 11.0 GA) but cu118 needs >= 450.80.02: upgrade"),
     ("a100-r570-py310", M(LX, "3.10", ["A100"], "570.124.06", "2.35"), None, (),
      "2.14.1", "cu126", "cu126", [],
      "[RELEASE.md] 2.12+ dropped cu128; cu13x needs 580 [NVIDIA]; cu126 has sm_80"),
@@ -70,8 +74,8 @@ CASES = [
      "2.15.0", "cu132", None, [],
      "[PyPI] 2.15.0 cu132 starts at sm_75 = T4"),
     ("t4-r450.80", M(LX, "3.10", ["T4"], "450.80.02", "2.31"), None, (),
-     "2.6.0", "cu118", "cu118", [],
-     "[NVIDIA] 450.80.02 runs only 11.x builds; newest cu118 with a known arch list is 2.6.0"),
+     "2.7.1", "cu118", "cu118", [],
+     "[NVIDIA] 450.80.02 runs only 11.x builds; newest cu118 is 2.7.1 with sm_75 (audit #13, U5)"),
     # ---------------------------------------------------------------- Pascal / Volta (uv gets these wrong)
     ("gtx1080-r580-not-cu130", M(LX, "3.12", ["GTX 1080"], "580.95.05", "2.35"), None, (),
      "2.14.1", "cu126", "cu126", [],
@@ -84,8 +88,8 @@ CASES = [
      "2.14.1", "cu126", "cu126", [],
      "[RELEASE.md] cu126 = 5.0..9.0 incl. 7.0; 535 >= 525.60.13 [NVIDIA]"),
     ("p100-r470", M(LX, "3.10", ["P100"], "470.256.02", "2.31"), None, (),
-     "2.6.0", "cu118", "cu118", [],
-     "Pascal on R470 (CUDA 11.4 driver) runs only cu11x [NVIDIA]; cu118 2.6 has sm_60 [build_cuda.sh]"),
+     "2.7.1", "cu118", "cu118", [],
+     "Pascal on R470 (CUDA 11.4 driver) runs only cu11x [NVIDIA]; cu118 2.7 has sm_60 [build_cuda.sh]"),
     ("v100-plus-rtx5090", M(LX, "3.12", ["V100", "RTX 5090"], "580.95.05", "2.35"), None, (),
      "2.10.0", "cu128", None, [],
      "one build for both: only 2.8-2.10 cu128 has sm_70 AND sm_120 [build_cuda.sh @00c7a380, PyPI 2.10]"),
@@ -105,7 +109,7 @@ CASES = [
     ("rtx5090-py38-blocked", M(LX, "3.8", ["RTX 5090"], "575.57.08", "2.35"), None, (),
      None, None, None, ["python.unsupported"],
      "[PyPI] 3.8 wheels end at 2.4.1, which has no sm_120; 2.11.0 cu128 fits but needs Python 3.10+"),
-    ("b200-r570", M(LX, "3.12", ["B200"], "570.124.06", "2.35"), None, (),
+    ("b200-r570", M(LX, "3.12", ["B200"], "570.172.08", "2.35"), None, (),
      "2.11.0", "cu128", "cu128", [],
      "sm_100 is in cu128 [PR #175253]; CUDA 13 needs 580 [NVIDIA]"),
     ("b200-r580", M(LX, "3.12", ["B200"], "580.95.05", "2.35"), None, (),
@@ -119,11 +123,12 @@ CASES = [
      "[PyPI] 2.15.0 aarch64 cu132 has sm_120, which runs on 12.1 [CUDA guide]"),
     # ---------------------------------------------------------------- Kepler
     ("k80-r470", M(LX, "3.10", ["K80"], "470.256.02", "2.31"), None, (),
-     "2.6.0", "cu118", "cu118", [],
-     "[build_cuda.sh builder] cu118 keeps 3.7 through 2.6; [NVIDIA] R470 runs 11.x"),
+     "2.3.1", "cu118", "cu118", [],
+     "[build_cuda.sh] cu118 keeps 3.7 through 2.7, but 2.4+ bundle cuDNN 9 whose support starts at "
+     "5.0 [cuDNN 9.0.0 support matrix]: 2.3.1 (cuDNN 8) is the last with working convolutions (audit #42)"),
     ("k80-torch-ge-2.7-blocked", M(LX, "3.10", ["K80"], "470.256.02", "2.31"), ">=2.7", (),
      None, None, None, ["gpu.unsupported"],
-     "no known 2.7+ build has sm_37 (cu12x/13x cannot target Kepler [pytorch#101187]); fix names 2.6.0"),
+     "no 2.7+ build with a Kepler-capable cuDNN (cuDNN 9 starts at 5.0); fix names 2.3.1"),
     ("k80-py314-blocked", M(LX, "3.14", ["K80"], "470.256.02", "2.31"), None, (),
      None, None, None, ["python.unsupported"],
      "the cheapest change is Python: 2.6.0 cu118 has sm_37 but wheels for 3.9-3.13 only [PyPI]"),
@@ -167,8 +172,9 @@ CASES = [
      "[PyPI] 2.7+ are manylinux_2_28; 2.6.0's PyPI wheel (cu124) needs glibc 2.17 (GLIBC_ symbols + RELEASE.md); "
      "2.6 cu126 is assumed 2.28 [RFC #126551]"),
     ("centos7-cpu", M(LX, "3.11", no_gpu=True, glibc="2.17"), None, (),
-     "2.6.0", "cu124", None, [],
-     "no 2.6 CPU build known to fit glibc 2.17: PyPI's cu124 build runs on CPUs (note says so)"),
+     "2.6.0", "cpu", "cpu", [],
+     "2.6's CPU build is manylinux2014 (glibc 2.17) [pytorch#141565], so the CPU index, not "
+     "PyPI's multi-GB cu124 build (audit #10, S8)"),
     ("glibc-2.12-blocked", M(LX, "3.10", ["H100"], "535.183.01", "2.12"), None, (),
      None, None, None, ["glibc.too-old"],
      "every PyTorch 2.x Linux wheel needs glibc >= 2.17 [RELEASE.md, PyPI tags]"),
@@ -195,9 +201,9 @@ CASES = [
     # ---------------------------------------------------------------- companions
     ("with-vision-audio-h100", M(LX, "3.12", ["H100"], "580.95.05", "2.35"), None,
      ("torchvision", "torchaudio"),
-     "2.12.1", "cu132", "cu132", [],
-     "[PyPI] torchaudio 2.11.0 is the newest and declares no torch requirement; it is paired up to "
-     "torch 2.12.1 (test-infra release_versions.sh); 2.12's cu132 [RELEASE.md] is the newest CUDA"),
+     "2.15.0", "cu132", None, [],
+     "[PyPI] torchaudio 2.11.1 (2026-10-28) requires torch>=2.11 (audit S1), so 2.15.0 with it; "
+     "the older pairing capped torch at 2.12.1"),
     ("with-vision-h100", M(LX, "3.12", ["H100"], "580.95.05", "2.35"), None, ("torchvision",),
      "2.15.0", "cu132", None, [],
      "[PyPI] torchvision 0.29.2 requires torch>=2.14.0, which admits 2.15.0 (a note says no exact pin)"),
@@ -220,8 +226,9 @@ CASES = [
      "[PyPI] no release has cp316 wheels"),
     # ---------------------------------------------------------------- AMD
     ("mi300x-linux", M(LX, "3.12", ["MI300X"], glibc="2.35"), None, (),
-     "2.13.0", "rocm7.2", "rocm7.2", [],
-     "[test-infra, uv] rocm7.2 targets gfx942; no ROCm variants are known for 2.14/2.15"),
+     "2.14.1", "rocm7.2", "rocm7.2", [],
+     "[test-infra #8497] release/2.14 builds rocm7.2 (gfx942 [uv]) and rocm7.14 (audit #32, S4); "
+     "no ROCm build of 2.15 is known"),
     ("mi300x-windows-blocked", M(WIN, "3.12", ["MI300X"]), None, (),
      None, None, None, ["gpu.unsupported"],
      "ROCm wheels are Linux x86_64 only [uv, test-infra]"),
@@ -282,7 +289,7 @@ def test_python38_blocker_names_the_smallest_fix():
 def test_k80_blocker_names_the_last_supporting_release():
     plan = recommend(M(LX, "3.10", ["K80"], "470.256.02", "2.31"), ">=2.7")
     (b,) = plan.blockers
-    assert "sm_37" in b.message and "2.6.0" in b.fix and "cu118" in b.fix
+    assert "sm_37" in b.message and "2.3.1" in b.fix and "cu118" in b.fix
 
 
 def test_windows_cuda_always_needs_the_index_url():

@@ -82,12 +82,6 @@ def test_driver_minimum_api():
     assert recommend.driver_minimum(None) is None
 
 
-def test_driver_max_cuda():
-    assert data.driver_max_cuda("575.57.08") == "12.9"
-    assert data.driver_max_cuda("580.95.05") == "13.0"
-    assert data.driver_max_cuda("nonsense") is None
-
-
 def test_last_driver_branch():
     assert data.last_driver_branch((6, 1))["last_branch"] == "580"
     assert data.last_driver_branch((3, 7))["last_branch"] == "470"
@@ -289,12 +283,12 @@ def test_commands_pin_companions_and_use_the_index():
                                                gpus=["RTX 5090"], driver="575.57.08"),
                                None, ("torchvision", "torchaudio"))
     assert plan.commands["pip"] == (
-        "python3.12 -m pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0 "
+        "python3.12 -m pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.1 "
         "--index-url https://download.pytorch.org/whl/cu128")
     assert plan.commands["uv"] == (
-        "uv pip install --python 3.12 torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0 "
+        "uv pip install --python 3.12 torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.1 "
         "--index-url https://download.pytorch.org/whl/cu128")
-    assert plan.pip_args == ["torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0",
+    assert plan.pip_args == ["torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.1",
                              "--index-url", "https://download.pytorch.org/whl/cu128"]
 
 
@@ -320,7 +314,7 @@ def test_plan_to_dict_keys():
     plan = recommend.recommend(what_if_machine(platform="macos-arm64", python="3.12"))
     assert set(plan.to_dict()) == {"torch", "variant", "cuda", "index_url", "companions", "commands",
                                    "blockers", "notes", "reasons", "constraint", "with", "machine",
-                                   "newest_known_release"}
+                                   "newest_known_release", "already_installed"}
 
 
 def test_doctor_warns_when_installed_torch_is_newer_than_recipes():

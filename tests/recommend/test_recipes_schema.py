@@ -165,9 +165,11 @@ def test_gpu_table_is_well_formed_and_unambiguous():
 
     seen: dict[str, str] = {}
     for g in recipes.load("gpus")["gpus"]:
-        assert g["vendor"] in ("nvidia", "amd")
+        assert g["vendor"] in ("nvidia", "amd", "intel")
         if g["vendor"] == "nvidia":
             assert re.fullmatch(r"\d+\.\d", g["cc"]), g["name"]
+        elif g["vendor"] == "intel":
+            assert g["xpu"] is True and set(g["os"]) <= {"linux", "windows"}, g["name"]
         else:
             assert GFX.fullmatch(g["gfx"]), g["name"]
         for alias in [g["name"], *g.get("aliases", [])]:
