@@ -61,6 +61,7 @@ class Plan:
     constraint: str | None = None
     extras: tuple = ()
     already_installed: bool = False  # the installed torch is exactly this plan
+    online: dict | None = None  # --online: the live index's verdict (recommend/online.py)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +81,7 @@ class Plan:
             "constraint": self.constraint,
             "with": list(self.extras),
             "already_installed": self.already_installed,
+            "online": self.online,
             "machine": self.machine.to_dict(),
             "newest_known_release": data.newest_known().text,
         }

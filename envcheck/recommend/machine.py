@@ -300,6 +300,7 @@ def apply_overrides(
     python: str | None = None,
     platform: str | None = None,
     glibc: str | None = None,
+    macos: str | None = None,
 ) -> Machine:
     """What-if flags replace the matching probed facts. Raises InputError on bad values."""
     if gpus and no_gpu:
@@ -352,6 +353,11 @@ def apply_overrides(
             raise InputError(f"--glibc {glibc!r}: give a version like 2.28 (see `ldd --version`)")
         changes["glibc"] = glibc.strip()
         sources["glibc"] = "flag"
+    if macos is not None:
+        if not re.fullmatch(r"1\d(\.\d{1,2})?", macos.strip()):
+            raise InputError(f"--macos {macos!r}: give a macOS version like 13.6 or 14 (see `sw_vers`)")
+        changes["macos"] = macos.strip() if "." in macos else f"{macos.strip()}.0"
+        sources["macos"] = "flag"
     if driver is not None:
         if parse_driver(driver) is None:
             raise InputError(f"--driver {driver!r}: give an NVIDIA driver version like 570 or 570.124.06")
@@ -372,7 +378,8 @@ def apply_overrides(
 
 def what_if_machine(**flags: Any) -> Machine:
     """A machine described only by flags (nothing probed): unknown facts stay None.
-    ``flags`` are :func:`apply_overrides`'s keywords (gpus, no_gpu, driver, python, platform, glibc)."""
+    ``flags`` are :func:`apply_overrides`'s keywords (gpus, no_gpu, driver, python, platform, glibc,
+    macos)."""
     return apply_overrides(Machine(platform=None, python=None, sources={}), **flags)
 
 

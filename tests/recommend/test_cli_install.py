@@ -16,7 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots" / "exam
 WHAT_IF = ["--platform", "linux-x86_64", "--python", "3.12"]
 JSON_KEYS = {"schema", "schema_version", "torch", "variant", "cuda", "index_url", "companions",
              "commands", "blockers", "notes", "reasons", "constraint", "with", "machine",
-             "newest_known_release", "exit_code", "already_installed"}
+             "newest_known_release", "exit_code", "already_installed", "online"}
 
 
 @pytest.fixture

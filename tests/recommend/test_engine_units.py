@@ -314,7 +314,7 @@ def test_plan_to_dict_keys():
     plan = recommend.recommend(what_if_machine(platform="macos-arm64", python="3.12"))
     assert set(plan.to_dict()) == {"torch", "variant", "cuda", "index_url", "companions", "commands",
                                    "blockers", "notes", "reasons", "constraint", "with", "machine",
-                                   "newest_known_release", "already_installed"}
+                                   "newest_known_release", "already_installed", "online"}
 
 
 def test_doctor_warns_when_installed_torch_is_newer_than_recipes():
