@@ -294,6 +294,9 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
     if not plan.ok:
         _progress("envcheck: nothing to run: the plan is blocked (see the blockers)")
         sys.exit(exitcodes.FINDINGS)
+    if render.exit_code(plan):
+        _progress("envcheck: nothing to run: the index disagrees with the plan (see Online check)")
+        sys.exit(exitcodes.FINDINGS)
     python = plan.machine.executable
     if not python:
         raise click.UsageError("--run installs into a probed interpreter: drop --python X.Y, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from packaging.version import InvalidVersion, Version
 
@@ -54,7 +54,8 @@ class Build:
     verified: bool
     glibc: str | None = None  # Linux: least glibc its wheels need
     cudnn: str | None = None  # cuDNN major it bundles ("9"), CUDA builds only
-    companions: dict | None = None  # this index's own companion pins, when they differ from PyPI's
+    # this index's own companion pins, when they differ from PyPI's (not part of the identity)
+    companions: dict | None = field(default=None, hash=False, compare=False)
 
     @property
     def cuda_version(self) -> tuple[int, int] | None:

@@ -336,3 +336,53 @@ def test_installed_torch_note():
     assert any("replaces it with 2.15.0" in n for n in recommend.recommend(m).notes)
     m = replace(m, installed_torch="2.15.0")
     assert any("already installed" in n for n in recommend.recommend(m).notes)
+
+
+# ------------------------------------------------- install-audit.md items without a behaviour
+
+
+def test_audit_5_the_2_4_cu124_linux_build_has_no_ptx():
+    # pytorch/builder release/2.4 build_cuda.sh: '12.4) ${base};9.0' (no +PTX)
+    (b,) = [x for x in data.release("2.4.1").builds["linux-x86_64"] if x.variant == "cu124"]
+    assert [str(a) for a in b.arch] == ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
+
+
+def test_audit_s5_cu134_of_2_14_is_recorded_but_never_picked():
+    (b,) = [x for x in data.release("2.14.1").builds["linux-x86_64"] if x.variant == "cu134"]
+    assert b.arch is None and not b.verified
+    plan = recommend.recommend(what_if_machine(platform="linux-x86_64", python="3.12", gpus=["H100"],
+                                               driver="580.95.05", glibc="2.35"), "<2.15")
+    assert plan.variant == "cu132"
+
+
+def test_audit_6_windows_cu118_lists_carry_kepler_and_sm61():
+    for ver in ("2.0.0", "2.3.1", "2.5.1", "2.7.1"):
+        (b,) = [x for x in data.release(ver).builds["windows-x86_64"] if x.variant == "cu118"]
+        names = [str(a) for a in b.arch]
+        assert "sm_37" in names and "sm_61" in names and "compute_37" in names, ver
+
+
+def test_audit_52_last_driver_branches_are_verified_from_nvidias_matrix():
+    for row in data.cuda_recipe()["driver_branches"]:
+        assert row["verified"].startswith("2026-11-28") and "Architecture Matrix" in row["source"]
+
+
+def test_cudnn_of_builds():
+    pypi = data.release("2.7.1").builds["linux-x86_64"][0]
+    assert pypi.index_url is None and pypi.cudnn == "9"  # from its nvidia-cudnn-cu12 pin
+    old = [x for x in data.release("2.3.1").builds["linux-x86_64"] if x.variant == "cu118"][0]
+    assert old.cudnn == "8" and data.cudnn_floor("9") == (5, 0) and data.cudnn_floor("8") == (3, 5)
+
+
+def test_gpu_driver_minimum_prefers_the_product_row():
+    assert data.gpu_driver_minimum("NVIDIA B200", (10, 0))["driver"] == "570.133.20"
+    assert data.gpu_driver_minimum("NVIDIA GB200", (10, 0))["driver"] == "570.26"
+    assert data.gpu_driver_minimum("RTX 5090", (12, 0), "windows")["driver"] == "570.65"
+    assert data.gpu_driver_minimum("Jetson AGX Thor", (11, 0)) is None  # not in NVIDIA's matrix
+    assert data.gpu_driver_minimum("V100", (7, 0)) is None  # any CUDA-11 driver runs Volta
+
+
+def test_macos_floor_from_wheel_tags():
+    assert data.macos_floor(["macosx_11_0_arm64", "macosx_14_0_arm64"]) == "11.0"
+    assert data.macos_floor(["win_amd64"]) is None
+    assert data.release("2.12.0").platforms["macos-arm64"].macos == "14.0"
