@@ -19,10 +19,12 @@ import datetime as dt
 import email.parser
 import json
 import re
+import struct
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
@@ -284,6 +286,98 @@ def judge_metadata(meta: dict, package: str, version: str, machine, torch: str |
     return problems
 
 
+# ------------------------------------------- METADATA from the wheel itself (HTTP ranges)
+
+_EOCD = b"PK\x05\x06"
+_CDIR = b"PK\x01\x02"
+_TAIL = 65536
+
+
+def central_directory(tail: bytes, total: int) -> tuple[int, int] | None:
+    """(offset, size) of a zip's central directory from the file's last bytes; None for ZIP64
+    or a tail without the end record."""
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) - at < 22:
+        return None
+    size, offset = struct.unpack_from("<II", tail, at + 12)
+    if offset == 0xFFFFFFFF or size == 0xFFFFFFFF or offset + size > total:
+        return None
+    return offset, size
+
+
+def find_metadata_entry(cdir: bytes) -> tuple[int, int, int, str] | None:
+    """(local header offset, compressed size, method, name) of ``*.dist-info/METADATA``."""
+    pos = 0
+    while pos + 46 <= len(cdir) and cdir[pos:pos + 4] == _CDIR:
+        method = struct.unpack_from("<H", cdir, pos + 10)[0]
+        csize = struct.unpack_from("<I", cdir, pos + 20)[0]
+        nlen, xlen, clen = struct.unpack_from("<HHH", cdir, pos + 28)
+        local = struct.unpack_from("<I", cdir, pos + 42)[0]
+        name = cdir[pos + 46:pos + 46 + nlen].decode("utf-8", "replace")
+        if re.fullmatch(r"[^/]+\.dist-info/METADATA", name):
+            return local, csize, method, name
+        pos += 46 + nlen + xlen + clen
+    return None
+
+
+def unpack_entry(chunk: bytes, csize: int, method: int) -> bytes | None:
+    """The file data of a local header + data chunk (stored or deflated)."""
+    if chunk[:4] != b"PK\x03\x04" or len(chunk) < 30:
+        return None
+    nlen, xlen = struct.unpack_from("<HH", chunk, 26)
+    data = chunk[30 + nlen + xlen:30 + nlen + xlen + csize]
+    if method == 0:
+        return data
+    if method == 8:
+        return zlib.decompressobj(-15).decompress(data)
+    return None
+
+
+def metadata_by_range(fetcher, url: str) -> str | None:
+    """A wheel's METADATA read with three small HTTP range requests (the zip's end record,
+    its central directory, the one entry), as pip's lazy wheel does; None when the server
+    does not serve ranges or the zip is not readable this way (ZIP64)."""
+    got = fetcher.get_range(url, f"bytes=-{_TAIL}")
+    if got is None:
+        return None
+    tail, total = got
+    cd = central_directory(tail, total)
+    if cd is None:
+        return None
+    offset, size = cd
+    start = total - len(tail)
+    if offset >= start:
+        cdir = tail[offset - start:offset - start + size]
+    else:
+        got = fetcher.get_range(url, f"bytes={offset}-{offset + size - 1}")
+        if got is None:
+            return None
+        cdir = got[0]
+    entry = find_metadata_entry(cdir)
+    if entry is None:
+        return None
+    local, csize, method, name = entry
+    # 30-byte local header + name + local extra (at most 64 KiB) + the data
+    got = fetcher.get_range(url, f"bytes={local}-{min(total, local + 30 + len(name) + 65535 + csize) - 1}")
+    if got is None:
+        return None
+    data = unpack_entry(got[0], csize, method)
+    return data.decode("utf-8", "replace") if data is not None else None
+
+
+def read_metadata(fetcher, f: IndexFile) -> tuple[dict | None, str]:
+    """(METADATA fields or None, how it was read)."""
+    if f.metadata:
+        got = fetcher.get(f.url + ".metadata", "*/*")
+        if got is not None:
+            return parse_metadata(got[0].decode("utf-8", "replace")), "checked (PEP 658)"
+    text = metadata_by_range(fetcher, f.url)
+    if text is not None:
+        return parse_metadata(text), "checked (read from the wheel with HTTP range requests)"
+    return None, ("listed but not served" if f.metadata
+                  else "not offered by the index (no PEP 658, no HTTP ranges)")
+
+
 # ------------------------------------------------------------------------------- the check
 
 
@@ -411,15 +505,9 @@ def _check_package(name, version, pages, plan, fetcher) -> PackageResult:
                     return res
             except InvalidSpecifier:
                 pass
-        if not f.metadata:
-            res.metadata = "not offered by the index (PEP 658)"
+        meta, res.metadata = read_metadata(fetcher, f)
+        if meta is None:
             return res
-        got = fetcher.get(f.url + ".metadata", "*/*")
-        if got is None:
-            res.metadata = "listed but not served"
-            return res
-        meta = parse_metadata(got[0].decode("utf-8", "replace"))
-        res.metadata = "checked (PEP 658)"
         problems = judge_metadata(meta, name, str(ver), machine, plan.torch, plan.cuda)
         if problems:
             res.status, res.detail = "mismatch", "; ".join(problems)
@@ -449,13 +537,11 @@ def _newer_releases(pages, plan, fetcher) -> list[str]:
             lines.append(what + f"; it has no wheel for {wanted_tags(plan.machine)}, so it would not change this plan")
             continue
         extra = ""
-        if fits[0].metadata:
-            got = fetcher.get(fits[0].url + ".metadata", "*/*")
-            if got is not None:
-                meta = parse_metadata(got[0].decode("utf-8", "replace"))
-                cuda = metadata_cuda(meta)
-                extra = f" (METADATA: Requires-Python {meta.get('requires_python') or 'any'}" + (
-                    f", CUDA {cuda}" if cuda else "") + ")"
+        meta, _ = read_metadata(fetcher, fits[0])
+        if meta is not None:
+            cuda = metadata_cuda(meta)
+            extra = f" (METADATA: Requires-Python {meta.get('requires_python') or 'any'}" + (
+                f", CUDA {cuda}" if cuda else "") + ")"
         gpu = plan.variant and plan.variant != "cpu" and plan.machine.gpus
         lines.append(what + f": a wheel for this machine exists{extra}. "
                      + ("envcheck does not know its GPU architecture list, so it is not recommended; "
@@ -477,8 +563,31 @@ class Fetcher:
         self.timeout = timeout
         self._auth: dict[str, str] = {}
 
-    def get(self, url: str, accept: str):
-        """(body, content type, final url) or None on 404; raises Unreachable otherwise."""
+    def get_range(self, url: str, spec: str):
+        """(bytes, total size) of an HTTP range, or None when the server ignores ranges (a 200
+        would be the whole file: it is not read) or the file is missing."""
+        req = self._request(url, "*/*")
+        req.add_header("Range", spec)
+        try:
+            with urllib.request.urlopen(req, timeout=self._left(url)) as resp:  # noqa: S310
+                m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", resp.headers.get("Content-Range", "").strip())
+                if resp.status != 206 or not m:
+                    return None
+                return resp.read(), int(m.group(3))
+        except urllib.error.HTTPError as exc:
+            if exc.code in (404, 416):
+                return None
+            raise Unreachable(f"{safe(url)} answered HTTP {exc.code}") from None
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
+            raise self._unreachable(url, exc) from None
+
+    def _left(self, url: str) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Unreachable(f"no answer within {self.timeout:g} s")
+        return left
+
+    def _request(self, url: str, accept: str) -> urllib.request.Request:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""
         if parts.username is not None:
@@ -486,24 +595,29 @@ class Fetcher:
             self._auth[host] = "Basic " + base64.b64encode(token.encode()).decode()
             netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
             url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise Unreachable(f"no answer within {self.timeout:g} s")
         req = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "envcheck-online"})
         if host in self._auth:
             req.add_header("Authorization", self._auth[host])
+        return req
+
+    def _unreachable(self, url: str, exc: Exception) -> Unreachable:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            return Unreachable(f"{safe(url)} did not answer within {self.timeout:g} s")
+        return Unreachable(f"cannot reach {safe(url)} ({safe(str(reason))})")
+
+    def get(self, url: str, accept: str):
+        """(body, content type, final url) or None on 404; raises Unreachable otherwise."""
+        req = self._request(url, accept)
         try:
-            with urllib.request.urlopen(req, timeout=left) as resp:  # noqa: S310 - http(s) index URLs only
+            with urllib.request.urlopen(req, timeout=self._left(url)) as resp:  # noqa: S310 - http(s) index URLs only
                 return resp.read(), resp.headers.get("Content-Type", ""), resp.geturl()
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
             raise Unreachable(f"{safe(url)} answered HTTP {exc.code}") from None
         except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-                raise Unreachable(f"{safe(url)} did not answer within {self.timeout:g} s") from None
-            raise Unreachable(f"cannot reach {safe(url)} ({safe(str(reason))})") from None
+            raise self._unreachable(url, exc) from None
 
 
 def validate_index_url(url: str) -> str:

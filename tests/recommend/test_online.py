@@ -9,9 +9,12 @@ URL with credentials that must never be printed.
 from __future__ import annotations
 
 import base64
+import io
 import json
+import re
 import threading
 import time
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -69,8 +72,9 @@ def _html(page: dict) -> str:
 
 
 class FixtureIndex:
-    def __init__(self, pages, files, html=False, delay=0.0, auth=None):
+    def __init__(self, pages, files, html=False, delay=0.0, auth=None, ranges=True):
         self.pages, self.files, self.html, self.delay, self.auth = pages, files, html, delay, auth
+        self.ranges = ranges
         self.requests: list[tuple[str, str | None]] = []
         outer = self
 
@@ -93,7 +97,19 @@ class FixtureIndex:
                     else:
                         body, ctype = json.dumps(outer.pages[path]).encode(), JSON
                 elif path in outer.files:
-                    body, ctype = outer.files[path].encode(), "application/octet-stream"
+                    body, ctype = outer.files[path], "application/octet-stream"
+                    body = body.encode() if isinstance(body, str) else body
+                    m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range") or "")
+                    if m and outer.ranges:
+                        total = len(body)
+                        a, b = m.groups()
+                        start, end = (max(0, total - int(b)), total - 1) if not a else (int(a), min(int(b or total - 1), total - 1))
+                        self.send_response(206)
+                        self.send_header("Content-Range", f"bytes {start}-{end}/{total}")
+                        self.send_header("Content-Length", str(end - start + 1))
+                        self.end_headers()
+                        self.wfile.write(body[start:end + 1])
+                        return
                 else:
                     self.send_response(404)
                     self.end_headers()
@@ -300,3 +316,52 @@ def test_judge_metadata_patch_level_python():
     assert online.judge_metadata(meta, "torchvision", "0.29.2", m, "2.15.0", None) == [
         "torchvision 0.29.2 METADATA Requires-Python >=3.10,!=3.14.1 excludes Python 3.14.1"]
     assert online.metadata_cuda(online.parse_metadata(TORCH_META.format(v="2.15.0"))) == "13.2"
+
+
+# ------------------------------------------------- METADATA without PEP 658: HTTP range requests
+
+
+def _wheel(meta: str, padding_files: int = 0) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("torch/__init__.py", "x = 1\n" * 1000)
+        for i in range(padding_files):  # a central directory bigger than the 64 KiB tail read
+            z.writestr(f"torch/lib/a_rather_long_directory_name/for_padding/file_{i:05d}.py", "")
+        z.writestr("torch-2.15.0.dist-info/METADATA", meta)
+        z.writestr("torch-2.15.0.dist-info/RECORD", "")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("padding", [0, 1500])
+def test_metadata_read_from_the_wheel_with_ranges(runner, padding):
+    name = "torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+    pages, files = _index(torch_files=[_file(name, meta=False)])
+    files[f"/files/{name}"] = _wheel(TORCH_META.format(v="2.15.0"), padding)
+    with FixtureIndex(pages, files) as idx:
+        doc = json.loads(run(runner, "--index-url", idx.url, "--format", "json").stdout)
+    torch = doc["online"]["packages"][0]
+    assert torch["metadata"] == "checked (read from the wheel with HTTP range requests)"
+    assert torch["status"] == "ok" and doc["online"]["status"] == "verified"
+    ranges = [p for p, _ in idx.requests if p == f"/files/{name}"]
+    assert len(ranges) == (2 if padding == 0 else 3)  # tail (+ central directory) + the entry
+
+
+def test_range_read_metadata_can_disagree(runner):
+    name = "torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+    pages, files = _index(torch_files=[_file(name, meta=False)])
+    files[f"/files/{name}"] = _wheel(TORCH_META.format(v="2.15.0").replace("13.2.2", "12.6.3"))
+    with FixtureIndex(pages, files) as idx:
+        res = run(runner, "--index-url", idx.url)
+    assert res.exit_code == 1
+    assert "torch 2.15.0 METADATA pins CUDA 12.6; the plan expects CUDA 13.2" in res.output
+
+
+def test_no_pep658_and_no_ranges_is_said(runner):
+    name = "torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+    pages, files = _index(torch_files=[_file(name, meta=False)])
+    files[f"/files/{name}"] = _wheel(TORCH_META.format(v="2.15.0"))
+    with FixtureIndex(pages, files, ranges=False) as idx:
+        doc = json.loads(run(runner, "--index-url", idx.url, "--format", "json").stdout)
+    assert doc["online"]["status"] == "verified"
+    assert doc["online"]["packages"][0]["metadata"] == "not offered by the index (no PEP 658, no HTTP ranges)"
+    assert "wheel names checked" in doc["online"]["lines"][0]
