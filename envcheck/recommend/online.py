@@ -454,6 +454,8 @@ def check(plan, index_url: str | None = None, env: dict | None = None,
         for name, version in wanted:
             result.packages.append(_check_package(name, version, pages[name], plan, fetcher))
         result.newer = _newer_releases(pages.get("torch", []), plan, fetcher)
+        for name, version in wanted[1:]:
+            result.newer += _newer_companion(name, version, pages.get(name, []), plan, fetcher)
     except Unreachable as exc:
         result.status = "unreachable"
         result.lines = [f"online check not done: {safe(str(exc))}; the plan above comes from envcheck's "
@@ -549,6 +551,26 @@ def _newer_releases(pages, plan, fetcher) -> list[str]:
                         if gpu else f"it would replace {plan.torch} once envcheck knows it (upgrade envcheck)"))
         break
     return lines
+
+
+def _newer_companion(name, version, pages, plan, fetcher) -> list[str]:
+    """A companion release newer than the recipes' pin that accepts the planned torch."""
+    for idx, files in pages:
+        for ver in reversed([v for v in releases_on(files) if v > Version(version)]):
+            fits = [f for f, _ in files_for(files, str(ver)) if wheel_fits(f.filename, plan.machine)
+                    and f.yanked is None]
+            if not fits:
+                continue
+            meta, _ = read_metadata(fetcher, fits[0])
+            if meta is None:
+                return [f"{name} {ver} is on {safe(idx)}, newer than the pinned {version}; its METADATA "
+                        "could not be read, so whether it accepts torch " + f"{plan.torch} is unknown"]
+            if judge_metadata(meta, name, str(ver), plan.machine, plan.torch, None):
+                continue
+            return [f"{name} {ver} is on {safe(idx)} and its METADATA accepts torch {plan.torch}: it would "
+                    f"replace the pinned {version} (envcheck's recipes predate it; "
+                    "scripts/refresh_recipes.py adds it)"]
+    return []
 
 
 # --------------------------------------------------------------------------- the fetcher

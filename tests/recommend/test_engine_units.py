@@ -386,3 +386,13 @@ def test_macos_floor_from_wheel_tags():
     assert data.macos_floor(["macosx_11_0_arm64", "macosx_14_0_arm64"]) == "11.0"
     assert data.macos_floor(["win_amd64"]) is None
     assert data.release("2.12.0").platforms["macos-arm64"].macos == "14.0"
+
+
+def test_snapshot_gives_patch_python_and_macos_version():
+    from envcheck.recommend.machine import machine_from_snapshot
+
+    snap = {"python": {"version": "3.14.1", "platform_tag": "macos-arm64"},
+            "host": {"platform": "macos-arm64", "distro_id": "macos", "distro_version": "13.6.1"}}
+    m = machine_from_snapshot(snap)
+    assert (m.python, m.python_full, m.macos) == ("3.14", "3.14.1", "13.6")
+    assert recommend.recommend(m).torch == "2.11.0"  # 2.12+ arm64 wheels need macOS 14

@@ -365,3 +365,17 @@ def test_no_pep658_and_no_ranges_is_said(runner):
     assert doc["online"]["status"] == "verified"
     assert doc["online"]["packages"][0]["metadata"] == "not offered by the index (no PEP 658, no HTTP ranges)"
     assert "wheel names checked" in doc["online"]["lines"][0]
+
+
+def test_newer_companion_that_accepts_the_torch_is_reported(runner):
+    pages, files = _index()
+    pages["/simple/torchvision/"]["files"] += [
+        _file("torchvision-0.30.0-py3-none-manylinux_2_28_x86_64.whl"),
+        _file("torchvision-0.29.3-py3-none-manylinux_2_28_x86_64.whl")]
+    files["/files/torchvision-0.30.0-py3-none-manylinux_2_28_x86_64.whl.metadata"] = VISION_META.format(torch="2.16")
+    files["/files/torchvision-0.29.3-py3-none-manylinux_2_28_x86_64.whl.metadata"] = VISION_META.format(torch="2.14")
+    with FixtureIndex(pages, files) as idx:
+        doc = json.loads(run(runner, "--index-url", idx.url, "--format", "json").stdout)
+    assert doc["online"]["status"] == "verified"
+    (line,) = doc["online"]["newer"]
+    assert line.startswith("torchvision 0.29.3 is on") and "would replace the pinned 0.29.2" in line
