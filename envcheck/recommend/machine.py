@@ -327,10 +327,16 @@ def apply_overrides(
             if driver is None and machine.driver:
                 changes["driver"] = None
                 dropped.append("driver")
-            if dropped:
+            for fact in dropped:
+                sources[{"GPUs": "gpus"}.get(fact, fact)] = "left out"
+            if dropped and platform.startswith("macos"):
+                assumed.append(f"this machine's {', '.join(dropped)} do not apply to {platform} (its wheels "
+                               "are CPU + MPS builds) and were left out; give --macos X.Y to check the "
+                               "wheels' macOS floor")
+            elif dropped:
                 assumed.append(f"this machine's {', '.join(dropped)} do not apply to {platform} and were "
-                               "left out (give --gpu/--no-gpu, --driver" + (", --glibc" if platform.startswith("linux")
-                                                                          else "") + " to plan with them)")
+                               "left out (give --gpu/--no-gpu, --driver" + (", --glibc" if platform.startswith(
+                                   "linux") else "") + " to plan with them)")
             if python is None and machine.python:
                 assumed.append(f"Python {machine.python}{'t' if machine.free_threaded else ''} is this "
                                "machine's, assumed for the other platform (give --python X.Y to change it)")

@@ -74,6 +74,8 @@ def _source(machine, fact: str) -> str:
     src = machine.sources.get(fact)
     if src == "assumed":
         return " (assumed: this machine's)"
+    if src == "left out":
+        return " (this machine's left out: another platform)"
     return f" ({src})" if src in ("flag", "snapshot") else ""
 
 
