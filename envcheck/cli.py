@@ -252,7 +252,7 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
         if index_url:
             from envcheck.recommend import online as online_check
 
-            index_url = online_check.validate_index_url(index_url)
+            index_url = online_check.validate_index_url(index_url, online)
         if snapshot_path:
             machine = mach.machine_from_snapshot(_load_snapshot(snapshot_path), source="snapshot")
             machine = recommend.apply_overrides(machine, **what_if)

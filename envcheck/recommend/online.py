@@ -642,8 +642,11 @@ class Fetcher:
             raise self._unreachable(url, exc) from None
 
 
-def validate_index_url(url: str) -> str:
-    """``--index-url``: an http(s) URL (one line error otherwise; the CLI exits 2)."""
+def validate_index_url(url: str, online: bool = True) -> str:
+    """``--index-url``: an http(s) URL, given with --online (one line error otherwise; exit 2)."""
+    if not online:
+        raise InputError("--index-url is the index --online checks: add --online (the printed "
+                         "commands keep their own index)")
     parts = urllib.parse.urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError(f"--index-url {safe(url)!r}: give an http(s) URL of a simple index, "

@@ -263,6 +263,8 @@ def test_mirror_credentials_are_used_but_never_printed(runner):
 def test_bad_index_url_is_a_usage_error(runner):
     res = run(runner, "--index-url", "ftp://x:pw@mirror/simple")
     assert res.exit_code == 2 and "pw" not in res.output
+    res = runner.invoke(cli, ["install", *MACHINE, "--index-url", "https://mirror/simple"])
+    assert res.exit_code == 2 and "add --online" in res.output
 
 
 def test_without_online_nothing_is_fetched(runner, monkeypatch):
