@@ -122,7 +122,10 @@ def parse_html_page(text: str, page_url: str) -> list[IndexFile]:
 
 def parse_page(body: bytes, content_type: str, page_url: str) -> list[IndexFile]:
     if _PEP691 in (content_type or "") or body.lstrip().startswith(b"{"):
-        return parse_json_page(json.loads(body.decode("utf-8")), page_url)
+        doc = json.loads(body.decode("utf-8"))
+        if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+            raise ValueError("not a PEP 691 project page")
+        return parse_json_page(doc, page_url)
     return parse_html_page(body.decode("utf-8", "replace"), page_url)
 
 
@@ -371,7 +374,10 @@ def read_metadata(fetcher, f: IndexFile) -> tuple[dict | None, str]:
         got = fetcher.get(f.url + ".metadata", "*/*")
         if got is not None:
             return parse_metadata(got[0].decode("utf-8", "replace")), "checked (PEP 658)"
-    text = metadata_by_range(fetcher, f.url)
+    try:
+        text = metadata_by_range(fetcher, f.url)
+    except (struct.error, zlib.error, ValueError, IndexError):  # not a readable zip this way
+        text = None
     if text is not None:
         return parse_metadata(text), "checked (read from the wheel with HTTP range requests)"
     return None, ("listed but not served" if f.metadata
@@ -450,7 +456,11 @@ def check(plan, index_url: str | None = None, env: dict | None = None,
                 if got is None:  # 404: not on this index
                     continue
                 body, ctype, final = got
-                pages[name].append((idx, parse_page(body, ctype, final)))
+                try:
+                    pages[name].append((idx, parse_page(body, ctype, final)))
+                except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
+                    raise Unreachable(f"{safe(page)} answered with something that is not a PEP 691 "
+                                      "JSON or PEP 503 HTML project page") from None
         for name, version in wanted:
             result.packages.append(_check_package(name, version, pages[name], plan, fetcher))
         result.newer = _newer_releases(pages.get("torch", []), plan, fetcher)

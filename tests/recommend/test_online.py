@@ -381,3 +381,30 @@ def test_newer_companion_that_accepts_the_torch_is_reported(runner):
     assert doc["online"]["status"] == "verified"
     (line,) = doc["online"]["newer"]
     assert line.startswith("torchvision 0.29.3 is on") and "would replace the pinned 0.29.2" in line
+
+
+def test_garbage_from_the_index_is_one_line_not_a_traceback(runner):
+    pages, files = _index()
+    with FixtureIndex(pages, files) as idx:
+        idx.pages["/simple/torch/"] = None  # json.dumps(None) -> "null": not a project page
+        res = run(runner, "--index-url", idx.url)
+    assert res.exit_code == 0 and res.exception is None
+    assert "online check not done" in res.output
+
+
+def test_a_wheel_that_is_not_a_zip_is_survived(runner):
+    name = "torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+    pages, files = _index(torch_files=[_file(name, meta=False)])
+    files[f"/files/{name}"] = b"PK\x05\x06" + b"\xff" * 40  # an end record pointing nowhere
+    with FixtureIndex(pages, files) as idx:
+        doc = json.loads(run(runner, "--index-url", idx.url, "--format", "json").stdout)
+    assert doc["online"]["status"] == "verified"
+    assert doc["online"]["packages"][0]["metadata"].startswith("not offered")
+
+
+def test_page_parsers_survive_odd_input():
+    assert online.parse_html_page("<a>no href</a><a href='x.whl' data-yanked>x.whl</a><p>", "http://i/") [
+        1].yanked == ""
+    assert online.parse_json_page({"files": [{"filename": 3}, "x", {"filename": "a.whl"}]}, "http://i/")[
+        0].filename == "a.whl"
+    assert online.parse_json_page([], "http://i/") == []
