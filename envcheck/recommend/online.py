@@ -594,6 +594,9 @@ class Fetcher:
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self._auth: dict[str, str] = {}
+        # A fresh opener reads the proxy variables (http_proxy, https_proxy, no_proxy) now, not
+        # when urllib's global opener was first built.
+        self._opener = urllib.request.build_opener()
 
     def get_range(self, url: str, spec: str):
         """(bytes, total size) of an HTTP range, or None when the server ignores ranges (a 200
@@ -601,7 +604,7 @@ class Fetcher:
         req = self._request(url, "*/*")
         req.add_header("Range", spec)
         try:
-            with urllib.request.urlopen(req, timeout=self._left(url)) as resp:  # noqa: S310
+            with self._opener.open(req, timeout=self._left(url)) as resp:
                 m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", resp.headers.get("Content-Range", "").strip())
                 if resp.status != 206 or not m:
                     return None
@@ -642,7 +645,7 @@ class Fetcher:
         """(body, content type, final url) or None on 404; raises Unreachable otherwise."""
         req = self._request(url, accept)
         try:
-            with urllib.request.urlopen(req, timeout=self._left(url)) as resp:  # noqa: S310 - http(s) index URLs only
+            with self._opener.open(req, timeout=self._left(url)) as resp:  # http(s) index URLs only
                 return resp.read(), resp.headers.get("Content-Type", ""), resp.geturl()
         except urllib.error.HTTPError as exc:
             if exc.code == 404:

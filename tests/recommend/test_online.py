@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -90,7 +91,7 @@ class FixtureIndex:
                     self.send_response(401)
                     self.end_headers()
                     return
-                path = self.path.split("?")[0]
+                path = urllib.parse.urlsplit(self.path).path  # absolute URI when used as a proxy
                 if path in outer.pages:
                     if outer.html or JSON not in (self.headers.get("Accept") or ""):
                         body, ctype = _html(outer.pages[path]).encode(), "text/html"
@@ -409,3 +410,13 @@ def test_page_parsers_survive_odd_input():
     assert online.parse_json_page({"files": [{"filename": 3}, "x", {"filename": "a.whl"}]}, "http://i/")[
         0].filename == "a.whl"
     assert online.parse_json_page([], "http://i/") == []
+
+
+def test_proxy_from_the_environment_is_used(runner, monkeypatch):
+    with FixtureIndex(*_index()) as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url.rsplit("/simple", 1)[0])
+        monkeypatch.setenv("no_proxy", "")
+        res = run(runner, "--index-url", "http://mirror.invalid/simple")
+    assert res.exit_code == 0, res.output
+    assert "verified on http://mirror.invalid/simple" in res.output
+    assert any(p.startswith("http://mirror.invalid/simple/torch/") for p, _ in proxy.requests)
