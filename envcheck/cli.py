@@ -239,8 +239,16 @@ _PLATFORMS = ["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", 
               help="Run the pip command with the target interpreter (after asking), then re-run the doctor.")
 @click.option("--yes", "-y", is_flag=True, help="With --run: do not ask for confirmation.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU names --gpu accepts and exit.")
+@click.option("--macos", metavar="X.Y", help="macOS version (macOS wheels carry a minimum), e.g. 13.6.")
+@click.option("--online", is_flag=True,
+              help="Also check the plan against the live index: the wheel for this platform and "
+                   "Python exists, its METADATA agrees, and which newer releases the index has.")
+@click.option("--index-url", "index_url", metavar="URL",
+              help="With --online: the index (mirror) to check instead of the plan's / PIP_INDEX_URL.")
+@click.option("--online-timeout", type=click.FloatRange(min=0.1, max=600), default=15.0,
+              show_default=True, metavar="SECONDS", help="With --online: give up after this long.")
 def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fmt, color,
-            snapshot_path, run, yes, list_gpus):
+            snapshot_path, run, yes, list_gpus, macos, online, index_url, online_timeout):
     """The right PyTorch install command for this machine (or a described one), and why.
 
     Picks the newest torch whose wheel exists for the platform and Python, has kernels for
@@ -253,7 +261,7 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
     from envcheck.report import install as render
 
     if list_gpus:
-        _write("\n".join(recommend.gpu_names()) + "\n")
+        _write(mach.gpu_listing())
         return
     py_version = mach.python_version_flag(python)
     py_path = python if python and not py_version else None
@@ -266,7 +274,11 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
         spec = mach.parse_torch_spec(torch_spec)
         extras = mach.parse_with(with_)
         what_if = dict(gpus=list(gpus), no_gpu=no_gpu, driver=driver, python=py_version,
-                       platform=platform, glibc=glibc)
+                       platform=platform, glibc=glibc, macos=macos)
+        if index_url:
+            from envcheck.recommend import online as online_check
+
+            index_url = online_check.validate_index_url(index_url, online)
         if snapshot_path:
             machine = mach.machine_from_snapshot(_load_snapshot(snapshot_path), source="snapshot")
             machine = recommend.apply_overrides(machine, **what_if)
@@ -283,6 +295,11 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
     except recommend.InputError as exc:
         raise click.UsageError(str(exc)) from None
     plan = recommend.recommend(machine, spec, extras)
+    if online and plan.ok:
+        from envcheck.recommend import online as online_check
+
+        _progress("envcheck: checking the plan against the package index (--online)")
+        plan.online = online_check.check(plan, index_url, os.environ, online_timeout).to_dict()
     use_color = style.use_color(color)
     if not run:
         _write(render.to_json(plan) if fmt == "json" else render.to_text(plan, color=use_color))
@@ -302,6 +319,9 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
         _write(render.to_text(plan, color=use_color))
     if not plan.ok:
         _progress("envcheck: nothing to run: the plan is blocked (see the blockers)")
+        sys.exit(exitcodes.FINDINGS)
+    if render.exit_code(plan):
+        _progress("envcheck: nothing to run: the index disagrees with the plan (see Online check)")
         sys.exit(exitcodes.FINDINGS)
     python = plan.machine.executable
     if not python:

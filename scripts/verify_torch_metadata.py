@@ -242,6 +242,7 @@ def variant_of(facts: dict) -> str:
 def companion_facts(name: str, index_json: dict) -> dict[str, dict]:
     """torch pin of each torchvision/torchaudio release (one Linux x86_64 wheel each)."""
     pick: dict[str, tuple] = {}
+    requires: dict[str, str] = {}
     for f in index_json["files"]:
         fn = f["filename"]
         if not fn.endswith(".whl") or f.get("yanked"):
@@ -249,6 +250,7 @@ def companion_facts(name: str, index_json: dict) -> dict[str, dict]:
         _, ver, _, tags = parse_wheel_filename(fn)
         if ver.is_prerelease or ver.local:
             continue
+        requires.setdefault(str(ver), f.get("requires-python") or "")
         for t in tags:
             if platform_of(t.platform) == "linux-x86_64" and not t.abi.endswith("t"):
                 best = pick.get(str(ver))
@@ -258,8 +260,11 @@ def companion_facts(name: str, index_json: dict) -> dict[str, dict]:
     for ver, (fn, interp, abi, tag) in sorted(pick.items(), key=lambda kv: Version(kv[0])):
         if Version(ver) < COMPANION_FIRST[name]:
             continue
-        out[ver] = _cached(fn, lambda n=name, v=ver, f=fn, i=interp, a=abi, t=tag:
-                           _companion_pin(n, v, f, t, i, a))
+        out[ver] = dict(_cached(fn, lambda n=name, v=ver, f=fn, i=interp, a=abi, t=tag:
+                                _companion_pin(n, v, f, t, i, a)))
+        # PEP 691 'requires-python' of the release's files: evaluated at the patch level by the
+        # engine (torchvision >= 0.26 declares '>=3.10,!=3.14.1').
+        out[ver]["requires_python"] = requires.get(ver, "")
     return out
 
 
@@ -358,6 +363,7 @@ def companions_for(torch_ver: str, facts: dict) -> dict:
     declared requirement admits it; and how the pairing is known."""
     out: dict = {}
     how: dict = {}
+    requires: dict = {}
     t = Version(torch_ver)
     for name in ("torchvision", "torchaudio"):
         exact, loose = [], []
@@ -370,7 +376,11 @@ def companions_for(torch_ver: str, facts: dict) -> dict:
         out[name] = str(pick[0]) if pick else None
         if pick:
             how[name] = pick[1] + ("" if exact else " (no release pins this torch exactly)")
+            rp = facts[name][str(pick[0])].get("requires_python")
+            if rp:
+                requires[name] = rp
     out["how"] = how
+    out["requires_python"] = requires
     return out
 
 

@@ -2,14 +2,15 @@
 
 Files: recipes/torch_releases.json (releases, wheels per platform, variants and their compiled
 architectures, companions), recipes/cuda.json (driver minimums, which cubin runs on which GPU),
-recipes/gpus.json (GPU names -> compute capability). recipes/README.md describes them.
+recipes/gpus.json (GPU names -> compute capability), recipes/driver_branches.json (least driver per
+GPU generation). recipes/README.md describes them.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from packaging.version import InvalidVersion, Version
 
@@ -52,6 +53,9 @@ class Build:
     index_url: str | None  # None: plain PyPI
     verified: bool
     glibc: str | None = None  # Linux: least glibc its wheels need
+    cudnn: str | None = None  # cuDNN major it bundles ("9"), CUDA builds only
+    # this index's own companion pins, when they differ from PyPI's (not part of the identity)
+    companions: dict | None = field(default=None, hash=False, compare=False)
 
     @property
     def cuda_version(self) -> tuple[int, int] | None:
@@ -67,6 +71,7 @@ class PlatformWheels:
     free_threaded: tuple[str, ...]
     glibc: str | None
     glibc_note: str | None
+    macos: str | None = None  # least macOS version its wheels install on (from the wheel tags)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class Release:
     builds: dict  # platform -> tuple[Build, ...]  (PyPI's build first)
     companions: dict  # "torchvision" -> "0.26.0" | None
     companions_how: dict  # "torchvision" -> how the pairing is known (METADATA pin or requirement)
+    companions_python: dict = None  # "torchvision" -> its Requires-Python ("" when none declared)
 
 
 def _arch_list(items) -> tuple[Arch, ...] | None:
@@ -93,6 +99,37 @@ def _kind(variant: str) -> str:
     if variant.startswith("rocm"):
         return "rocm"
     return variant  # cpu, xpu
+
+
+def macos_floor(tags) -> str | None:
+    """Least macOS a set of wheel tags installs on: ``macosx_14_0_arm64`` -> "14.0" (PEP 425
+    platform tags; pip on macOS 13 skips a macosx_14_0 wheel)."""
+    found = []
+    for tag in tags or ():
+        m = re.fullmatch(r"macosx_(\d+)_(\d+)_\w+", str(tag))
+        if m:
+            found.append((int(m.group(1)), int(m.group(2))))
+    return "{}.{}".format(*min(found)) if found else None
+
+
+def _cudnn_of(release: str, deps: dict | None) -> str | None:
+    """cuDNN major of a CUDA build: the PyPI wheel's nvidia-cudnn pin, else recipes/cuda.json's
+    per-release rule (RELEASE.md's compatibility matrix)."""
+    for name, ver in (deps or {}).items():
+        if name.startswith("nvidia-cudnn") and ver:
+            return str(ver).split(".")[0]
+    from packaging.specifiers import SpecifierSet
+
+    for row in cuda_recipe().get("cudnn", {}).get("bundled_by_torch", []):
+        if SpecifierSet(row["torch"]).contains(Version(release)):
+            return row["cudnn"]
+    return None
+
+
+def cudnn_floor(major: str | None) -> tuple[int, int] | None:
+    """Least compute capability a cuDNN major supports (recipes/cuda.json cudnn.cc_floor)."""
+    row = cuda_recipe().get("cudnn", {}).get("cc_floor", {}).get(str(major)) if major else None
+    return tuple(int(x) for x in row["cc_min"].split(".")) if row else None
 
 
 def _cuda_of(variant: str, declared: str | None) -> str | None:
@@ -111,6 +148,7 @@ def _release(text: str, data: dict) -> Release:
             free_threaded=tuple(p.get("free_threaded", [])),
             glibc=p.get("glibc"),
             glibc_note=p.get("glibc_note"),
+            macos=macos_floor(p.get("wheel_tags")) if plat.startswith("macos") else None,
         )
         plist: list[Build] = []
         pypi = p.get("pypi_build")
@@ -122,6 +160,7 @@ def _release(text: str, data: dict) -> Release:
                 arch=_arch_list(pypi.get("arch_list", [])), gfx=None, index_url=None,
                 verified=not str(pypi.get("verified", data.get("verified", ""))).startswith("unverified"),
                 glibc=p.get("glibc"),
+                cudnn=_cudnn_of(text, pypi.get("cuda_deps")) if _kind(pypi_variant) == "cuda" else None,
             ))
         for variant, v in data.get("variants", {}).items():
             vp = v.get("platforms", {}).get(plat)
@@ -137,6 +176,9 @@ def _release(text: str, data: dict) -> Release:
                 index_url=PYTORCH_INDEX.format(variant=variant),
                 verified=not str(v.get("verified", "")).startswith("unverified"),
                 glibc=vp.get("glibc", p.get("glibc")),
+                cudnn=_cudnn_of(text, None) if kind == "cuda" else None,
+                companions={k: x for k, x in v["companions"].items() if k in ("torchvision", "torchaudio")}
+                if isinstance(v.get("companions"), dict) else None,
             ))
         builds[plat] = tuple(plist)
     comp = data.get("companions", {})
@@ -145,6 +187,7 @@ def _release(text: str, data: dict) -> Release:
         platforms=platforms, builds=builds,
         companions={k: comp.get(k) for k in ("torchvision", "torchaudio")},
         companions_how=dict(comp.get("how", {})),
+        companions_python=dict(comp.get("requires_python", {})),
     )
 
 
@@ -198,20 +241,6 @@ def driver_at_least(have: str, need: str) -> bool:
     return h + (0,) * (width - len(h)) >= n + (0,) * (width - len(n))
 
 
-def driver_max_cuda(driver: str) -> str | None:
-    """Newest CUDA a driver supports (toolkit table: branch of the GA driver of each toolkit)."""
-    have = driver_tuple(driver)
-    if have is None:
-        return None
-    best = None
-    for row in cuda_recipe()["toolkit_drivers"]:
-        need = row.get("linux_ga") or row.get("windows_ga")
-        if need and driver_at_least(driver, need) and (
-                best is None or Version(row["cuda"]) > Version(best)):
-            best = row["cuda"]
-    return best
-
-
 def last_driver_branch(cc: tuple[int, int]) -> dict | None:
     """The last driver branch that supports a GPU of this capability, when one is announced."""
     for row in cuda_recipe()["driver_branches"]:
@@ -250,6 +279,32 @@ def cubin_runs_on(arch: Arch, device: tuple[int, int]) -> bool:
 def ptx_runs_on(arch: Arch, device: tuple[int, int]) -> bool:
     """PTX for X.y can be JIT-compiled for any capability >= X.y (CUDA C++ Programming Guide)."""
     return arch.kind == "compute" and arch.suffix != "a" and device >= arch.cc
+
+
+@functools.lru_cache(maxsize=1)
+def _driver_generations() -> tuple[dict, ...]:
+    return tuple(recipes.load("driver_branches").get("generations", []))
+
+
+def gpu_driver_minimum(name: str, cc: tuple[int, int] | None, os: str = "linux") -> dict | None:
+    """The least driver that runs this GPU at all (recipes/driver_branches.json): the product's own
+    minimum when one is listed, else its generation's (the first CUDA toolkit's GA driver).
+    Returns {"driver", "branch", "architecture", "source"} or None when none is known."""
+    col = "windows" if os == "windows" else "linux"
+    rec = recipes.load("driver_branches")
+    words = re.split(r"[\s_\-/]+", (name or "").lower())
+    for row in rec.get("products", []):
+        if row.get(col) and row["gpu"].lower() in words:
+            return {"driver": row[col], "branch": row["branch"], "architecture": row["gpu"],
+                    "source": row["source"]}
+    if cc is None:
+        return None
+    text = f"{cc[0]}.{cc[1]}"
+    for row in _driver_generations():
+        if text in row["cc"] and row.get(col):
+            return {"driver": row[col], "branch": row["branch"], "architecture": row["architecture"],
+                    "source": row["source"], "first_cuda": row["first_cuda"]}
+    return None
 
 
 # -------------------------------------------------------------------------------------- misc

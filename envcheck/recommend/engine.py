@@ -1,15 +1,21 @@
 """Pick the torch release and build for a machine, and say why (pure: Machine + recipes -> Plan).
 
 The pick is the newest release (within the user's ``--torch`` constraint) for which
-  1. the platform has a wheel and the wheel is built for this Python (free-threaded too),
-  2. the Linux wheel's manylinux glibc floor is <= the machine's glibc,
+  1. the platform has a wheel and the wheel is built for this Python (free-threaded too), and
+     the release's Requires-Python admits the exact interpreter (3.14.1, not just 3.14),
+  2. the Linux wheel's manylinux glibc floor is <= the machine's glibc; the macOS wheel's tag
+     floor (macosx_14_0) is <= the machine's macOS,
   3. some build of it has a cubin for EVERY GPU (same major, minor <= the GPU's; see
      data.cubin_runs_on) -- PTX alone is not counted: torch's own check (torch/cuda/__init__.py
      _check_cubins) ignores PTX, the CUDA libraries bundled with an older toolkit (cuBLAS,
      cuDNN) have no kernels for a newer architecture, and minor-version compatibility does not
-     cover JIT-compiling PTX newer than the driver,
+     cover JIT-compiling PTX newer than the driver; and the cuDNN it bundles supports the GPU
+     (cuDNN 9, bundled from torch 2.4, starts at compute capability 5.0),
   4. the driver runs that build's CUDA major (minor-version compatibility, recipes/cuda.json),
-  5. the requested companions (torchvision/torchaudio) have a release for it.
+  5. the requested companions (torchvision/torchaudio) have a release for it whose
+     Requires-Python admits the interpreter.
+Before any release: the driver must be new enough to run each GPU at all
+(recipes/driver_branches.json); Intel GPUs get the xpu build, AMD GPUs a ROCm build.
 Among the builds of that release that pass, the newest CUDA wins (the PyPI build on a tie).
 When no release passes, the blockers are the failures of the newest "near miss" (the release
 with the fewest failed requirements): the smallest change that makes an install possible.
@@ -54,6 +60,8 @@ class Plan:
     reasons: list = field(default_factory=list)
     constraint: str | None = None
     extras: tuple = ()
+    already_installed: bool = False  # the installed torch is exactly this plan
+    online: dict | None = None  # --online: the live index's verdict (recommend/online.py)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +80,8 @@ class Plan:
             "reasons": list(self.reasons),
             "constraint": self.constraint,
             "with": list(self.extras),
+            "already_installed": self.already_installed,
+            "online": self.online,
             "machine": self.machine.to_dict(),
             "newest_known_release": data.newest_known().text,
         }
@@ -103,9 +113,19 @@ def _example_python(versions) -> str:
     return vs[(len(vs) - 1 + 1) // 2] if vs else "3.12"
 
 
-def _covers(build: Build, gpu: Gpu) -> bool:
+def _has_cubin(build: Build, gpu: Gpu) -> bool:
     return build.arch is not None and gpu.cc is not None and any(
         data.cubin_runs_on(a, gpu.cc) for a in build.arch)
+
+
+def _cudnn_ok(build: Build, gpu: Gpu) -> bool:
+    floor = data.cudnn_floor(build.cudnn)
+    return floor is None or gpu.cc is None or gpu.cc >= floor
+
+
+def _covers(build: Build, gpu: Gpu) -> bool:
+    """A cubin that runs on the GPU, and a bundled cuDNN that supports it."""
+    return _has_cubin(build, gpu) and _cudnn_ok(build, gpu)
 
 
 def _ptx_only(build: Build, gpu: Gpu) -> bool:
@@ -159,7 +179,17 @@ class _Evaluation:
             )
             return
         self._check_python(wheels)
+        self._check_macos(wheels)
         for extra in extras:
+            need = (r.companions_python or {}).get(extra)
+            if r.companions.get(extra) and need and m.python_full and not m.free_threaded and \
+                    not SpecifierSet(need).contains(m.python_full, prereleases=True):
+                self._fail(
+                    "companion.python",
+                    f"{extra} {r.companions[extra]} (for torch {r.text}) declares Requires-Python "
+                    f"{need}, which excludes Python {m.python_full}",
+                    f"use another Python patch release (e.g. a newer {m.python}.x) or leave {extra} out",
+                )
             if r.companions.get(extra) is None:
                 last = _last_companion(extra)
                 self._fail(
@@ -181,6 +211,14 @@ class _Evaluation:
             have = wheels.python
             want = m.python
         if want in have:
+            if m.python_full and r.requires_python and not m.free_threaded and not SpecifierSet(
+                    r.requires_python).contains(m.python_full, prereleases=True):
+                self._fail(
+                    "python.unsupported",
+                    f"torch {r.text} declares Requires-Python {r.requires_python}, which excludes "
+                    f"Python {m.python_full}",
+                    f"use another Python patch release than {m.python_full}",
+                )
             return
         pool = wheels.free_threaded if m.free_threaded else wheels.python
         if not pool:
@@ -196,6 +234,18 @@ class _Evaluation:
             f"torch {r.text} has {m.platform} wheels for Python {_py_range(pool)}, not {want}",
             f"install Python {example} (torch {r.text} supports {_py_range(pool)}) and re-run",
         )
+
+    def _check_macos(self, wheels) -> None:
+        r, m = self.release, self.machine
+        if not (m.platform or "").startswith("macos") or not m.macos or not wheels.macos:
+            return
+        if Version(m.macos) < Version(wheels.macos):
+            self._fail(
+                "macos.too-old",
+                f"torch {r.text}'s {m.platform} wheels are tagged for macOS >= {wheels.macos}; "
+                f"this Mac runs macOS {m.macos}, where pip skips them",
+                f"upgrade macOS to {wheels.macos} or newer",
+            )
 
     def _glibc_ok(self, build: Build) -> bool:
         m = self.machine
@@ -219,7 +269,12 @@ class _Evaluation:
         if all_builds and not builds:
             self._glibc_fail(all_builds)
             return
-        nvidia, amd = m.nvidia_gpus, m.amd_gpus
+        nvidia, amd, intel = m.nvidia_gpus, m.amd_gpus, m.intel_gpus
+        if intel and not nvidia and not amd:
+            xpu = [b for b in builds if b.kind == "xpu"]
+            if xpu:
+                self.build = xpu[0]
+                return
         if nvidia:
             known = [g for g in nvidia if g.cc is not None]
             fits = [b for b in all_builds if b.kind == "cuda" and b.arch is not None
@@ -261,11 +316,15 @@ class _Evaluation:
             variants = ", ".join(b.variant for b in cuda) or "none"
             last = _last_release_covering(known, m) or _last_release_covering(missing, m)
             ptx = sorted({b.variant for b in cuda for g in missing if _ptx_only(b, g)})
+            no_cudnn = sorted({f"cuDNN {b.cudnn}" for b in cuda for g in missing
+                               if _has_cubin(b, g) and not _cudnn_ok(b, g)})
             self._fail(
                 "gpu.unsupported",
                 f"no torch {r.text} {m.platform} build ({variants}) has kernels for "
                 + ", ".join(g.label for g in missing)
-                + (f" (only PTX in {', '.join(ptx)}, which torch does not count as support)" if ptx else ""),
+                + (f" (only PTX in {', '.join(ptx)}, which torch does not count as support)" if ptx else "")
+                + (f" (it has cubins, but the bundled {', '.join(no_cudnn)} supports compute "
+                   "capability 5.0 and newer only)" if no_cudnn else ""),
                 (f"the last release that has them is torch {last[0]} ({last[1]}): use --torch '=={last[0]}'"
                  if last else "no PyTorch 2.x wheel supports this GPU; use a newer GPU or build torch "
                  "from source with TORCH_CUDA_ARCH_LIST set for it"),
@@ -399,6 +458,20 @@ def _machine_blockers(plan: Plan) -> bool:
             "python.unknown", "the Python version is unknown (the python probe failed)",
             "pass --python X.Y, or --python PATH of a working interpreter",
         ))
+    if m.driver:
+        for g in m.nvidia_gpus:
+            need = data.gpu_driver_minimum(g.name, g.cc, m.driver_os)
+            if need and not data.driver_at_least(m.driver, need["driver"]):
+                plan.blockers.append(Blocker(
+                    "driver.too-old-for-gpu",
+                    f"{g.label} needs NVIDIA driver >= {need['driver']} ({need['architecture']}"
+                    + (f": the driver of CUDA {need['first_cuda']}, the first toolkit that supports it"
+                       if need.get("first_cuda") else "")
+                    + f"); this machine has {m.driver}, which cannot run this GPU with any torch",
+                    f"install an NVIDIA driver >= {need['driver']} (R{need['branch']} branch or newer, "
+                    "e.g. the R580 long-term-support branch), reboot, and re-run `envcheck install`",
+                ))
+                break
     if m.gpu_without_driver and not m.no_gpu:
         plan.blockers.append(Blocker(
             "driver.missing",
@@ -414,7 +487,8 @@ def _fill_plan(plan: Plan, ev: _Evaluation, newer: list[_Evaluation], spec) -> N
     m, r, b = plan.machine, ev.release, ev.build
     plan.torch, plan.variant, plan.cuda = r.text, b.variant, b.cuda
     plan.index_url = b.index_url
-    plan.companions = {e: r.companions[e] for e in plan.extras}
+    own = b.companions or {}
+    plan.companions = {e: own.get(e, r.companions[e]) for e in plan.extras}
     plan.pip_args = commands.pip_args(r.text, plan.companions, b.index_url)
     plan.commands = commands.all_commands(plan, b)
     wheels = r.platforms[m.platform]
@@ -481,10 +555,17 @@ def _gpu_reasons(plan: Plan, ev: _Evaluation) -> None:
         )
         plan.notes.append("ROCm: the host's amdgpu kernel driver must suit ROCm "
                           f"{b.rocm}; envcheck does not check it")
+    elif b.kind == "xpu":
+        plan.reasons.append(f"{', '.join(g.label for g in m.intel_gpus)}: Intel GPUs run torch's xpu "
+                            "build (PyTorch 'Getting Started on Intel GPU')")
+        plan.notes.append("xpu: install Intel's GPU driver first (see PyTorch's 'Getting Started on Intel "
+                          "GPU'); envcheck does not check the Intel driver or which Intel GPUs this build targets")
     elif ev.cpu_fallback:
         plan.reasons.append(f"no GPU: PyPI's {b.variant} build, used on the CPU (see notes)")
     else:
-        if m.no_gpu:
+        if m.intel_gpus and not m.nvidia_gpus and not m.amd_gpus:
+            plan.reasons.append(f"no xpu build of torch {b.release} for {m.platform} is known: the CPU build")
+        elif m.no_gpu:
             plan.reasons.append("no GPU (--no-gpu): the CPU build")
         elif m.platform.startswith("macos"):
             plan.reasons.append("macOS wheels are CPU builds with Apple-GPU (MPS) support")
@@ -515,6 +596,14 @@ def _index_reasons(plan: Plan, r: Release, b: Build) -> None:
 
 def _notes(plan: Plan, ev: _Evaluation, newer: list[_Evaluation]) -> None:
     m, r, b = plan.machine, ev.release, ev.build
+    for text in m.assumed:
+        plan.notes.append(f"what-if: {text}")
+    unused = [g for g in m.gpus if not m.no_gpu and g.vendor != {"cuda": "nvidia", "rocm": "amd",
+                                                                  "xpu": "intel"}.get(b.kind, "")]
+    if unused and b.kind in ("cuda", "rocm", "xpu"):
+        plan.notes.append(
+            f"{', '.join(g.label for g in unused)}: not used by this {b.variant} build (a torch build "
+            "serves one GPU vendor); plan for it on its own with --gpu, in a separate environment")
     if newer:
         top = newer[0]
         what = "; ".join(f.message for f in top.failures)
@@ -534,6 +623,13 @@ def _notes(plan: Plan, ev: _Evaluation, newer: list[_Evaluation]) -> None:
         how = r.companions_how.get(extra, "")
         if "no release pins" in how:
             plan.notes.append(f"{extra} {r.companions[extra]} for torch {r.text}: {how}")
+    if plan.extras and b.index_url:
+        own = ", ".join(f"{k} {v}" for k, v in (b.companions or {}).items() if k in plan.extras)
+        plan.notes.append(
+            (f"{own}: this index's own pin (PyPI's newer companion is a build for another CUDA major). "
+             if own else "")
+            + f"the companion versions come from PyPI's METADATA; whether {b.index_url} carries them "
+            "was not checked (`envcheck install --online` checks it)")
     if ev.cpu_fallback:
         plan.notes.append(f"no CPU-only build of torch {r.text} fits this glibc; PyPI's {b.variant} build "
                           "runs on CPUs too (it downloads CUDA libraries you will not use)")
@@ -543,7 +639,9 @@ def _notes(plan: Plan, ev: _Evaluation, newer: list[_Evaluation]) -> None:
         local = m.installed_torch.partition("+")[2]
         same_build = local == b.variant or (not local and b.index_url is None)
         if m.installed_torch.split("+")[0] == r.text and same_build:
-            plan.notes.append(f"torch {m.installed_torch} is already installed: nothing to do")
+            plan.already_installed = True
+            plan.notes.append(f"torch {m.installed_torch} is already installed: it is already right, "
+                              "nothing to do")
         else:
             plan.notes.append(f"torch {m.installed_torch} is installed; the command replaces it with "
                               f"{r.text} ({b.variant})")
@@ -554,8 +652,8 @@ def _notes(plan: Plan, ev: _Evaluation, newer: list[_Evaluation]) -> None:
 # How hard each kind of change is for the user, to find the smallest fix: dropping a companion
 # is a flag; another Python or a driver upgrade is routine; a newer OS is a migration; another
 # GPU or platform is new hardware.
-_COST = {"companion.unavailable": 1, "python.unsupported": 2, "driver.too-old": 2,
-         "glibc.too-old": 4, "gpu.mixed": 8, "gpu.unsupported": 10, "platform.unsupported": 10}
+_COST = {"companion.unavailable": 1, "companion.python": 1, "python.unsupported": 2,
+         "driver.too-old": 2, "glibc.too-old": 4, "macos.too-old": 4, "gpu.mixed": 8, "gpu.unsupported": 10, "platform.unsupported": 10}
 
 
 def _cost(ev: _Evaluation) -> int:

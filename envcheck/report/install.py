@@ -7,18 +7,23 @@ Text layout::
     Machine   (each fact, and where it came from: probed / flag / snapshot)
     Plan      torch 2.11.0 (cu128) and its pip / uv / conda commands      -- or --
     Blocked   each blocker: id, why, fix
+    Online check  (--online) verified on <index> at <time>, or the exact mismatch
     Why       the reasons behind the pick
     Notes     what a newer torch would need, caveats
-    Verdict: INSTALLABLE (exit 0) | BLOCKED - N blockers (exit 1)
+    Verdict: INSTALLABLE (exit 0) | BLOCKED - N blockers (exit 1) | NOT VERIFIED (exit 1)
 
 JSON (``envcheck install --format json``): one object with ``torch`` (string or null),
 ``variant`` ("cpu", "cu128", "rocm6.4"...; null when blocked), ``cuda``, ``index_url`` (null when
 plain PyPI is right), ``companions`` ({"torchvision": "0.26.0"} for --with), ``commands``
 ({pip, uv, conda}; each a string or null), ``blockers`` ([{id, message, fix}], empty when an
 install is possible), ``notes`` ([str]), ``reasons`` ([str]), ``constraint`` (the --torch
-specifier or null), ``with`` ([str]), ``machine`` (the facts used: platform, python, glibc,
-driver, gpus [{name, vendor, compute_capability, gfx}], no_gpu, gpu_without_driver, wsl,
-executable, installed_torch, sources {fact: probed|flag|snapshot}), ``newest_known_release``,
+specifier or null), ``with`` ([str]), ``already_installed`` (true when the installed torch is
+exactly the plan), ``online`` (null unless --online: {status verified|mismatch|unreachable,
+indexes, checked_at, packages [{name, version, status, index, wheel, metadata, detail}], newer,
+lines}), ``machine`` (the facts used: platform, python, python_full ("3.14.1" or null),
+macos, glibc, driver, gpus [{name, vendor (nvidia/amd/intel), compute_capability, gfx}], no_gpu,
+gpu_without_driver, wsl, executable, installed_torch, sources {fact: probed|flag|snapshot|assumed},
+assumed [what a what-if plan took from this machine or left out]), ``newest_known_release``,
 ``schema`` ("envcheck.install"), ``schema_version`` (1) and ``exit_code`` (0 plan, 1 blocked).
 """
 
@@ -41,7 +46,9 @@ _INDENT = "  "
 
 
 def exit_code(plan) -> int:
-    return 0 if plan.ok else 1
+    """1 when blocked, or when --online found that the index disagrees with the plan."""
+    online_failed = bool(plan.online) and plan.online.get("status") == "mismatch"
+    return 0 if plan.ok and not online_failed else 1
 
 
 def to_dict(plan) -> dict:
@@ -65,6 +72,10 @@ def _ascii(text: str) -> str:
 
 def _source(machine, fact: str) -> str:
     src = machine.sources.get(fact)
+    if src == "assumed":
+        return " (assumed: this machine's)"
+    if src == "left out":
+        return " (this machine's left out: another platform)"
     return f" ({src})" if src in ("flag", "snapshot") else ""
 
 
@@ -72,8 +83,11 @@ def _machine_lines(m) -> list[str]:
     py = (m.python + ("t" if m.free_threaded else "")) if m.python else "unknown"
     rows = [
         ("platform", (m.platform or "unknown") + _source(m, "platform")),
-        ("python", py + (f"  {m.executable}" if m.executable else "") + _source(m, "python")),
+        ("python", py + (f" ({m.python_full})" if m.python_full else "")
+         + (f"  {m.executable}" if m.executable else "") + _source(m, "python")),
     ]
+    if m.macos:
+        rows.append(("macos", m.macos))
     if (m.platform or "").startswith("linux") or m.glibc:
         rows.append(("glibc", (m.glibc or "unknown") + _source(m, "glibc")))
     rows.append(("driver", (m.driver or ("none loaded" if m.gpu_without_driver else "unknown"))
@@ -112,7 +126,8 @@ def to_text(plan, color: bool = False) -> str:
     lines.append("")
     if plan.ok:
         extra = ", ".join(f"{k} {v}" for k, v in plan.companions.items())
-        title = f"Plan: torch {plan.torch} ({plan.variant})" + (f" with {extra}" if extra else "")
+        title = (f"Plan: torch {plan.torch} ({plan.variant})" + (f" with {extra}" if extra else "")
+                 + (" - already installed, nothing to do" if plan.already_installed else ""))
         lines.append(paint(title, color, fg="green", bold=True))
         for key in ("pip", "uv", "conda"):
             cmd = plan.commands.get(key)
@@ -123,12 +138,17 @@ def to_text(plan, color: bool = False) -> str:
             lines.append(f"{_INDENT}{severity('BLOCKER', 'error', color)} {paint(b.id, color, bold=True)}")
             lines.append(f"{_INDENT}        {b.message}")
             lines.append(f"{_INDENT}        {paint('fix', color, fg='green', bold=True)}  {b.fix}")
+    if plan.online:
+        lines += ["", paint("Online check", color, bold=True)] + _bullets(plan.online.get("lines", []))
     if plan.reasons:
         lines += ["", paint("Why", color, bold=True)] + _bullets(plan.reasons)
     if plan.notes:
         lines += ["", paint("Notes", color, bold=True)] + _bullets(plan.notes)
     lines.append("")
-    if plan.ok:
+    if plan.ok and exit_code(plan):
+        verdict = (paint("Verdict: NOT VERIFIED", color, fg="red", bold=True)
+                   + " - the index disagrees with the plan (exit 1)")
+    elif plan.ok:
         verdict = paint("Verdict: INSTALLABLE", color, fg="green", bold=True) + " (exit 0)"
     else:
         n = len(plan.blockers)

@@ -4,6 +4,7 @@ with a fake pip runner (nothing is ever installed)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots" / "exam
 WHAT_IF = ["--platform", "linux-x86_64", "--python", "3.12"]
 JSON_KEYS = {"schema", "schema_version", "torch", "variant", "cuda", "index_url", "companions",
              "commands", "blockers", "notes", "reasons", "constraint", "with", "machine",
-             "newest_known_release", "exit_code"}
+             "newest_known_release", "exit_code", "already_installed", "online"}
 
 
 @pytest.fixture
@@ -175,10 +176,10 @@ def test_with_companions(runner, no_probe):
               "--with", "torchvision,torchaudio", "--format", "json")
     doc = json.loads(res.output)
     assert doc["with"] == ["torchvision", "torchaudio"]
-    assert doc["torch"] == "2.12.1"
-    assert doc["companions"] == {"torchvision": "0.27.1", "torchaudio": "2.11.0"}
-    assert "torch==2.12.1 torchvision==0.27.1 torchaudio==2.11.0" in doc["commands"]["pip"]
-    assert any("torchaudio has no release for torch 2.15.0" in n for n in doc["notes"])
+    # torchaudio 2.11.1 (PyPI, 2026-10-28) requires torch>=2.11: no longer a cap at 2.12.1
+    assert doc["torch"] == "2.15.0"
+    assert doc["companions"] == {"torchvision": "0.29.2", "torchaudio": "2.11.1"}
+    assert "torch==2.15.0 torchvision==0.29.2 torchaudio==2.11.1" in doc["commands"]["pip"]
 
 
 def test_no_gpu_and_platforms(runner, no_probe):
@@ -282,3 +283,82 @@ def test_run_json_is_one_document(runner, probed, fake_pip):
     assert set(doc) == {"install", "run", "doctor"}
     assert doc["run"]["argv"][:4] == ["/home/alice/.venv/bin/python", "-m", "pip", "install"]
     assert doc["run"]["returncode"] == 0 and "findings" in doc["doctor"]
+
+
+# ------------------------------------------------------------------ issue 12: install polish
+
+
+def test_list_gpus_shows_capability_and_accepted_forms(runner, no_probe):
+    out = run(runner, "--list-gpus").output
+    assert re.search(r"Tesla K80\s+sm_37 \(3\.7\)\s+Kepler", out)
+    assert re.search(r"Instinct MI300X\s+gfx942", out)
+    assert "sm_XY or X.Y" in out and "gfxNNNN" in out and "--platform macos-arm64" in out
+
+
+@pytest.mark.parametrize("name", ["Apple M2", "M3 Max", "apple m1 pro"])
+def test_apple_silicon_points_at_the_macos_platform(runner, no_probe, name):
+    res = run(runner, *WHAT_IF, "--gpu", name)
+    assert res.exit_code == 2
+    assert "--platform macos-arm64" in res.output and "gpus.json" not in res.output
+
+
+def test_unknown_gpu_error_names_no_internal_file(runner, no_probe):
+    res = run(runner, *WHAT_IF, "--gpu", "Voodoo 5")
+    assert res.exit_code == 2 and "recipes/" not in res.output and "--list-gpus" in res.output
+
+
+def test_what_if_platform_drops_this_machines_facts(runner, probed):
+    res = run(runner, "--platform", "macos-arm64", "--format", "json")
+    doc = json.loads(res.output)
+    m = doc["machine"]
+    assert m["gpus"] == [] and m["driver"] is None and m["glibc"] is None
+    assert m["installed_torch"] is None and m["sources"]["python"] == "assumed"
+    assert any("Python 3.11 is this machine's" in a for a in m["assumed"])
+    assert any(n.startswith("what-if: this machine's glibc, GPUs, driver do not apply") for n in doc["notes"])
+    text = run(runner, "--platform", "windows-x86_64").output
+    assert "(assumed: this machine's)" in text and "what-if:" in text
+
+
+def test_other_python_does_not_replace_the_venvs_torch(runner, probed):
+    doc = json.loads(run(runner, "--python", "3.12", "--format", "json").output)
+    assert doc["machine"]["installed_torch"] is None
+    assert not any("replaces" in n for n in doc["notes"])
+    doc = json.loads(run(runner, "--format", "json").output)  # the probed 3.11 venv itself
+    assert any("2.7.1+cu126 is installed; the command replaces it" in n for n in doc["notes"])
+
+
+def test_already_right_is_said(runner, no_probe, tmp_path):
+    snap = json.loads(EXAMPLE.read_text())
+    assert snap["torch"]["status"] == "ok"
+    snap["torch"]["version"] = "2.14.1+cu126"  # what the plan for 8x H100 on driver 550 is
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps(snap))
+    doc = json.loads(run(runner, "--snapshot", str(path), "--format", "json").output)
+    assert (doc["torch"], doc["variant"]) == ("2.14.1", "cu126") and doc["already_installed"] is True
+    assert any("already right" in n for n in doc["notes"])
+    assert "already installed, nothing to do" in run(runner, "--snapshot", str(path)).output
+
+
+def test_mixed_vendor_gpus_get_a_note(runner, no_probe):
+    res = run(runner, *WHAT_IF, "--gpu", "RTX 4090", "--gpu", "MI300X", "--driver", "580.95.05",
+              "--format", "json")
+    doc = json.loads(res.output)
+    assert doc["variant"].startswith("cu")
+    assert any("Instinct MI300X (gfx942): not used by this" in n for n in doc["notes"])
+
+
+@pytest.mark.parametrize("gpu,driver,need", [
+    ("H100", "470.256.02", "520.61.05"), ("RTX 4090", "470.256.02", "520.61.05"),
+    ("RTX 5090", "550.90.07", "570.26"), ("B200", "535.183.01", "570.133.20"),
+])
+def test_driver_too_old_for_the_gpu_names_the_driver(runner, no_probe, gpu, driver, need):
+    res = run(runner, *WHAT_IF, "--gpu", gpu, "--driver", driver, "--format", "json")
+    assert res.exit_code == 1
+    (b,) = json.loads(res.output)["blockers"]
+    assert b["id"] == "driver.too-old-for-gpu" and f">= {need}" in b["fix"]
+
+
+def test_python_patch_version_is_accepted(runner, no_probe):
+    doc = json.loads(run(runner, *WHAT_IF[:2], "--python", "3.14.1", "--no-gpu", "--format",
+                         "json").output)
+    assert doc["machine"]["python"] == "3.14" and doc["machine"]["python_full"] == "3.14.1"

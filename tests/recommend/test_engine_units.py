@@ -82,12 +82,6 @@ def test_driver_minimum_api():
     assert recommend.driver_minimum(None) is None
 
 
-def test_driver_max_cuda():
-    assert data.driver_max_cuda("575.57.08") == "12.9"
-    assert data.driver_max_cuda("580.95.05") == "13.0"
-    assert data.driver_max_cuda("nonsense") is None
-
-
 def test_last_driver_branch():
     assert data.last_driver_branch((6, 1))["last_branch"] == "580"
     assert data.last_driver_branch((3, 7))["last_branch"] == "470"
@@ -289,12 +283,12 @@ def test_commands_pin_companions_and_use_the_index():
                                                gpus=["RTX 5090"], driver="575.57.08"),
                                None, ("torchvision", "torchaudio"))
     assert plan.commands["pip"] == (
-        "python3.12 -m pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0 "
+        "python3.12 -m pip install torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.1 "
         "--index-url https://download.pytorch.org/whl/cu128")
     assert plan.commands["uv"] == (
-        "uv pip install --python 3.12 torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0 "
+        "uv pip install --python 3.12 torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.1 "
         "--index-url https://download.pytorch.org/whl/cu128")
-    assert plan.pip_args == ["torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.0",
+    assert plan.pip_args == ["torch==2.11.0", "torchvision==0.26.0", "torchaudio==2.11.1",
                              "--index-url", "https://download.pytorch.org/whl/cu128"]
 
 
@@ -320,7 +314,7 @@ def test_plan_to_dict_keys():
     plan = recommend.recommend(what_if_machine(platform="macos-arm64", python="3.12"))
     assert set(plan.to_dict()) == {"torch", "variant", "cuda", "index_url", "companions", "commands",
                                    "blockers", "notes", "reasons", "constraint", "with", "machine",
-                                   "newest_known_release"}
+                                   "newest_known_release", "already_installed", "online"}
 
 
 def test_doctor_warns_when_installed_torch_is_newer_than_recipes():
@@ -342,3 +336,63 @@ def test_installed_torch_note():
     assert any("replaces it with 2.15.0" in n for n in recommend.recommend(m).notes)
     m = replace(m, installed_torch="2.15.0")
     assert any("already installed" in n for n in recommend.recommend(m).notes)
+
+
+# ------------------------------------------------- install-audit.md items without a behaviour
+
+
+def test_audit_5_the_2_4_cu124_linux_build_has_no_ptx():
+    # pytorch/builder release/2.4 build_cuda.sh: '12.4) ${base};9.0' (no +PTX)
+    (b,) = [x for x in data.release("2.4.1").builds["linux-x86_64"] if x.variant == "cu124"]
+    assert [str(a) for a in b.arch] == ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
+
+
+def test_audit_s5_cu134_of_2_14_is_recorded_but_never_picked():
+    (b,) = [x for x in data.release("2.14.1").builds["linux-x86_64"] if x.variant == "cu134"]
+    assert b.arch is None and not b.verified
+    plan = recommend.recommend(what_if_machine(platform="linux-x86_64", python="3.12", gpus=["H100"],
+                                               driver="580.95.05", glibc="2.35"), "<2.15")
+    assert plan.variant == "cu132"
+
+
+def test_audit_6_windows_cu118_lists_carry_kepler_and_sm61():
+    for ver in ("2.0.0", "2.3.1", "2.5.1", "2.7.1"):
+        (b,) = [x for x in data.release(ver).builds["windows-x86_64"] if x.variant == "cu118"]
+        names = [str(a) for a in b.arch]
+        assert "sm_37" in names and "sm_61" in names and "compute_37" in names, ver
+
+
+def test_audit_52_last_driver_branches_are_verified_from_nvidias_matrix():
+    for row in data.cuda_recipe()["driver_branches"]:
+        assert row["verified"].startswith("2026-11-28") and "Architecture Matrix" in row["source"]
+
+
+def test_cudnn_of_builds():
+    pypi = data.release("2.7.1").builds["linux-x86_64"][0]
+    assert pypi.index_url is None and pypi.cudnn == "9"  # from its nvidia-cudnn-cu12 pin
+    old = [x for x in data.release("2.3.1").builds["linux-x86_64"] if x.variant == "cu118"][0]
+    assert old.cudnn == "8" and data.cudnn_floor("9") == (5, 0) and data.cudnn_floor("8") == (3, 5)
+
+
+def test_gpu_driver_minimum_prefers_the_product_row():
+    assert data.gpu_driver_minimum("NVIDIA B200", (10, 0))["driver"] == "570.133.20"
+    assert data.gpu_driver_minimum("NVIDIA GB200", (10, 0))["driver"] == "570.26"
+    assert data.gpu_driver_minimum("RTX 5090", (12, 0), "windows")["driver"] == "570.65"
+    assert data.gpu_driver_minimum("Jetson AGX Thor", (11, 0)) is None  # not in NVIDIA's matrix
+    assert data.gpu_driver_minimum("V100", (7, 0)) is None  # any CUDA-11 driver runs Volta
+
+
+def test_macos_floor_from_wheel_tags():
+    assert data.macos_floor(["macosx_11_0_arm64", "macosx_14_0_arm64"]) == "11.0"
+    assert data.macos_floor(["win_amd64"]) is None
+    assert data.release("2.12.0").platforms["macos-arm64"].macos == "14.0"
+
+
+def test_snapshot_gives_patch_python_and_macos_version():
+    from envcheck.recommend.machine import machine_from_snapshot
+
+    snap = {"python": {"version": "3.14.1", "platform_tag": "macos-arm64"},
+            "host": {"platform": "macos-arm64", "distro_id": "macos", "distro_version": "13.6.1"}}
+    m = machine_from_snapshot(snap)
+    assert (m.python, m.python_full, m.macos) == ("3.14", "3.14.1", "13.6")
+    assert recommend.recommend(m).torch == "2.11.0"  # 2.12+ arm64 wheels need macOS 14

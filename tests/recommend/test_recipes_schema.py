@@ -46,6 +46,8 @@ def sourced_entries() -> list[tuple[str, dict]]:
         out.append((f"torch_releases.{ver}.companions", rel["companions"]))
         for var, v in rel["variants"].items():
             out.append((f"torch_releases.{ver}.variants.{var}", v))
+            if isinstance(v.get("companions"), dict):
+                out.append((f"torch_releases.{ver}.variants.{var}.companions", v["companions"]))
     cuda = recipes.load("cuda")
     out.append(("cuda.minor_version_compatibility", cuda["minor_version_compatibility"]))
     for major, entry in cuda["minor_version_compatibility"]["majors"].items():
@@ -58,6 +60,15 @@ def sourced_entries() -> list[tuple[str, dict]]:
         if major != "about":
             out.append((f"cuda.toolkit_arch_floor.{major}", entry))
     out.append(("cuda.cubin_compatibility", cuda["cubin_compatibility"]))
+    for row in cuda["cudnn"]["bundled_by_torch"]:
+        out.append((f"cuda.cudnn.bundled_by_torch.{row.get('torch')}", row))
+    for major, row in cuda["cudnn"]["cc_floor"].items():
+        out.append((f"cuda.cudnn.cc_floor.{major}", row))
+    branches = recipes.load("driver_branches")
+    for row in branches["generations"]:
+        out.append((f"driver_branches.generations.{row.get('architecture')}", row))
+    for row in branches["products"]:
+        out.append((f"driver_branches.products.{row.get('gpu')}", row))
     for g in recipes.load("gpus")["gpus"]:
         out.append((f"gpus.{g.get('name')}", g))
     return out
@@ -81,7 +92,7 @@ def test_the_check_catches_a_missing_source():
 def test_enough_entries_are_checked():
     # Guard against the walker silently skipping everything.
     kinds = {w.split(".")[0] for w, _ in sourced_entries()}
-    assert kinds == {"torch_releases", "cuda", "gpus"}
+    assert kinds == {"torch_releases", "cuda", "gpus", "driver_branches"}
     assert len(sourced_entries()) > 200
 
 
@@ -165,9 +176,11 @@ def test_gpu_table_is_well_formed_and_unambiguous():
 
     seen: dict[str, str] = {}
     for g in recipes.load("gpus")["gpus"]:
-        assert g["vendor"] in ("nvidia", "amd")
+        assert g["vendor"] in ("nvidia", "amd", "intel")
         if g["vendor"] == "nvidia":
             assert re.fullmatch(r"\d+\.\d", g["cc"]), g["name"]
+        elif g["vendor"] == "intel":
+            assert g["xpu"] is True and set(g["os"]) <= {"linux", "windows"}, g["name"]
         else:
             assert GFX.fullmatch(g["gfx"]), g["name"]
         for alias in [g["name"], *g.get("aliases", [])]:
@@ -175,3 +188,15 @@ def test_gpu_table_is_well_formed_and_unambiguous():
             assert key, alias
             assert seen.get(key, g["name"]) == g["name"], f"{alias!r} names two GPUs"
             seen[key] = g["name"]
+
+
+def test_driver_branches_are_well_formed_and_match_the_toolkit_table():
+    """Each generation's minimum is the GA driver of its first CUDA toolkit (cuda.json Table 3)."""
+    ga = {row["cuda"]: row for row in recipes.load("cuda")["toolkit_drivers"]}
+    for row in recipes.load("driver_branches")["generations"]:
+        assert all(re.fullmatch(r"\d+\.\d", cc) for cc in row["cc"])
+        first = ga[row["first_cuda"]]
+        assert (row["linux"], row["windows"]) == (first["linux_ga"], first["windows_ga"]), row["architecture"]
+        assert row["linux"].split(".")[0] == row["branch"]
+    for row in recipes.load("driver_branches")["products"]:
+        assert DRIVER.fullmatch(row["linux"]) and row["linux"].split(".")[0] == row["branch"]
