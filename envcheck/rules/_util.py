@@ -156,6 +156,17 @@ def nvidia_gpu_count(snapshot: dict) -> int | None:
     return None
 
 
+def allocated_gpu_count(snapshot: dict) -> int | None:
+    """GPUs this process may use: the NVML count less those refused as not allocated to this
+    job (Slurm/cgroup device constraint: NO_PERMISSION on the handle)."""
+    count = nvidia_gpu_count(snapshot)
+    if count is None:
+        return None
+    refused = sum(1 for g in gpus(snapshot)
+                  if as_dict(g.get("error")).get("class") == "not_allocated")
+    return count - refused
+
+
 def gpu_present(snapshot: dict) -> bool | None:
     """Is there an NVIDIA GPU in this machine? True / False / None (cannot tell)."""
     count = nvidia_gpu_count(snapshot)

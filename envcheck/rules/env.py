@@ -7,6 +7,7 @@ from typing import Any
 from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
+    allocated_gpu_count,
     cuda_lib_dirs,
     emits,
     gpu_present,
@@ -41,7 +42,7 @@ def cuda_visible_devices_hides_gpus(snapshot: dict):
     if parsed is None or gpu_present(snapshot) is not True:
         return
     value, p = parsed
-    count = nvidia_gpu_count(snapshot)
+    count = allocated_gpu_count(snapshot)  # GPUs outside the job's cgroup are not CVD's doing
     visible = p["visible"]
     ev: dict[str, Any] = {"CUDA_VISIBLE_DEVICES": value, "gpu_count": count, "visible": visible}
     if not visible:

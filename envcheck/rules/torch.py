@@ -16,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
+    allocated_gpu_count,
     arch_support,
     as_dict,
     as_list,
@@ -546,7 +547,7 @@ def torch_sees_fewer_gpus(snapshot: dict):
     if torch_build(snapshot) != "cuda" or get(snapshot, "torch.cuda_available") is not True:
         return
     torch_count = get(snapshot, "torch.device_count")
-    nvml_count = nvidia_gpu_count(snapshot)
+    nvml_count = allocated_gpu_count(snapshot)  # GPUs outside this job's allocation do not count
     env_vars = get(snapshot, "env.vars")
     if not isinstance(torch_count, int) or not nvml_count or not isinstance(env_vars, dict):
         return

@@ -69,6 +69,14 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "v100_cu13_wheel": {("torch.arch-unsupported", "error")},
     "windows_cpu_wheel": {("torch.cpu-build-on-gpu-host", "error")},
     "wsl_rtx4090": {("host.wsl", "info")},
+    # issue 13 (5) / issue 10 class 7: NVML on real hardware
+    "nvml_count_failed": {("nvidia.nvml-error", "error")},
+    "nvml_count_no_permission": {("nvidia.nvml-error", "warn")},
+    "slurm_one_of_eight": {("nvidia.gpus-not-allocated", "info")},
+    "gpu_fatal": {("nvidia.gpu-fatal-error", "error")},
+    "gpu_hung": {("nvidia.gpu-unresponsive", "error")},
+    "gpu_slow": {("nvidia.gpu-unresponsive", "warn")},
+    "driver_535_process_list": {("nvidia.process-list-unreliable", "warn")},
 }
 
 
