@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
+from envcheck.probes import kernel_log
 from envcheck.snapshot import na
 
 NVIDIA_PCI_VENDOR = "0x10de"
@@ -438,4 +439,8 @@ def probe(root: str | os.PathLike = "/", environ: Mapping[str, str] | None = Non
         "kernel_modules": _field(lambda: kernel_modules(root)) if linux else not_linux,
         "dev_nodes": _field(lambda: dev_nodes(root)) if linux else not_linux,
         "pci_nvidia_devices": _field(lambda: pci_nvidia_devices(root)) if linux else not_linux,
+        # NVIDIA XID/SXid errors of this boot (probes/kernel_log.py); journalctl and dmesg are
+        # only asked about the real machine, never for a fixture root.
+        "kernel_log": _field(lambda: kernel_log.probe(root, commands=str(root) == "/"))
+        if linux else not_linux,
     }

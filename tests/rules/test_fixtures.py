@@ -77,6 +77,16 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "gpu_hung": {("nvidia.gpu-unresponsive", "error")},
     "gpu_slow": {("nvidia.gpu-unresponsive", "warn")},
     "driver_535_process_list": {("nvidia.process-list-unreliable", "warn")},
+    # issue 13 (1): XIDs and SXids in the kernel log, triaged
+    "xid_triage": {("xid.gpu-error", "error"), ("xid.gpu-error", "warn"), ("xid.application", "info"),
+                   ("xid.nvswitch-error", "error"), ("xid.nvswitch-error", "warn")},
+    "xid_earlier_in_boot": {("xid.earlier-in-boot", "info")},
+    "kernel_log_unreadable": {("xid.log-unreadable", "info")},
+}
+
+# doctor options a fixture is evaluated with (rules.option); the rest use none
+OPTIONS: dict[str, dict] = {
+    "xid_earlier_in_boot": {"xid_window_s": 300.0},
 }
 
 
@@ -86,7 +96,7 @@ def _full_snapshot_files() -> list[str]:
 
 
 def _findings(name: str):
-    return rules.evaluate(snap.load(SNAPSHOTS / f"{name}.json"))
+    return rules.evaluate(snap.load(SNAPSHOTS / f"{name}.json"), OPTIONS.get(name))
 
 
 def test_every_fixture_has_an_expectation():
