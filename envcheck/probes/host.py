@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from envcheck.probes import kernel_log
+from envcheck.probes import fabric, kernel_log
 from envcheck.snapshot import na
 
 NVIDIA_PCI_VENDOR = "0x10de"
@@ -443,4 +443,6 @@ def probe(root: str | os.PathLike = "/", environ: Mapping[str, str] | None = Non
         # only asked about the real machine, never for a fixture root.
         "kernel_log": _field(lambda: kernel_log.probe(root, commands=str(root) == "/"))
         if linux else not_linux,
+        # NVSwitch functions and nvidia-fabricmanager (probes/fabric.py)
+        "fabric": _field(lambda: fabric.probe(root)) if linux else not_linux,
     }

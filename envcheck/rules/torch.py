@@ -492,13 +492,15 @@ def _cvd_hides_all(snapshot: dict) -> bool:
 def _cause_found_elsewhere(snapshot: dict) -> bool:
     """Another rule names the root cause (one cause, one finding): no driver or a broken one
     (nvidia.*), a container without GPU access, a too-old driver, CUDA_VISIBLE_DEVICES hiding
-    every GPU, or nvidia_uvm missing."""
+    every GPU, nvidia_uvm missing, or the NVSwitch fabric (fabric.*, CUDA error 802)."""
+    from envcheck.rules.fabric import explains_cuda_unavailable
     from envcheck.rules.host import nvidia_uvm_missing
 
     status = nvml_status(snapshot)
     if status is not None and status != "ok":
         return True
     return (container_hides_gpu(snapshot) or _cvd_hides_all(snapshot)
+            or explains_cuda_unavailable(snapshot)  # NVSwitch fabric / CUDA error 802
             or any(True for _ in torch_driver_too_old(snapshot))
             or any(True for _ in nvidia_uvm_missing(snapshot)))
 

@@ -82,6 +82,12 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
                    ("xid.nvswitch-error", "error"), ("xid.nvswitch-error", "warn")},
     "xid_earlier_in_boot": {("xid.earlier-in-boot", "info")},
     "kernel_log_unreadable": {("xid.log-unreadable", "info")},
+    # issue 13 (2): NVSwitch fabric and CUDA error 802 (torch.cuda-unavailable stays quiet)
+    "fabric_manager_dead": {("fabric.manager-not-running", "error")},
+    "fabric_manager_missing": {("fabric.manager-missing", "error")},
+    "fabric_manager_version_mismatch": {("fabric.manager-version-mismatch", "error")},
+    "fabric_not_initialized": {("fabric.not-initialized", "error")},
+    "cuda_error_802_unexplained": {("fabric.cuda-error-802", "error")},
 }
 
 # doctor options a fixture is evaluated with (rules.option); the rest use none
