@@ -577,24 +577,44 @@ def persistence_mode_off(snapshot: dict):
 @rule
 @emits("nvidia.nvlink-down")
 def nvlink_down(snapshot: dict):
-    """Some NVLink links of a GPU are down while others are up: NCCL routes around them at lower
-    bandwidth. A GPU with every link down has no NVLink connected (e.g. PCIe cards without a
-    bridge) and is not flagged."""
-    hit = []
+    """NVLink links down. Some down while others are up: NCCL routes around them at lower
+    bandwidth (warning). *Every* link down on an NVLink (SXM) part is the worst case, not
+    "no NVLink": NVML answers SUCCESS with links inactive on SXM boards and NOT_SUPPORTED on
+    PCIe cards (NVIDIA/NVSentinel#1481; the B200 case GPUd fixed, leptonai/gpud#1085), so an
+    SXM GPU (recipes/gpu_specs.json nvlink.class NVLink*) with none up is an error. PCIe cards
+    with a partial or no bridge are not flagged. With a node profile, fewer links up than the
+    profile's count (18 on H100/H200 SXM, 12 on A100 SXM) is flagged too."""
+    from envcheck.rules.node import node_profile, spec_for
+
+    _, profile = node_profile(snapshot)
+    expected = num(profile.get("nvlink_links_per_gpu"))
+    dead, partial = [], []
     for g in gpus(snapshot):
+        if not _healthy(g):
+            continue
         nv = as_dict(g.get("nvlink"))
         up, down = num(nv.get("up")), num(nv.get("down"))
-        if up and down:
-            hit.append((g, int(up), int(down)))
-    if not hit:
-        return
-    yield Finding(
-        id="nvidia.nvlink-down", severity=Severity.WARN,
-        title=f"{', '.join(gpu_label(g) for g, *_ in hit)}: NVLink links down",
-        evidence={gpu_key(g): f"{d} down, {u} up" for g, u, d in hit},
-        fix="`nvidia-smi nvlink -s` and `nvidia-smi nvlink -e` show which links and their errors; "
-            "reset the GPUs or reboot; on NVSwitch systems check nvidia-fabricmanager",
-    )
+        if up is None or down is None:
+            continue
+        sxm = str(as_dict(spec_for(g.get("name")).get("nvlink")).get("class", "")).startswith("NVLink")
+        if up == 0 and down > 0 and sxm:
+            dead.append((g, int(up), int(down)))
+        elif up and (down or (expected is not None and up < expected)):
+            partial.append((g, int(up), int(down)))
+    for items, sev, what in ((dead, Severity.ERROR, "every NVLink link is down"),
+                             (partial, Severity.WARN, "NVLink links down")):
+        if not items:
+            continue
+        yield Finding(
+            id="nvidia.nvlink-down", severity=sev,
+            title=f"{', '.join(gpu_label(g) for g, *_ in items)}: {what}",
+            evidence={gpu_key(g): f"{d} down, {u} up" + (f" (profile: {int(expected)})" if expected else "")
+                      for g, u, d in items},
+            fix="`nvidia-smi nvlink -s` and `nvidia-smi nvlink -e` show which links and their errors; "
+                "on NVSwitch systems check nvidia-fabricmanager (`systemctl status "
+                "nvidia-fabricmanager`); reset the GPUs or reboot; a link that stays down needs the "
+                "GPU or baseboard reseated or replaced",
+        )
 
 
 @rule

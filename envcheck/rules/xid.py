@@ -50,6 +50,23 @@ _RANK = ["reboot", "contact_support", "workflow", "reset_gpu", "check_hardware",
          "restart_app", "unknown"]
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_window(text: str) -> float:
+    """'90', '90s', '30m', '2h', '1d' -> seconds (a finite number > 0), else ValueError."""
+    raw = str(text).strip().lower()
+    unit = _UNITS.get(raw[-1:]) if raw else None
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 30m, 2h, 1d)") from None
+    if not (value > 0 and value < float("inf")):
+        raise ValueError(f"{text!r} must be a finite duration above 0")
+    return value
+
+
 def _entry(code: int) -> dict:
     return as_dict(as_dict(_CATALOG.get("xids")).get(str(code)))
 

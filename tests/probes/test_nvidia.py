@@ -41,7 +41,7 @@ EXPECTED_SCENARIOS = {
     "retired_pages_pending", "pcie_degraded", "memory_used_by_others", "mig_enabled",
     "nvlink_down", "count_gpu_lost", "count_no_permission", "count_unknown",
     "driver_535_process_struct", "gpu_fatal", "gpu_hung", "gpu_slow", "name_call_failed",
-    "not_allocated_7_of_8",
+    "not_allocated_7_of_8", "nvlink_all_down", "nvlink_errors",
 }
 
 

@@ -44,7 +44,8 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "driver_too_old_cu130": {("torch.driver-too-old", "error")},
     "ecc_errors": {("nvidia.ecc-uncorrectable", "error"), ("nvidia.row-remap-failure", "error")},
     "gpu_unreadable": {("nvidia.gpu-unreadable", "warn"), ("torch.sees-fewer-gpus", "warn")},
-    "gpus_missing_from_driver": {("nvidia.gpus-missing-from-driver", "warn")},
+    "gpus_missing_from_driver": {("nvidia.gpus-missing-from-driver", "warn"),
+                                 ("nvidia.gpu-count-unexpected", "warn")},  # 7 on an 8-GPU board
     "gtx1080ti_function_not_supported": {("nvidia.persistence-mode-off", "info"), ("torch.driver-too-old", "error")},
     "memory_used_by_others": {("nvidia.memory-used-by-others", "warn")},
     "mig_enabled": {("nvidia.mig-enabled", "warn")},
@@ -88,11 +89,17 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "fabric_manager_version_mismatch": {("fabric.manager-version-mismatch", "error")},
     "fabric_not_initialized": {("fabric.not-initialized", "error")},
     "cuda_error_802_unexplained": {("fabric.cuda-error-802", "error")},
+    # issue 13 (3, 4): NVLink and the node profile
+    "nvlink_all_down": {("nvidia.nvlink-down", "error")},
+    "nvlink_errors": {("nvidia.nvlink-errors", "error"), ("nvidia.nvlink-errors", "warn")},
+    "pcie_below_profile": {("nvidia.pcie-below-profile", "warn")},
+    "six_of_eight_expected": {("nvidia.gpu-count-unexpected", "error")},
 }
 
 # doctor options a fixture is evaluated with (rules.option); the rest use none
 OPTIONS: dict[str, dict] = {
     "xid_earlier_in_boot": {"xid_window_s": 300.0},
+    "six_of_eight_expected": {"expect_gpus": 8},
 }
 
 
