@@ -16,6 +16,7 @@ from envcheck.rules._util import (
     nvidia_gpu_count,
     parse_visible_devices,
     torch_build,
+    torch_site_packages,
 )
 from envcheck.snapshot import get
 
@@ -103,7 +104,7 @@ def ld_library_path_shadows_cuda(snapshot: dict):
     local = version.split("+", 1)[1] if isinstance(version, str) and "+" in version else ""
     if local and not local.startswith("cu"):
         return  # a source/vendor build (e.g. NGC "+nv24.10") links the system CUDA on purpose
-    hits, fix = cuda_lib_dirs(value)
+    hits, fix = cuda_lib_dirs(value, torch_site_packages(snapshot))
     if not hits:
         return
     import_failed = get(snapshot, "torch.status") == "import_error"

@@ -133,6 +133,23 @@ def driver_library_mismatch(snapshot: dict):
     version mismatch" and torch fails inside the caching allocator (pytorch/pytorch#45109)."""
     if nvml_status(snapshot) != "driver_library_mismatch":
         return
+    packages = get(snapshot, "host.nvidia_driver_packages")
+    packages = [p for p in packages if isinstance(p, str)] if isinstance(packages, list) else []
+    evidence = {"nvml": "driver_library_mismatch", "nvml_error": _nvml_message(snapshot)}
+    if in_container(snapshot) and packages:
+        # The image installed its own driver libraries: they shadow the host's, which the
+        # NVIDIA Container Toolkit mounts, and differ from the host's kernel module. Rebooting
+        # the host changes nothing (k4yt3x/video2x#1226, E4S-Project/e4s#172, tensorflow/build#59).
+        yield Finding(
+            id="nvidia.driver-library-mismatch", severity=Severity.ERROR,
+            title="NVIDIA driver/library version mismatch: this container image ships its own "
+                  "NVIDIA driver libraries",
+            evidence={**evidence, "driver_packages_in_image": packages},
+            fix=f"remove the driver from the image (`apt-get purge -y {' '.join(packages)}` in the "
+                "Dockerfile, and do not run installers that add it); the NVIDIA Container Toolkit "
+                "mounts the host driver's libraries at run time",
+        )
+        return
     fix = ("the host's driver was upgraded: reboot the host (or restart the container after the "
            "host is consistent)" if in_container(snapshot) else
            "sudo reboot (or, with no process on the GPU: `sudo rmmod nvidia_uvm nvidia_drm "
@@ -140,7 +157,7 @@ def driver_library_mismatch(snapshot: dict):
     yield Finding(
         id="nvidia.driver-library-mismatch", severity=Severity.ERROR,
         title="NVIDIA driver/library version mismatch: the driver was updated without a reboot",
-        evidence={"nvml": "driver_library_mismatch", "nvml_error": _nvml_message(snapshot)},
+        evidence=evidence,
         fix=fix,
     )
 

@@ -94,6 +94,14 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "nvlink_errors": {("nvidia.nvlink-errors", "error"), ("nvidia.nvlink-errors", "warn")},
     "pcie_below_profile": {("nvidia.pcie-below-profile", "warn")},
     "six_of_eight_expected": {("nvidia.gpu-count-unexpected", "error")},
+    # issue 13 (6): real failures doctor missed, and two false positives it no longer gives
+    "nccl_too_old_rtx5090": {("torch.nccl-too-old-for-gpu", "error")},
+    "wsl_libcuda_missing": {("torch.wsl-libcuda-unversioned-missing", "warn"), ("host.wsl", "info")},
+    "windows_compile_no_triton": {("torch.compile-prereqs-missing", "warn")},
+    "container_driver_in_image": {("nvidia.driver-library-mismatch", "error")},
+    "torch1_compile_prereqs": {("torch.arch-unsupported", "error")},  # and no torch.compile finding
+    "ld_path_wheel_libs": set(),
+    "windows_py313_torch251": {("torch.python-unsupported", "warn")},
 }
 
 # doctor options a fixture is evaluated with (rules.option); the rest use none
