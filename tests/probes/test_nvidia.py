@@ -677,7 +677,7 @@ def test_a_slow_gpu_stops_at_its_budget_and_keeps_the_others():
     start = __import__("time").monotonic()
     section = scenario_snapshot("gpu_slow")
     took = __import__("time").monotonic() - start
-    assert took < 3.0  # was 23 s for 0.5 s per call (issue 13)
+    assert took < 4.5  # was 23 s for 0.5 s per call (issue 13); budget 2 s + one call
     slow = section["gpus"][5]
     assert slow["error"]["class"] == "gpu_slow"
     assert slow["name"] == "NVIDIA H100 80GB HBM3"
