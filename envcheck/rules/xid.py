@@ -151,7 +151,8 @@ def xid_errors(snapshot: dict):
         code = num(x.get("code"))
         if code is None:
             continue
-        x = {**x, "code": int(code)}
+        pci = x.get("pci") if isinstance(x.get("pci"), str) else "unknown"
+        x = {**x, "code": int(code), "pci": pci}
         action = _action(int(code))
         application = _entry(int(code)).get("application") is True
         last = num(x.get("last_s"))

@@ -226,14 +226,22 @@ def _replace(s: dict, path: tuple, value) -> dict:
 #   pending remap (a fact) is reported.
 # - nvidia.no-driver-with-gpu: host.container-without-gpu needs the container fact; without
 #   it the same situation is reported with both possible causes.
+# - fabric.not-initialized / fabric.cuda-error-802: without the fabric manager's state, NVML's
+#   per-GPU fabric state or torch's error 802 still say the fabric is not ready.
+# - nvidia.gpu-unreadable: a GPU error whose class is unknown is reported as "could not be queried".
+# - env.cuda-visible-devices-hides-gpus: without the GPU entries, GPUs outside the job's
+#   allocation cannot be told apart, so CUDA_VISIBLE_DEVICES is judged against the whole count.
 FALLBACK_IDS = {"torch.cuda-unavailable", "nvidia.no-gpu", "env.ld-library-path-shadows-cuda",
-                "nvidia.row-remap-pending", "nvidia.no-driver-with-gpu"}
+                "nvidia.row-remap-pending", "nvidia.no-driver-with-gpu", "fabric.not-initialized",
+                "fabric.cuda-error-802", "nvidia.gpu-unreadable", "env.cuda-visible-devices-hides-gpus"}
 
 NA_SCENARIOS = ["healthy_8xh100", "driver_too_old_cu130", "docker_small_shm", "docker_without_gpus",
                 "torch_import_error_ld_path", "cvd_malformed", "ecc_errors", "throttled",
                 "big_node_small_host", "no_driver_nouveau", "rtx5090_old_wheel", "one_gpu_lost",
                 "retired_pages_v100", "compile_prereqs_missing", "uvm_missing", "multiple_installs",
-                "pcie_degraded", "memory_used_by_others", "windows_cpu_wheel", "k8s_pod_limits"]
+                "pcie_degraded", "memory_used_by_others", "windows_cpu_wheel", "k8s_pod_limits",
+                "xid_triage", "fabric_manager_dead", "nvlink_errors", "slurm_one_of_eight",
+                "gpu_fatal"]
 
 
 def _sections_paths(s: dict):
@@ -259,7 +267,7 @@ def test_na_anywhere_never_crashes_nor_invents_a_finding(name):
 
 @pytest.mark.parametrize("name", ["healthy_8xh100", "torch_import_crash", "docker_small_shm", "ecc_errors",
                                   "cvd_malformed", "windows_cpu_wheel", "big_node_small_host",
-                                  "k8s_pod_limits"])
+                                  "k8s_pod_limits", "xid_triage", "fabric_manager_dead", "nvlink_errors"])
 @pytest.mark.parametrize("odd", [None, "garbage", -1, [], {}, True, 1.5e300])
 def test_wrong_types_anywhere_never_crash_a_rule(name, odd):
     base = doctor_scenarios.build(name)
