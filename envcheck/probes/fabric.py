@@ -94,6 +94,10 @@ def fabric_manager(run: Runner) -> dict:
             out["sub_state"] = props.get("SubState")
     version = run(["nv-fabricmanager", "--version"])
     if version is None:
+        packaged = _package_version(run)
+        if packaged is not None:
+            out["version"], out["installed"] = packaged, True
+            return out
         out["version"] = na("nv-fabricmanager is not installed (or not on PATH)")
         if out["installed"] is None:
             out["installed"] = False if shown is not None else na("cannot tell without systemctl")
@@ -104,6 +108,20 @@ def fabric_manager(run: Runner) -> dict:
         out["version"] = m.group(1) if m else na(f"no version in `nv-fabricmanager --version` (exit {rc})")
         out["installed"] = True
     return out
+
+
+def _package_version(run: Runner) -> str | None:
+    """The version of an installed nvidia-fabricmanager package (Debian/Ubuntu names it
+    nvidia-fabricmanager-<branch>, e.g. version 550.90.07-1), when the binary is not on PATH."""
+    answer = run(["dpkg-query", "-W", "-f", "${Status} ${Version}\\n", "nvidia-fabricmanager*"])
+    if answer is None or answer[0] != 0:
+        return None
+    for line in answer[1].splitlines():
+        if line.startswith("install ok installed "):
+            m = re.match(r"(\d+\.\d+(?:\.\d+)?)", line.rsplit(" ", 1)[-1])
+            if m:
+                return m.group(1)
+    return None
 
 
 def _run(argv: list) -> tuple[int, str, str] | None:

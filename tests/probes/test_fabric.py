@@ -33,6 +33,8 @@ def runner(unit: str | None, version: str | None):
             return None if unit is None else SYSTEMD[unit]
         if argv[0] == "nv-fabricmanager":
             return None if version is None else (0, f"Fabric Manager version is : {version}\n", "")
+        if argv[0] == "dpkg-query":
+            return None
         raise AssertionError(argv)
 
     run.calls = calls
@@ -81,3 +83,16 @@ def test_a_missing_sysfs_is_no_nvswitch(tmp_path):
 
 def test_this_machine_never_raises():
     json.dumps(fabric.probe())
+
+
+def test_the_package_version_when_the_binary_is_not_on_path():
+    def run(argv):
+        if argv[0] == "systemctl":
+            return SYSTEMD["dead"]
+        if argv[0] == "dpkg-query":
+            assert argv[-1] == "nvidia-fabricmanager*"
+            return (0, "unknown ok not-installed \ninstall ok installed 550.90.07-1\n", "")
+        return None
+
+    fm = fabric.probe(SYSFS / "hgx_h100", run=run)["fabric_manager"]
+    assert (fm["installed"], fm["version"], fm["active_state"]) == (True, "550.90.07", "inactive")
