@@ -743,3 +743,26 @@ def test_real_nvml_probe_has_the_contract_shape_and_new_facts():
                 assert snapshot.is_na(errors) or set(errors) == {"replay", "recovery", "crc_flit",
                                                                  "crc_data"}
     json.dumps(section)
+
+
+@pytest.mark.gpu
+def test_real_nvml_probe_stays_within_its_budgets():
+    import time
+
+    start = time.monotonic()
+    section = nvidia.probe()
+    took = time.monotonic() - start
+    slow = [g["error"] for g in section["gpus"] if g["error"] and g["error"]["class"] in ("gpu_slow", "gpu_hung")]
+    assert not slow, slow  # a healthy GPU answers well within the per-GPU budget
+    assert took < nvidia.GPU_BUDGET_S * max(1, len(section["gpus"])), took
+
+
+@pytest.mark.gpu
+def test_real_kernel_log_and_fabric_probes_never_raise():
+    from envcheck.probes import fabric, kernel_log
+
+    log = kernel_log.probe()
+    assert log["readable"] in (True, False) and (log["readable"] or log["error"])
+    fab = fabric.probe()
+    assert isinstance(fab["nvswitches"], list)
+    json.dumps([log, fab])
