@@ -213,8 +213,9 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
     if save_path:
         snap.save(snapshot, save_path)
         _progress(f"snapshot saved to {save_path}")
-    findings = rules.evaluate(snapshot, {"xid_window_s": xid_window, "node_profile": node_profile,
-                                         "expect_gpus": expect_gpus})
+    options = {k: v for k, v in (("xid_window_s", xid_window), ("node_profile", node_profile),
+                                 ("expect_gpus", expect_gpus)) if v is not None}
+    findings = rules.evaluate(snapshot, options) if options else rules.evaluate(snapshot)
     outcome = exitmodes.doctor_outcome(findings, strict=strict)
     decision = exitmodes.decide(outcome, exit_codes)
     if decision.line is not None:
