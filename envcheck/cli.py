@@ -72,6 +72,43 @@ DRAIN = click.option(
 )
 
 
+def _xid_window(ctx, param, value):
+    if value is None:
+        return None
+    from envcheck.rules.xid import parse_window
+
+    try:
+        return parse_window(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _node_profile(ctx, param, value):
+    if value is None or value == "none":
+        return value
+    from envcheck.rules.node import profile_ids
+
+    if value not in profile_ids():
+        raise click.BadParameter(f"unknown profile {value!r}; one of: none, {', '.join(profile_ids())}")
+    return value
+
+
+def NODE(fn):  # noqa: N802 - an option group, named like the others
+    """Node-health options (issue 13): the XID window and the node profile."""
+    for opt in reversed((
+        click.option("--xid-window", "xid_window", metavar="DURATION", callback=_xid_window,
+                     help="Judge only XIDs of the last DURATION (90s, 30m, 2h, 1d) as current; "
+                          "older ones of this boot are history. Default: the whole boot."),
+        click.option("--node-profile", "node_profile", metavar="ID|none", callback=_node_profile,
+                     help="Node shape to judge against (recipes/node_profiles.json; default: "
+                          "detected from the GPUs; none: no shape checks)."),
+        click.option("--expect-gpus", "expect_gpus", type=click.IntRange(min=1, max=4096), metavar="N",
+                     help="GPUs this node must have (overrides the profile's count)."),
+    )):
+        fn = opt(fn)
+    return fn
+
+
 def _health_outputs(outcome, prom_text, prom_file: str | None, drain: bool) -> None:
     """--prom-file and --drain: done after the report; a failure here is a line on stderr."""
     if prom_file:
@@ -163,9 +200,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @PROM_FILE
 @DRAIN
 @HTML
+@NODE
 @click.pass_context
 def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, exit_codes, prom_file, drain,
-           html_path):
+           html_path, xid_window, node_profile, expect_gpus):
     """Inspect Python, PyTorch, the NVIDIA driver, every GPU and the host; explain what is wrong.
 
     Probes run in isolation (torch in a subprocess with a timeout), so doctor works where
@@ -193,7 +231,9 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
     if save_path:
         snap.save(snapshot, save_path)
         _progress(f"snapshot saved to {save_path}")
-    findings = rules.evaluate(snapshot)
+    options = {k: v for k, v in (("xid_window_s", xid_window), ("node_profile", node_profile),
+                                 ("expect_gpus", expect_gpus)) if v is not None}
+    findings = rules.evaluate(snapshot, options) if options else rules.evaluate(snapshot)
     outcome = exitmodes.doctor_outcome(findings, strict=strict)
     decision = exitmodes.decide(outcome, exit_codes)
     if decision.line is not None:

@@ -238,3 +238,31 @@ def test_report_goes_to_stdout_and_nothing_else():
     result = run("doctor", "--snapshot", fixture("healthy_8xh100"), "--format", "json")
     json.loads(result.stdout)  # stdout is exactly one JSON document
     assert result.stderr == ""
+
+
+# -- issue 13: node-health options -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "code", "words"), [
+    (["--xid-window", "5m"], exitcodes.OK, "earlier in this boot"),
+    (["--xid-window", "2h"], exitcodes.FINDINGS, "XID 48"),
+    (["--xid-window", "nan"], exitcodes.USAGE, "finite duration"),
+    (["--xid-window", "inf"], exitcodes.USAGE, "finite duration"),
+    (["--xid-window", "soon"], exitcodes.USAGE, "not a duration"),
+    (["--node-profile", "dgx-z9"], exitcodes.USAGE, "unknown profile"),
+    (["--expect-gpus", "0"], exitcodes.USAGE, "--expect-gpus"),
+])
+def test_node_options_are_validated(args, code, words):
+    fixture_name = "xid_earlier_in_boot"
+    result = run("doctor", "--snapshot", fixture(fixture_name), *args)
+    assert result.exit_code == code, result.output
+    assert words in result.output
+
+
+def test_expect_gpus_and_node_profile_reach_the_rules():
+    assert run("doctor", "--snapshot", fixture("six_of_eight_expected")).exit_code == exitcodes.OK
+    result = run("doctor", "--snapshot", fixture("six_of_eight_expected"), "--expect-gpus", "8")
+    assert result.exit_code == exitcodes.FINDINGS and "6 GPUs where 8 are expected" in result.output
+    result = run("doctor", "--snapshot", fixture("gpus_missing_from_driver"), "--node-profile", "none")
+    assert "GPUs where" not in result.output
+    assert "GPUs where" in run("doctor", "--snapshot", fixture("gpus_missing_from_driver")).output

@@ -61,8 +61,9 @@ def collect(
     from envcheck.probes import env, host, nvidia
 
     nvml_box: dict = {}
+    nvml_state: dict = {}  # filled as NVML answers, so a deadline keeps what was read
     nvml_worker = threading.Thread(
-        target=lambda: nvml_box.setdefault("result", _timed(nvidia.probe)),
+        target=lambda: nvml_box.setdefault("result", _timed(nvidia.probe, state=nvml_state)),
         name="envcheck-nvml-probe", daemon=True,
     )
     nvml_worker.start()
@@ -72,7 +73,7 @@ def collect(
     # daemon thread behind rather than the user.
     nvml_worker.join(nvml_timeout)
     sections["nvidia"], seconds["nvidia"] = nvml_box.get(
-        "result", (nvidia.hung(nvml_timeout), nvml_timeout)
+        "result", (nvidia.hung(nvml_timeout, nvml_state), nvml_timeout)
     )
     if while_waiting is not None:
         # A warm-up only: if it fails, the real call later does the same work and reports.

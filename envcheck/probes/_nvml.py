@@ -28,6 +28,15 @@ GPU_LOST = "gpu_lost"
 NOT_SUPPORTED = "not_supported"
 NO_PERMISSION = "no_permission"
 UNKNOWN_ERROR = "unknown_error"
+# A metric call answered with an error that means the GPU itself is unusable until reset,
+# repaired or re-powered (gcm treats these as critical). Never a silent "unavailable".
+GPU_FATAL = "gpu_fatal"
+# Per-GPU classes set by the nvidia probe (not by classify): a handle refused with
+# NO_PERMISSION inside a job that was given other GPUs (Slurm/cgroup device constraint), a call
+# that did not answer within its deadline, a GPU whose calls used up its time budget.
+NOT_ALLOCATED = "not_allocated"
+GPU_HUNG = "gpu_hung"
+GPU_SLOW = "gpu_slow"
 
 # NVML error code name -> (class, why). The names are pynvml's NVML_ERROR_* constants; their
 # values are read from the backend, so a fake and the real bindings classify identically.
@@ -64,9 +73,29 @@ _CLASSIFY: dict[str, tuple[str, str]] = {
         NO_PERMISSION,
         "not permitted for this user (needs root or access to /dev/nvidia*)",
     ),
+    # The GPU-fatal class. Meanings from nvmlReturn_t (NVML API reference, "Error reporting";
+    # the same text in cuda.bindings.nvml.Return): each needs a person, not a retry.
+    "NVML_ERROR_RESET_REQUIRED": (
+        GPU_FATAL, "the GPU requires a reset before it can be used again",
+    ),
+    "NVML_ERROR_CORRUPTED_INFOROM": (
+        GPU_FATAL, "the GPU's infoROM is corrupted (nvidia-smi exits 14): ECC and other "
+        "health records cannot be trusted; contact the vendor",
+    ),
+    "NVML_ERROR_INSUFFICIENT_POWER": (
+        GPU_FATAL, "the GPU's external power cables are not properly attached (nvidia-smi exits 8)",
+    ),
+    "NVML_ERROR_IRQ_ISSUE": (
+        GPU_FATAL, "the NVIDIA kernel driver detected an interrupt issue with this GPU "
+        "(nvidia-smi exits 10)",
+    ),
 }
 
-_FUNCTION_MISSING = ("NVML_ERROR_FUNCTION_NOT_FOUND", "NVMLLibraryMismatchError", "AttributeError")
+# Error names that mean "this variant of the call does not exist here, try an older one".
+# ARGUMENT_VERSION_MISMATCH: the library does not know the versioned struct (e.g. the
+# nvmlTemperature_v1 of nvmlDeviceGetTemperatureV on an older driver).
+_FUNCTION_MISSING = ("NVML_ERROR_FUNCTION_NOT_FOUND", "NVMLLibraryMismatchError", "AttributeError",
+                     "NVML_ERROR_ARGUMENT_VERSION_MISMATCH")
 
 
 @dataclass(frozen=True)
@@ -124,7 +153,11 @@ class Session:
                 if isinstance(value, int):
                     self._names.setdefault(value, attr)
         self._nvml_error = getattr(backend, "NVMLError", None)
+        self.abandoned = False  # a call was left running in another thread
         self._mismatch_error = getattr(backend, "NVMLLibraryMismatchError", None)
+
+    def error_name(self, code: int) -> str:
+        return self._names.get(code, f"NVML error code {code}")
 
     def const(self, name: str, default: Any = None) -> Any:
         return getattr(self.backend, name, default)
@@ -204,4 +237,7 @@ def open_session(backend: Any = None) -> Iterator[tuple[Session | None, Failure 
     try:
         yield session, None
     finally:
-        session.call("nvmlShutdown")  # a failing shutdown is of no consequence to the report
+        # A call left hanging in another thread (a wedged GPU) may hold the library: shutting
+        # down under it could block too, so the process exit cleans up instead.
+        if not session.abandoned:
+            session.call("nvmlShutdown")  # a failing shutdown is of no consequence

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
+from envcheck.probes import fabric, kernel_log
 from envcheck.snapshot import na
 
 NVIDIA_PCI_VENDOR = "0x10de"
@@ -414,6 +415,32 @@ def pci_nvidia_devices(root: str | os.PathLike = "/") -> list[dict]:
     return out
 
 
+def ld_cache_libcuda(root: str | os.PathLike = "/") -> dict:
+    """Whether the dynamic loader's cache (/etc/ld.so.cache) names libcuda.so.1 and the
+    unversioned libcuda.so. Triton (and other dlopen("libcuda.so") users) look for the
+    unversioned name in `ldconfig -p` (triton-lang/triton#1981, #2019); under WSL2 only
+    libcuda.so.1 is usually cached (microsoft/WSL#8587, #5548). The cache's string table holds
+    each name NUL-terminated, so a byte search answers without running ldconfig."""
+    data = _path(root, "/etc/ld.so.cache").read_bytes()[:64 * 1024 * 1024]
+    return {"versioned": b"libcuda.so.1\x00" in data, "unversioned": b"libcuda.so\x00" in data}
+
+
+# Debian/Ubuntu packages that put the NVIDIA driver's user-space libraries (libcuda,
+# libnvidia-ml) on the system. In a container they come from the image, not from the host
+# through the NVIDIA Container Toolkit: the classic cause of "Driver/library version mismatch"
+# inside containers (k4yt3x/video2x#1226, E4S-Project/e4s#172, tensorflow/build#59).
+_DRIVER_PACKAGES = re.compile(r"^(libnvidia-compute|libnvidia-gl|nvidia-driver|nvidia-utils|"
+                              r"libnvidia-ml|nvidia-compute-utils)(-\d+)?(-server)?(:[a-z0-9_]+)?\.list$")
+
+
+def nvidia_driver_packages(root: str | os.PathLike = "/") -> list[str]:
+    """Installed (dpkg) NVIDIA driver library packages; raises when there is no dpkg database."""
+    info = _path(root, "/var/lib/dpkg/info")
+    if not info.is_dir():
+        raise FileNotFoundError(2, "no dpkg database (not Debian/Ubuntu)", "/var/lib/dpkg/info")
+    return sorted(p.name[:-5].split(":")[0] for p in info.iterdir() if _DRIVER_PACKAGES.match(p.name))
+
+
 def probe(root: str | os.PathLike = "/", environ: Mapping[str, str] | None = None) -> dict:
     """Every host fact; each one that cannot be read is na("reason")."""
     env = os.environ if environ is None else environ
@@ -438,4 +465,12 @@ def probe(root: str | os.PathLike = "/", environ: Mapping[str, str] | None = Non
         "kernel_modules": _field(lambda: kernel_modules(root)) if linux else not_linux,
         "dev_nodes": _field(lambda: dev_nodes(root)) if linux else not_linux,
         "pci_nvidia_devices": _field(lambda: pci_nvidia_devices(root)) if linux else not_linux,
+        # NVIDIA XID/SXid errors of this boot (probes/kernel_log.py); journalctl and dmesg are
+        # only asked about the real machine, never for a fixture root.
+        "kernel_log": _field(lambda: kernel_log.probe(root, commands=str(root) == "/"))
+        if linux else not_linux,
+        "ld_cache_libcuda": _field(lambda: ld_cache_libcuda(root)) if linux else not_linux,
+        "nvidia_driver_packages": _field(lambda: nvidia_driver_packages(root)) if linux else not_linux,
+        # NVSwitch functions and nvidia-fabricmanager (probes/fabric.py)
+        "fabric": _field(lambda: fabric.probe(root)) if linux else not_linux,
     }

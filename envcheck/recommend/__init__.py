@@ -49,13 +49,16 @@ def driver_minimum(cuda: str, os: str = "linux") -> str | None:
     return data.driver_minimum(str(cuda), os)
 
 
-def python_range(torch_version: str) -> tuple[str, str] | None:
-    """(oldest, newest) CPython ("3.10", "3.14") with a wheel of this torch release on any
-    platform; None when recipes do not know the release (a local label like +cu126 is ignored)."""
+def python_range(torch_version: str, platform: str | None = None) -> tuple[str, str] | None:
+    """(oldest, newest) CPython ("3.10", "3.14") with a wheel of this torch release on
+    ``platform`` ("linux-x86_64", ...) or, without one or for a platform recipes do not list,
+    on any platform; None when recipes do not know the release (a local label like +cu126 is
+    ignored)."""
     rel = data.release(str(torch_version))
     if rel is None:
         return None
-    versions = {v for p in rel.platforms.values() for v in p.python}
+    chosen = [rel.platforms[platform]] if platform in rel.platforms else list(rel.platforms.values())
+    versions = {v for p in chosen for v in p.python}
     if not versions:
         return None
     ordered = sorted(versions, key=Version)

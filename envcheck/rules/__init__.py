@@ -6,14 +6,25 @@ decorate it with ``@rule``, give it fixtures in tests/fixtures/ and a test in te
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable
-from typing import Callable
+from typing import Any, Callable
 
 from envcheck import exitcodes
 from envcheck.findings import Finding, Severity, sort_findings
 
 RuleFn = Callable[[dict], Iterable[Finding]]
 REGISTRY: list[RuleFn] = []
+
+# Doctor options a rule reads (e.g. ``xid_window_s`` from ``--xid-window``): set by evaluate()
+# for the duration of one evaluation, so rules stay functions of (snapshot, options).
+_OPTIONS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("envcheck_rule_options",
+                                                                      default=None)
+
+
+def option(name: str, default: Any = None) -> Any:
+    """The value of a doctor option for the evaluation in progress."""
+    return (_OPTIONS.get() or {}).get(name, default)
 
 
 def rule(fn: RuleFn) -> RuleFn:
@@ -24,12 +35,21 @@ def rule(fn: RuleFn) -> RuleFn:
 
 def _load_rule_modules() -> None:
     # Imported for their @rule side effect; kept here so REGISTRY is complete before use.
-    from envcheck.rules import env, host, nvidia, torch  # noqa: F401
+    from envcheck.rules import env, fabric, host, node, nvidia, torch, xid  # noqa: F401
 
 
-def evaluate(snapshot: dict) -> list[Finding]:
-    """Every rule's findings, worst first. A rule that raises becomes an envcheck.rule-failed finding."""
+def evaluate(snapshot: dict, options: dict | None = None) -> list[Finding]:
+    """Every rule's findings, worst first. A rule that raises becomes an envcheck.rule-failed
+    finding. ``options``: doctor options some rules read (:func:`option`)."""
     _load_rule_modules()
+    token = _OPTIONS.set(dict(options or {}))
+    try:
+        return _evaluate(snapshot)
+    finally:
+        _OPTIONS.reset(token)
+
+
+def _evaluate(snapshot: dict) -> list[Finding]:
     out: list[Finding] = []
     for fn in REGISTRY:
         try:

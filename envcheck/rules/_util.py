@@ -156,6 +156,17 @@ def nvidia_gpu_count(snapshot: dict) -> int | None:
     return None
 
 
+def allocated_gpu_count(snapshot: dict) -> int | None:
+    """GPUs this process may use: the NVML count less those refused as not allocated to this
+    job (Slurm/cgroup device constraint: NO_PERMISSION on the handle)."""
+    count = nvidia_gpu_count(snapshot)
+    if count is None:
+        return None
+    refused = sum(1 for g in gpus(snapshot)
+                  if as_dict(g.get("error")).get("class") == "not_allocated")
+    return count - refused
+
+
 def gpu_present(snapshot: dict) -> bool | None:
     """Is there an NVIDIA GPU in this machine? True / False / None (cannot tell)."""
     count = nvidia_gpu_count(snapshot)
@@ -316,12 +327,39 @@ _CUDA_LIB_DIR = re.compile(
 )
 
 
-def cuda_lib_dirs(ld_library_path: str) -> tuple[list[str], str]:
-    """(the CUDA library directories in LD_LIBRARY_PATH, the shell command that removes them)."""
+_WHEEL_LIB_DIR = re.compile(r"^(?P<site>.*/site-packages)/nvidia/[^/]+/lib/?$")
+
+
+def cuda_lib_dirs(ld_library_path: str, torch_site: str | None = None) -> tuple[list[str], str]:
+    """(the CUDA library directories in LD_LIBRARY_PATH, the shell command that removes them).
+
+    A ``site-packages/nvidia/<lib>/lib`` directory holds the very nvidia-* wheels torch's RPATH
+    points at: putting it on LD_LIBRARY_PATH is the widely posted workaround for pip cuDNN
+    wheels that are not found (pytorch/pytorch#101314; paninski-lab/lightning-pose#460), not a
+    shadowing. It counts only when it belongs to *another* environment than torch's
+    (``torch_site``: the site-packages torch is installed in, when known)."""
     entries = ld_library_path.split(":")
-    hits = [e for e in entries if e and "/compat" not in e and _CUDA_LIB_DIR.search(e.rstrip("/"))]
+
+    def shadows(entry: str) -> bool:
+        entry = entry.rstrip("/")
+        if not entry or "/compat" in entry or not _CUDA_LIB_DIR.search(entry):
+            return False
+        wheel = _WHEEL_LIB_DIR.match(entry)
+        if wheel:
+            return bool(torch_site) and wheel.group("site").rstrip("/") != torch_site.rstrip("/")
+        return True
+
+    hits = [e for e in entries if shadows(e)]
     kept = [e for e in entries if e and e not in hits]
     return hits, (f"export LD_LIBRARY_PATH={':'.join(kept)}" if kept else "unset LD_LIBRARY_PATH")
+
+
+def torch_site_packages(snapshot: dict) -> str | None:
+    """The site-packages directory the imported torch lives in (its distribution's location)."""
+    for d in dicts(get(snapshot, "torch.distributions")):
+        if d.get("name") == "torch" and isinstance(d.get("location"), str):
+            return d["location"]
+    return None
 
 
 # ---------------------------------------------------------------------------- CUDA_VISIBLE_DEVICES

@@ -7,6 +7,7 @@ from typing import Any
 from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
+    allocated_gpu_count,
     cuda_lib_dirs,
     emits,
     gpu_present,
@@ -15,6 +16,7 @@ from envcheck.rules._util import (
     nvidia_gpu_count,
     parse_visible_devices,
     torch_build,
+    torch_site_packages,
 )
 from envcheck.snapshot import get
 
@@ -41,7 +43,7 @@ def cuda_visible_devices_hides_gpus(snapshot: dict):
     if parsed is None or gpu_present(snapshot) is not True:
         return
     value, p = parsed
-    count = nvidia_gpu_count(snapshot)
+    count = allocated_gpu_count(snapshot)  # GPUs outside the job's cgroup are not CVD's doing
     visible = p["visible"]
     ev: dict[str, Any] = {"CUDA_VISIBLE_DEVICES": value, "gpu_count": count, "visible": visible}
     if not visible:
@@ -102,7 +104,7 @@ def ld_library_path_shadows_cuda(snapshot: dict):
     local = version.split("+", 1)[1] if isinstance(version, str) and "+" in version else ""
     if local and not local.startswith("cu"):
         return  # a source/vendor build (e.g. NGC "+nv24.10") links the system CUDA on purpose
-    hits, fix = cuda_lib_dirs(value)
+    hits, fix = cuda_lib_dirs(value, torch_site_packages(snapshot))
     if not hits:
         return
     import_failed = get(snapshot, "torch.status") == "import_error"

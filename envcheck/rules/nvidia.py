@@ -6,6 +6,7 @@ so an 8-GPU node with the same problem gives one finding, not eight.
 
 from __future__ import annotations
 
+from envcheck import recipes
 from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
@@ -25,6 +26,7 @@ from envcheck.rules._util import (
     nvidia_gpu_count,
     nvml_status,
     pci_nvidia_gpus,
+    version_tuple,
 )
 from envcheck.snapshot import get, is_na
 
@@ -131,6 +133,23 @@ def driver_library_mismatch(snapshot: dict):
     version mismatch" and torch fails inside the caching allocator (pytorch/pytorch#45109)."""
     if nvml_status(snapshot) != "driver_library_mismatch":
         return
+    packages = get(snapshot, "host.nvidia_driver_packages")
+    packages = [p for p in packages if isinstance(p, str)] if isinstance(packages, list) else []
+    evidence = {"nvml": "driver_library_mismatch", "nvml_error": _nvml_message(snapshot)}
+    if in_container(snapshot) and packages:
+        # The image installed its own driver libraries: they shadow the host's, which the
+        # NVIDIA Container Toolkit mounts, and differ from the host's kernel module. Rebooting
+        # the host changes nothing (k4yt3x/video2x#1226, E4S-Project/e4s#172, tensorflow/build#59).
+        yield Finding(
+            id="nvidia.driver-library-mismatch", severity=Severity.ERROR,
+            title="NVIDIA driver/library version mismatch: this container image ships its own "
+                  "NVIDIA driver libraries",
+            evidence={**evidence, "driver_packages_in_image": packages},
+            fix=f"remove the driver from the image (`apt-get purge -y {' '.join(packages)}` in the "
+                "Dockerfile, and do not run installers that add it); the NVIDIA Container Toolkit "
+                "mounts the host driver's libraries at run time",
+        )
+        return
     fix = ("the host's driver was upgraded: reboot the host (or restart the container after the "
            "host is consistent)" if in_container(snapshot) else
            "sudo reboot (or, with no process on the GPU: `sudo rmmod nvidia_uvm nvidia_drm "
@@ -138,7 +157,7 @@ def driver_library_mismatch(snapshot: dict):
     yield Finding(
         id="nvidia.driver-library-mismatch", severity=Severity.ERROR,
         title="NVIDIA driver/library version mismatch: the driver was updated without a reboot",
-        evidence={"nvml": "driver_library_mismatch", "nvml_error": _nvml_message(snapshot)},
+        evidence=evidence,
         fix=fix,
     )
 
@@ -146,19 +165,33 @@ def driver_library_mismatch(snapshot: dict):
 @rule
 @emits("nvidia.nvml-error")
 def nvml_error(snapshot: dict):
-    """NVML started but refused us (permissions) or failed for an unknown reason."""
+    """NVML started but refused us (permissions), failed for an unknown reason, or could not
+    even count the GPUs (nvmlDeviceGetCount failed: GPU_IS_LOST, UNKNOWN, NO_PERMISSION...).
+    A count that fails is never "no GPU on this machine" (issue 10 class 7)."""
     status = nvml_status(snapshot)
-    if status not in ("no_permission", "unknown_error"):
+    if status not in ("no_permission", "unknown_error", "gpu_lost", "gpu_fatal"):
         return
+    message = _nvml_message(snapshot) or ""
+    counting = message.startswith("nvmlDeviceGetCount failed")
+    dmesg = "`sudo dmesg | grep -i -e NVRM -e xid` shows the driver's errors"
     if status == "no_permission":
         title = "no permission to use the NVIDIA devices"
+        if counting:
+            title = "NVML cannot count the GPUs: no permission to use the NVIDIA devices"
         fix = ("check `ls -l /dev/nvidia*`: add the user to the owning group (`sudo usermod -aG "
                "video $USER`, then log in again) or fix the container's device access")
+    elif status == "gpu_lost":
+        title = "NVML cannot count the GPUs: a GPU is lost (fell off the bus)"
+        fix = f"drain the node; {dmesg} (Xid 79 = fallen off the bus); reboot, and reseat or replace the GPU if it recurs"
+    elif status == "gpu_fatal":
+        title = "NVML cannot count the GPUs: a GPU reports a fatal error"
+        fix = f"drain the node; {dmesg}; reset the GPU (`sudo nvidia-smi -r`) or reboot"
     else:
-        title = "NVML failed with an unknown error"
-        fix = "run `nvidia-smi`; check `sudo dmesg | grep -i -e NVRM -e xid` for driver errors; reboot if the driver is wedged"
+        title = ("NVML cannot count the GPUs (unknown error)" if counting
+                 else "NVML failed with an unknown error")
+        fix = f"run `nvidia-smi`; {dmesg}; reboot if the driver is wedged"
     yield Finding(
-        id="nvidia.nvml-error", severity=Severity.ERROR if status == "unknown_error" else Severity.WARN,
+        id="nvidia.nvml-error", severity=Severity.WARN if status == "no_permission" else Severity.ERROR,
         title=title, evidence={"nvml": status, "nvml_error": _nvml_message(snapshot)}, fix=fix,
     )
 
@@ -187,6 +220,10 @@ def gpus_missing_from_driver(snapshot: dict):
 # ---------------------------------------------------------------------------------- GPU health
 
 
+# Entry error classes with a rule of their own (not "unreadable").
+_OWN_CLASS = ("gpu_lost", "gpu_fatal", "gpu_hung", "gpu_slow", "not_allocated")
+
+
 @rule
 @emits("nvidia.gpu-lost", "nvidia.gpu-unreadable")
 def gpu_lost(snapshot: dict):
@@ -201,7 +238,7 @@ def gpu_lost(snapshot: dict):
         entry = f"{gpu_label(g)}: {err.get('message', err.get('class', '?'))}"
         if err.get("class") == "gpu_lost":
             lost.append(entry)
-        else:
+        elif err.get("class") not in _OWN_CLASS:
             other.append(entry)
             unreadable.append(g)
     if lost:
@@ -220,6 +257,108 @@ def gpu_lost(snapshot: dict):
             fix=f"run `{_each('nvidia-smi -q -i {i}', unreadable)}`; check "
                 "`sudo dmesg | grep -i -e NVRM -e xid`",
         )
+
+
+def _with_class(snapshot: dict, cls: str) -> list[dict]:
+    return [g for g in gpus(snapshot) if as_dict(g.get("error")).get("class") == cls]
+
+
+# What to do per GPU-fatal NVML answer (nvmlReturn_t meanings, NVML API reference; nvidia-smi
+# exit codes as NHC's check_nvsmi_healthmon maps them: 8 power cables, 10 interrupt, 14 infoROM).
+_FATAL_FIX = {
+    "NVML_ERROR_RESET_REQUIRED": "reset the GPU with no process on it (`sudo nvidia-smi -r -i {i}`) or reboot",
+    "NVML_ERROR_CORRUPTED_INFOROM": "drain the GPU and contact the vendor: a corrupted infoROM is an RMA case",
+    "NVML_ERROR_INSUFFICIENT_POWER": "power the node off and check the GPU's auxiliary power cables and PSU",
+    "NVML_ERROR_IRQ_ISSUE": "reboot; if it recurs, check the kernel log and BIOS interrupt (MSI) settings, then the vendor",
+}
+
+
+@rule
+@emits("nvidia.gpu-fatal-error")
+def gpu_fatal_error(snapshot: dict):
+    """A metric call answered with an error that makes the GPU unusable (RESET_REQUIRED,
+    CORRUPTED_INFOROM, INSUFFICIENT_POWER, IRQ_ISSUE). gcm (facebookresearch/gcm) treats these
+    as critical; before issue 13 envcheck showed them as a silent "unavailable"."""
+    hit = _with_class(snapshot, "gpu_fatal")
+    if not hit:
+        return
+    fixes = []
+    for g in hit:
+        code = str(as_dict(g.get("error")).get("message", "")).rsplit(": ", 1)[-1]
+        template = _FATAL_FIX.get(code, "reset the GPU or reboot; contact the vendor if it recurs")
+        fixes.append(f"{gpu_label(g)}: " + template.format(i=g.get("index", "<index>")))
+    yield Finding(
+        id="nvidia.gpu-fatal-error", severity=Severity.ERROR,
+        title=f"{', '.join(gpu_label(g) for g in hit)}: NVML reports a fatal GPU error",
+        evidence={gpu_key(g): as_dict(g.get("error")).get("message") for g in hit},
+        fix="drain the node; " + "; ".join(fixes),
+    )
+
+
+@rule
+@emits("nvidia.gpu-unresponsive")
+def gpu_unresponsive(snapshot: dict):
+    """An NVML call on a GPU did not answer within its deadline (hung: error), or the GPU
+    answered so slowly that its time budget ran out (warning). The facts read before are kept
+    and the other GPUs are complete (issue 10 class 7, issue 13)."""
+    for cls, sev, what in (("gpu_hung", Severity.ERROR, "NVML calls hang"),
+                           ("gpu_slow", Severity.WARN, "NVML answers very slowly")):
+        hit = _with_class(snapshot, cls)
+        if not hit:
+            continue
+        yield Finding(
+            id="nvidia.gpu-unresponsive", severity=sev,
+            title=f"{', '.join(gpu_label(g) for g in hit)}: {what}",
+            evidence={gpu_key(g): as_dict(g.get("error")).get("message") for g in hit},
+            fix=f"`{_each('timeout 30 nvidia-smi -q -i {i}', hit)}`; `sudo dmesg | grep -i -e NVRM -e xid`; "
+                "drain the node and reset the GPU or reboot if it does not answer",
+        )
+
+
+@rule
+@emits("nvidia.gpus-not-allocated")
+def gpus_not_allocated(snapshot: dict):
+    """NVML counts every GPU of the node but refuses the handles of those outside this job's
+    device cgroup (Slurm ConstrainDevices, a container given some GPUs) with NO_PERMISSION.
+    That is the allocation working, not a fault: say how many this job has."""
+    hit = _with_class(snapshot, "not_allocated")
+    if not hit:
+        return
+    total = nvidia_gpu_count(snapshot) or len(gpus(snapshot))
+    mine = [g for g in gpus(snapshot) if as_dict(g.get("error")).get("class") != "not_allocated"]
+    yield Finding(
+        id="nvidia.gpus-not-allocated", severity=Severity.INFO,
+        title=f"{len(mine)} of {total} GPUs are allocated to this job; the other {len(hit)} are "
+              "not accessible here (the job's device allocation)",
+        evidence={"allocated": [gpu_label(g) for g in mine],
+                  "not_allocated": [g.get("index") for g in hit]},
+        fix=None,
+    )
+
+
+_CAVEATS = recipes.load("nvml_caveats")
+
+
+@rule
+@emits("nvidia.process-list-unreliable")
+def process_list_unreliable(snapshot: dict):
+    """Drivers 535.43-535.85 return a process list that nvidia-ml-py >= 12.535.108 reads
+    scrambled (wookayin/gpustat#161, XuehaiPan/nvitop#75): the listed pids and their memory are
+    wrong. Data: recipes/nvml_caveats.json."""
+    caveat = _CAVEATS["process_list"]
+    driver = version_tuple(get(snapshot, "nvidia.driver_version"))
+    low, high = version_tuple(caveat["driver_min"]), version_tuple(caveat["driver_below"])
+    if driver is None or not (low <= driver < high):
+        return
+    yield Finding(
+        id="nvidia.process-list-unreliable", severity=Severity.WARN,
+        title=f"driver {get(snapshot, 'nvidia.driver_version')}: NVML's GPU process list is "
+              "unreliable (pids and memory per process may be wrong)",
+        evidence={"driver_version": get(snapshot, "nvidia.driver_version"),
+                  "affected": f">= {caveat['driver_min']}, < {caveat['driver_below']}",
+                  "source": caveat["source"]},
+        fix=caveat["fix"],
+    )
 
 
 @rule
@@ -267,7 +406,9 @@ def retired_pages_pending(snapshot: dict):
     yield Finding(
         id="nvidia.retired-pages-pending", severity=Severity.WARN,
         title=f"{', '.join(gpu_label(g) for g in hit)}: retired memory pages wait for a GPU reset",
-        evidence={gpu_key(g): {"pending": True, "retired_double_bit": get(g, "retired_pages.count")}
+        evidence={gpu_key(g): {"pending": True,
+                                "retired_double_bit": get(g, "retired_pages.double_bit"),
+                                "retired_single_bit": get(g, "retired_pages.single_bit")}
                   for g in hit},
         fix=f"drain the GPU and reset it (`{_each('sudo nvidia-smi -r -i {i}', hit)}`) or reboot",
     )
@@ -453,24 +594,44 @@ def persistence_mode_off(snapshot: dict):
 @rule
 @emits("nvidia.nvlink-down")
 def nvlink_down(snapshot: dict):
-    """Some NVLink links of a GPU are down while others are up: NCCL routes around them at lower
-    bandwidth. A GPU with every link down has no NVLink connected (e.g. PCIe cards without a
-    bridge) and is not flagged."""
-    hit = []
+    """NVLink links down. Some down while others are up: NCCL routes around them at lower
+    bandwidth (warning). *Every* link down on an NVLink (SXM) part is the worst case, not
+    "no NVLink": NVML answers SUCCESS with links inactive on SXM boards and NOT_SUPPORTED on
+    PCIe cards (NVIDIA/NVSentinel#1481; the B200 case GPUd fixed, leptonai/gpud#1085), so an
+    SXM GPU (recipes/gpu_specs.json nvlink.class NVLink*) with none up is an error. PCIe cards
+    with a partial or no bridge are not flagged. With a node profile, fewer links up than the
+    profile's count (18 on H100/H200 SXM, 12 on A100 SXM) is flagged too."""
+    from envcheck.rules.node import node_profile, spec_for
+
+    _, profile = node_profile(snapshot)
+    expected = num(profile.get("nvlink_links_per_gpu"))
+    dead, partial = [], []
     for g in gpus(snapshot):
+        if not _healthy(g):
+            continue
         nv = as_dict(g.get("nvlink"))
         up, down = num(nv.get("up")), num(nv.get("down"))
-        if up and down:
-            hit.append((g, int(up), int(down)))
-    if not hit:
-        return
-    yield Finding(
-        id="nvidia.nvlink-down", severity=Severity.WARN,
-        title=f"{', '.join(gpu_label(g) for g, *_ in hit)}: NVLink links down",
-        evidence={gpu_key(g): f"{d} down, {u} up" for g, u, d in hit},
-        fix="`nvidia-smi nvlink -s` and `nvidia-smi nvlink -e` show which links and their errors; "
-            "reset the GPUs or reboot; on NVSwitch systems check nvidia-fabricmanager",
-    )
+        if up is None or down is None:
+            continue
+        sxm = str(as_dict(spec_for(g.get("name")).get("nvlink")).get("class", "")).startswith("NVLink")
+        if up == 0 and down > 0 and sxm:
+            dead.append((g, int(up), int(down)))
+        elif up and (down or (expected is not None and up < expected)):
+            partial.append((g, int(up), int(down)))
+    for items, sev, what in ((dead, Severity.ERROR, "every NVLink link is down"),
+                             (partial, Severity.WARN, "NVLink links down")):
+        if not items:
+            continue
+        yield Finding(
+            id="nvidia.nvlink-down", severity=sev,
+            title=f"{', '.join(gpu_label(g) for g, *_ in items)}: {what}",
+            evidence={gpu_key(g): f"{d} down, {u} up" + (f" (profile: {int(expected)})" if expected else "")
+                      for g, u, d in items},
+            fix="`nvidia-smi nvlink -s` and `nvidia-smi nvlink -e` show which links and their errors; "
+                "on NVSwitch systems check nvidia-fabricmanager (`systemctl status "
+                "nvidia-fabricmanager`); reset the GPUs or reboot; a link that stays down needs the "
+                "GPU or baseboard reseated or replaced",
+        )
 
 
 @rule

@@ -13,9 +13,11 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from envcheck import recipes
 from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
+    allocated_gpu_count,
     arch_support,
     as_dict,
     as_list,
@@ -431,12 +433,17 @@ def torch_python_unsupported(snapshot: dict):
     target = installed or (ask_recommend("newest_known_release") if status == "not_installed" else None)
     if not isinstance(target, str) or not target:
         return
-    rng = ask_recommend("python_range", target)
+    # Each platform's own range (recipes/torch_releases.json platforms.<p>.python): torch 2.5.x
+    # had Python 3.13 wheels on linux-x86_64 only, so the union of platforms is too generous.
+    platform = get(snapshot, "python.platform_tag")
+    rng = (ask_recommend("python_range", target, platform) if isinstance(platform, str) else None) \
+        or ask_recommend("python_range", target)
     outside = _py_outside(py, rng)
     if outside is None:
         return
     lo, hi = outside
-    ev = {"python": _mm(py), "torch": target, "supported": f"{_mm(lo)}..{_mm(hi)}"}
+    ev = {"python": _mm(py), "torch": target, "supported": f"{_mm(lo)}..{_mm(hi)}",
+          "platform": platform if isinstance(platform, str) else None}
     if installed:
         sev = Severity.WARN if status == "ok" else Severity.ERROR
         title = f"Python {_mm(py)} is outside the range torch {target} supports ({_mm(lo)}-{_mm(hi)})"
@@ -491,13 +498,15 @@ def _cvd_hides_all(snapshot: dict) -> bool:
 def _cause_found_elsewhere(snapshot: dict) -> bool:
     """Another rule names the root cause (one cause, one finding): no driver or a broken one
     (nvidia.*), a container without GPU access, a too-old driver, CUDA_VISIBLE_DEVICES hiding
-    every GPU, or nvidia_uvm missing."""
+    every GPU, nvidia_uvm missing, or the NVSwitch fabric (fabric.*, CUDA error 802)."""
+    from envcheck.rules.fabric import explains_cuda_unavailable
     from envcheck.rules.host import nvidia_uvm_missing
 
     status = nvml_status(snapshot)
     if status is not None and status != "ok":
         return True
     return (container_hides_gpu(snapshot) or _cvd_hides_all(snapshot)
+            or explains_cuda_unavailable(snapshot)  # NVSwitch fabric / CUDA error 802
             or any(True for _ in torch_driver_too_old(snapshot))
             or any(True for _ in nvidia_uvm_missing(snapshot)))
 
@@ -546,7 +555,7 @@ def torch_sees_fewer_gpus(snapshot: dict):
     if torch_build(snapshot) != "cuda" or get(snapshot, "torch.cuda_available") is not True:
         return
     torch_count = get(snapshot, "torch.device_count")
-    nvml_count = nvidia_gpu_count(snapshot)
+    nvml_count = allocated_gpu_count(snapshot)  # GPUs outside this job's allocation do not count
     env_vars = get(snapshot, "env.vars")
     if not isinstance(torch_count, int) or not nvml_count or not isinstance(env_vars, dict):
         return
@@ -587,22 +596,36 @@ def torch_compile_prereqs_missing(snapshot: dict):
     compiler and Python.h to build Triton's launcher and CPU kernels; without them eager mode
     works but the first compiled call fails (torch._inductor 'InvalidCxxCompiler' /
     triton 'Python.h: No such file or directory')."""
-    if not torch_ok(snapshot) or host_os(snapshot) not in ("linux", "macos"):
+    system = host_os(snapshot)
+    if not torch_ok(snapshot) or system not in ("linux", "macos", "windows"):
         return
+    version = version_tuple(torch_version(snapshot))
+    if version is not None and version[0] < 2:
+        return  # torch.compile arrived in torch 2.0: nothing to prepare on 1.x
     comp = as_dict(get(snapshot, "torch.compile"))
     if not comp:
         return
     missing: list[str] = []
     fixes: list[str] = []
     ev: dict[str, Any] = {}
-    if "cc" in comp and comp["cc"] is None:
-        missing.append("C compiler")
-    if "python_headers" in comp and comp["python_headers"] is None:
-        missing.append("Python headers (Python.h)")
-    if missing:
-        fixes.append(_dev_headers_cmd(snapshot))
+    if system != "windows":  # the probe looks for `cc`; Windows' compiler is MSVC's cl.exe
+        if "cc" in comp and comp["cc"] is None:
+            missing.append("C compiler")
+        if "python_headers" in comp and comp["python_headers"] is None:
+            missing.append("Python headers (Python.h)")
+        if missing:
+            fixes.append(_dev_headers_cmd(snapshot))
     triton = as_dict(comp.get("triton"))
-    if (host_os(snapshot) == "linux" and torch_build(snapshot) in ("cuda", "rocm")
+    if system == "windows" and torch_build(snapshot) == "cuda" and triton.get("available") is False:
+        # No official Triton for Windows: torch.compile on a CUDA tensor fails with "Cannot find
+        # a working triton installation" (pytorch/pytorch#136361, #137689, #90768).
+        missing.append("triton (no official Windows build)")
+        if isinstance(triton.get("error"), str):
+            ev["triton_error"] = triton["error"][:500]
+        fixes.append("use WSL2 for torch.compile on the GPU, or the community Windows build of "
+                      "Triton (package triton-windows, woct0rdho/triton-windows) at the version "
+                      "its README pairs with your torch; without it keep torch.compile off")
+    elif (system == "linux" and torch_build(snapshot) in ("cuda", "rocm")
             and triton.get("available") is False):
         missing.append("triton")
         if isinstance(triton.get("error"), str):
@@ -617,4 +640,66 @@ def torch_compile_prereqs_missing(snapshot: dict):
         id="torch.compile-prereqs-missing", severity=Severity.WARN,
         title=f"torch.compile will fail: missing {', '.join(missing)}",
         evidence=ev, fix="; ".join(fixes),
+    )
+
+
+# ---------------------------------------------------------------------------------- NCCL, WSL
+
+_NCCL = recipes.load("nccl")
+
+
+@rule
+@emits("torch.nccl-too-old-for-gpu")
+def torch_nccl_too_old_for_gpu(snapshot: dict):
+    """The NCCL inside this torch predates support for the GPU's architecture: collectives fail
+    with "unhandled cuda error" (RTX 5090 / sm_120 with NCCL < 2.26.2: NVIDIA/nccl-tests#287,
+    #291). Minimums in recipes/nccl.json. An error with several GPUs (DDP, FSDP, tensor
+    parallel need NCCL), a warning with one."""
+    if torch_build(snapshot) != "cuda":
+        return
+    nccl = get(snapshot, "torch.nccl")
+    have = version_tuple(nccl) if isinstance(nccl, str) else None
+    if have is None:
+        return
+    ccs = {g.get("compute_capability") for g in gpus(snapshot) if isinstance(g.get("compute_capability"), str)}
+    for entry in _NCCL.get("arch_minimums", []):
+        need = version_tuple(entry.get("nccl_min"))
+        if entry.get("compute_capability") not in ccs or need is None or have >= need:
+            continue
+        count = sum(1 for g in gpus(snapshot) if g.get("compute_capability") == entry["compute_capability"])
+        yield Finding(
+            id="torch.nccl-too-old-for-gpu", severity=Severity.ERROR if count > 1 else Severity.WARN,
+            title=f"torch's NCCL {nccl} is too old for sm_{entry['compute_capability'].replace('.', '')} "
+                  f"GPUs (needs {entry['nccl_min']} or newer): {entry.get('symptom', 'collectives fail')}",
+            evidence={"torch": get(snapshot, "torch.version"), "nccl": nccl,
+                      "gpus": entry.get("gpus"), "source": entry.get("source")},
+            fix=f"install a torch whose NCCL is {entry['nccl_min']} or newer ({install_fix(snapshot)}); "
+                f"or upgrade the NCCL wheel it uses (`{python_cmd(snapshot)} -m pip install -U "
+                "nvidia-nccl-cu12`, where torch depends on it)",
+        )
+        return
+
+
+@rule
+@emits("torch.wsl-libcuda-unversioned-missing")
+def wsl_libcuda_unversioned_missing(snapshot: dict):
+    """Under WSL2 the driver's libraries live in /usr/lib/wsl/lib and the loader cache usually
+    holds only libcuda.so.1: whatever dlopens the unversioned libcuda.so fails ("libcuda.so
+    cannot found" from Triton, so torch.compile on the GPU; microsoft/WSL#8587,
+    NVIDIA/cuda-python#17, triton-lang/triton#2019). torch itself loads libcuda.so.1 and works."""
+    if get(snapshot, "host.wsl") is not True or torch_build(snapshot) != "cuda":
+        return
+    cache = as_dict(get(snapshot, "host.ld_cache_libcuda"))
+    if cache.get("unversioned") is not False:
+        return
+    ld = get(snapshot, "env.vars.LD_LIBRARY_PATH")
+    if isinstance(ld, str) and any(p.rstrip("/") == "/usr/lib/wsl/lib" for p in ld.split(":")):
+        return  # the usual workaround is in place
+    yield Finding(
+        id="torch.wsl-libcuda-unversioned-missing", severity=Severity.WARN,
+        title="WSL2: the loader cache has no unversioned libcuda.so, so Triton / torch.compile "
+              "on the GPU cannot find the CUDA driver",
+        evidence={"ld_cache": cache, "LD_LIBRARY_PATH": ld},
+        fix="`export LD_LIBRARY_PATH=/usr/lib/wsl/lib:$LD_LIBRARY_PATH` (in ~/.bashrc); or "
+            "`sudo ldconfig` once the driver update has recreated /usr/lib/wsl/lib/libcuda.so",
     )

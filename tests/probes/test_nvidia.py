@@ -6,6 +6,7 @@ against the real NVML codes; only the values are invented (see tests/fixtures/nv
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import inspect
 import json
@@ -32,19 +33,24 @@ CONTRACT = json.loads((FIXTURES / "snapshots" / "example_8xh100.json").read_text
 SECTION_KEYS = set(CONTRACT)
 GPU_KEYS = set(CONTRACT["gpus"][0])
 NVML_STATUSES = {"ok", "library_not_found", "driver_not_loaded", "driver_library_mismatch",
-                 "no_permission", "unknown_error"}
+                 "no_permission", "unknown_error", "gpu_lost", "gpu_fatal"}
 
 EXPECTED_SCENARIOS = {
     "no_driver", "driver_not_loaded", "driver_library_mismatch", "one_gpu_lost",
     "function_not_supported", "healthy_8xh100", "rtx5090", "v100", "throttled", "ecc_errors",
     "retired_pages_pending", "pcie_degraded", "memory_used_by_others", "mig_enabled",
-    "nvlink_down",
+    "nvlink_down", "count_gpu_lost", "count_no_permission", "count_unknown",
+    "driver_535_process_struct", "gpu_fatal", "gpu_hung", "gpu_slow", "name_call_failed",
+    "not_allocated_7_of_8", "nvlink_all_down", "nvlink_errors",
 }
 
 
 def probe_scenario(scenario: dict) -> tuple[dict, FakeNvml]:
     backend = FakeNvml(scenario)
     return nvidia.probe(nvml=backend, process_name=backend.process_name), backend
+
+
+_NO_NVLINK_ERRORS = {"replay": 0, "recovery": 0, "crc_flit": 0, "crc_data": 0}
 
 
 def gpu0(name: str) -> dict:
@@ -185,7 +191,11 @@ def test_bindings_that_cannot_be_imported(monkeypatch):
         (pynvml.NVML_ERROR_NO_PERMISSION, "no_permission"),
         (pynvml.NVML_ERROR_UNKNOWN, "unknown_error"),
         (pynvml.NVML_ERROR_TIMEOUT, "unknown_error"),
-        (pynvml.NVML_ERROR_CORRUPTED_INFOROM, "unknown_error"),
+        (pynvml.NVML_ERROR_CORRUPTED_INFOROM, "gpu_fatal"),
+        (pynvml.NVML_ERROR_RESET_REQUIRED, "gpu_fatal"),
+        (pynvml.NVML_ERROR_INSUFFICIENT_POWER, "gpu_fatal"),
+        (pynvml.NVML_ERROR_IRQ_ISSUE, "gpu_fatal"),
+        (pynvml.NVML_ERROR_MEMORY, "unknown_error"),
     ],
 )
 def test_classify_real_nvml_errors(code, cls):
@@ -197,8 +207,8 @@ def test_classify_real_nvml_errors(code, cls):
 
 
 def test_unknown_errors_keep_the_nvml_text():
-    failure = _nvml.Session(pynvml).classify(pynvml.NVMLError(pynvml.NVML_ERROR_CORRUPTED_INFOROM))
-    assert failure.message == "NVML error (Corrupted infoROM): NVML_ERROR_CORRUPTED_INFOROM"
+    failure = _nvml.Session(pynvml).classify(pynvml.NVMLError(pynvml.NVML_ERROR_MEMORY))
+    assert failure.message == "NVML error (Insufficient Memory): NVML_ERROR_MEMORY"
 
 
 def test_classify_non_nvml_exceptions():
@@ -350,8 +360,8 @@ def test_gpu_without_permission():
     scenario = load_scenario("healthy_8xh100")
     scenario["gpus"][3]["errors"] = {"nvmlDeviceGetHandleByIndex": "NVML_ERROR_NO_PERMISSION"}
     gpu = probe_scenario(scenario)[0]["gpus"][3]
-    assert gpu["error"]["class"] == "no_permission"
-    assert gpu["uuid"]["unavailable"].endswith("NVML_ERROR_NO_PERMISSION")
+    assert gpu["error"]["class"] == "not_allocated"
+    assert gpu["uuid"]["unavailable"].endswith("NVML_ERROR_NO_PERMISSION)")
 
 
 # -- exact values -----------------------------------------------------------------------------
@@ -442,8 +452,8 @@ def test_rtx5090_and_v100_identity():
     gpu = section["gpus"][0]
     assert section["driver_version"].startswith("580.") and section["cuda_driver_version"] == "13.0"
     assert gpu["compute_capability"] == "7.0"
-    assert gpu["retired_pages"] == {"pending": False, "count": 0}
-    assert gpu["nvlink"] == {"up": 6, "down": 0, "total": 6}
+    assert gpu["retired_pages"] == {"pending": False, "double_bit": 0, "single_bit": 0}
+    assert gpu["nvlink"] == {"up": 6, "down": 0, "total": 6, "errors": _NO_NVLINK_ERRORS}
 
 
 def test_health_scenarios():
@@ -451,11 +461,13 @@ def test_health_scenarios():
     assert ecc["ecc"]["volatile_uncorrected"] == 2 and ecc["ecc"]["aggregate_uncorrected"] == 5
     assert ecc["ecc"]["volatile_corrected"] == 14
     assert ecc["row_remap"] == {"correctable": 1, "uncorrectable": 3, "pending": True, "failure": True}
-    assert gpu0("retired_pages_pending")["retired_pages"] == {"pending": True, "count": 2}
+    assert gpu0("retired_pages_pending")["retired_pages"] == {"pending": True, "double_bit": 2,
+                                                              "single_bit": 1}
     assert gpu0("pcie_degraded")["pcie"] == {"gen_current": 3, "gen_max": 5, "width_current": 8,
                                              "width_max": 16}
     assert gpu0("mig_enabled")["mig_mode"] == {"current": True, "pending": True}
-    assert gpu0("nvlink_down")["nvlink"] == {"up": 16, "down": 2, "total": 18}
+    assert gpu0("nvlink_down")["nvlink"] == {"up": 16, "down": 2, "total": 18,
+                                             "errors": _NO_NVLINK_ERRORS}
     others = gpu0("memory_used_by_others")
     assert others["processes"] == [{"pid": 48213, "name": "python3", "used_bytes": 76968728985}]
     assert others["memory"]["used_bytes"] / others["memory"]["total_bytes"] == pytest.approx(0.9)
@@ -468,7 +480,8 @@ def test_health_scenarios():
 def test_nvlink_counting_stops_at_the_last_link(past_last):
     scenario = load_scenario("healthy_8xh100")
     scenario["gpus"][0]["nvlink"] = {"links": 12, "down": [0], "past_last": past_last}
-    assert probe_scenario(scenario)[0]["gpus"][0]["nvlink"] == {"up": 11, "down": 1, "total": 12}
+    assert probe_scenario(scenario)[0]["gpus"][0]["nvlink"] == {"up": 11, "down": 1, "total": 12,
+                                                                "errors": _NO_NVLINK_ERRORS}
 
 
 def test_nvlink_read_error_after_the_first_link():
@@ -584,3 +597,172 @@ def test_real_gpu_is_seen_with_sane_values():
         assert isinstance(gpu["processes"], list)
         assert gpu["compute_mode"] in ("default", "exclusive_process", "prohibited")
     print(json.dumps(section, indent=1))
+
+
+# -- issue 13 (5) and issue 10 class 7: NVML on real hardware --------------------------------
+
+
+@pytest.mark.parametrize(("name", "status", "code"), [
+    ("count_gpu_lost", "gpu_lost", "NVML_ERROR_GPU_IS_LOST"),
+    ("count_no_permission", "no_permission", "NVML_ERROR_NO_PERMISSION"),
+    ("count_unknown", "unknown_error", "NVML_ERROR_UNKNOWN"),
+])
+def test_a_failed_count_is_a_status_with_its_reason_never_no_gpu(name, status, code):
+    section = scenario_snapshot(name)
+    assert section["nvml"]["status"] == status
+    assert section["nvml"]["error"]["message"].startswith("nvmlDeviceGetCount failed: ")
+    assert section["nvml"]["error"]["message"].endswith(code)
+    assert snapshot.is_na(section["gpu_count"]) and section["gpus"] == []
+    assert section["driver_version"] == "550.90.07"  # the rest of what NVML said is kept
+
+
+def test_not_allocated_gpus_in_a_job_given_one_of_eight():
+    section = scenario_snapshot("not_allocated_7_of_8")
+    classes = [g["error"]["class"] if g["error"] else None for g in section["gpus"]]
+    assert classes == ["not_allocated"] * 3 + [None] + ["not_allocated"] * 4
+    assert section["gpus"][3] == scenario_snapshot("healthy_8xh100")["gpus"][3]
+    assert "not allocated to this job" in section["gpus"][0]["error"]["message"]
+
+
+def test_each_gpu_fatal_error_is_an_error_and_keeps_the_other_facts():
+    section = scenario_snapshot("gpu_fatal")
+    codes = [g["error"]["message"].rsplit(": ", 1)[1] for g in section["gpus"][:4]]
+    assert codes == ["NVML_ERROR_RESET_REQUIRED", "NVML_ERROR_CORRUPTED_INFOROM",
+                     "NVML_ERROR_INSUFFICIENT_POWER", "NVML_ERROR_IRQ_ISSUE"]
+    assert {g["error"]["class"] for g in section["gpus"][:4]} == {"gpu_fatal"}
+    for g in section["gpus"][:4]:
+        assert g["name"] == "NVIDIA H100 80GB HBM3" and g["compute_capability"] == "9.0"
+    assert section["gpus"][0]["ecc"]["mode_current"] is True  # only the ECC counters failed
+    assert [g["error"] for g in section["gpus"][4:]] == [None] * 4
+
+
+def test_a_failed_name_call_keeps_the_other_facts():
+    gpu = scenario_snapshot("name_call_failed")["gpus"][1]
+    assert gpu["name"] == {"unavailable": "NVML error (Unknown Error): NVML_ERROR_UNKNOWN"}
+    healthy = scenario_snapshot("healthy_8xh100")["gpus"][1]
+    assert {k: v for k, v in gpu.items() if k != "name"} == {
+        k: v for k, v in healthy.items() if k != "name"}
+
+
+def test_temperature_uses_the_v_call_and_falls_back():
+    section, backend = probe_scenario(load_scenario("healthy_8xh100"))
+    assert "nvmlDeviceGetTemperatureV" in backend.calls
+    assert "nvmlDeviceGetTemperature" not in backend.calls
+    section, backend = probe_scenario(load_scenario("function_not_supported"))
+    assert section["gpus"][0]["temperature_c"] == 41
+    assert "nvmlDeviceGetTemperature" in backend.calls
+
+
+def test_a_hung_gpu_costs_about_a_second_and_keeps_the_others():
+    backend = fake_nvml.fake("gpu_hung")
+    try:
+        start = __import__("time").monotonic()
+        section = nvidia.probe(nvml=backend, process_name=backend.process_name)
+        took = __import__("time").monotonic() - start
+    finally:
+        backend.release.set()
+    assert took < nvidia.CALL_TIMEOUT_S + 1.5
+    hung = section["gpus"][2]
+    assert hung["error"]["class"] == "gpu_hung"
+    assert "GPU 2: nvmlDeviceGetTotalEccErrors did not answer" in hung["error"]["message"]
+    assert hung["name"] == "NVIDIA H100 80GB HBM3"  # read before the hang
+    assert hung["pcie"]["unavailable"].startswith("not read: GPU 2: nvmlDeviceGetTotalEccErrors")
+    healthy = scenario_snapshot("healthy_8xh100")["gpus"]
+    assert [g for i, g in enumerate(section["gpus"]) if i != 2] == [
+        g for i, g in enumerate(healthy) if i != 2]
+    assert backend.shutdowns == 0  # never shut NVML down under a hung call
+
+
+def test_a_slow_gpu_stops_at_its_budget_and_keeps_the_others():
+    start = __import__("time").monotonic()
+    section = scenario_snapshot("gpu_slow")
+    took = __import__("time").monotonic() - start
+    assert took < 4.5  # was 23 s for 0.5 s per call (issue 13); budget 2 s + one call
+    slow = section["gpus"][5]
+    assert slow["error"]["class"] == "gpu_slow"
+    assert slow["name"] == "NVIDIA H100 80GB HBM3"
+    assert snapshot.is_na(slow["ecc"])
+    assert sum(g["error"] is not None for g in section["gpus"]) == 1
+
+
+def test_the_outer_deadline_keeps_what_was_read():
+    state: dict = {}
+    backend = fake_nvml.fake("gpu_hung")
+    try:
+        section = nvidia.probe(nvml=backend, process_name=backend.process_name, state=state)
+    finally:
+        backend.release.set()
+    partial = copy.deepcopy(state["section"])
+    del partial["gpus"][3:]  # as if the caller stopped waiting during GPU 3
+    out = nvidia.hung(20.0, {"section": partial})
+    assert out["gpus"][:3] == section["gpus"][:3]
+    assert [g["error"]["class"] for g in out["gpus"][3:]] == ["gpu_hung"] * 5
+    assert "not reached within the NVML deadline of 20 s" in out["gpus"][7]["error"]["message"]
+    assert nvidia.hung(20.0)["nvml"]["status"] == "unknown_error"
+
+
+def test_nvlink_error_counters_and_fabric_info():
+    scenario = load_scenario("healthy_8xh100")
+    scenario["gpus"][0]["nvlink"]["errors"] = {"3": {"crc_flit": 120, "replay": 2}, "4": {"replay": 1}}
+    scenario["gpus"][1]["fabric"] = {"state": 1, "status": pynvml.NVML_ERROR_NOT_SUPPORTED}
+    section, _ = probe_scenario(scenario)
+    assert section["gpus"][0]["nvlink"]["errors"] == {"replay": 3, "recovery": 0, "crc_flit": 120,
+                                                      "crc_data": 0}
+    assert section["gpus"][0]["fabric"] == {"state": "completed", "status": "success"}
+    assert section["gpus"][1]["fabric"] == {"state": "not_started",
+                                            "status": "NVML_ERROR_NOT_SUPPORTED"}
+    assert gpu0("rtx5090")["fabric"]["unavailable"].startswith("no NVSwitch fabric")
+
+
+def test_retired_pages_count_single_and_double_bit():
+    scenario = load_scenario("v100")
+    scenario["gpus"][0]["retired_pages"] = {"pending": 0, "double_bit": 1, "single_bit": 4}
+    assert probe_scenario(scenario)[0]["gpus"][0]["retired_pages"] == {
+        "pending": False, "double_bit": 1, "single_bit": 4}
+
+
+# -- the real NVML (marked gpu: deselected by default; run with -m gpu on a GPU machine) ----
+
+
+@pytest.mark.gpu
+def test_real_nvml_probe_has_the_contract_shape_and_new_facts():
+    section = nvidia.probe()
+    assert section["nvml"]["status"] == "ok", section["nvml"]
+    assert isinstance(section["gpu_count"], int) and section["gpu_count"] >= 1
+    for gpu in section["gpus"]:
+        assert set(gpu) == GPU_KEYS
+        assert gpu["error"] is None or gpu["error"]["class"] == "not_allocated", gpu["error"]
+        if gpu["error"] is None:
+            assert isinstance(gpu["temperature_c"], int)
+            assert isinstance(gpu["retired_pages"], dict) or snapshot.is_na(gpu["retired_pages"])
+            fabric = gpu["fabric"]
+            assert snapshot.is_na(fabric) or fabric["state"] in nvidia.FABRIC_STATES.values()
+            nv = gpu["nvlink"]
+            if isinstance(nv, dict) and not snapshot.is_na(nv) and nv["up"]:
+                errors = nv["errors"]
+                assert snapshot.is_na(errors) or set(errors) == {"replay", "recovery", "crc_flit",
+                                                                 "crc_data"}
+    json.dumps(section)
+
+
+@pytest.mark.gpu
+def test_real_nvml_probe_stays_within_its_budgets():
+    import time
+
+    start = time.monotonic()
+    section = nvidia.probe()
+    took = time.monotonic() - start
+    slow = [g["error"] for g in section["gpus"] if g["error"] and g["error"]["class"] in ("gpu_slow", "gpu_hung")]
+    assert not slow, slow  # a healthy GPU answers well within the per-GPU budget
+    assert took < nvidia.GPU_BUDGET_S * max(1, len(section["gpus"])), took
+
+
+@pytest.mark.gpu
+def test_real_kernel_log_and_fabric_probes_never_raise():
+    from envcheck.probes import fabric, kernel_log
+
+    log = kernel_log.probe()
+    assert log["readable"] in (True, False) and (log["readable"] or log["error"])
+    fab = fabric.probe()
+    assert isinstance(fab["nvswitches"], list)
+    json.dumps([log, fab])

@@ -49,7 +49,7 @@ Environment (NCCL_*, CUDA_*, TORCH_*, ...)
                                  1 (1): node-0007
 Doctor findings
   errors and warnings            (none) (8 of 9)
-                                 nvidia.gpus-missing-from-driver (1): node-0004
+                                 nvidia.gpu-count-unexpected, nvidia.gpus-missing-from-driver (1): node-0004
   infos (not weighed)            (none) (8 of 9)
                                  env.nccl-transport-disabled (1): node-0007
 

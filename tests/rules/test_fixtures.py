@@ -44,7 +44,8 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "driver_too_old_cu130": {("torch.driver-too-old", "error")},
     "ecc_errors": {("nvidia.ecc-uncorrectable", "error"), ("nvidia.row-remap-failure", "error")},
     "gpu_unreadable": {("nvidia.gpu-unreadable", "warn"), ("torch.sees-fewer-gpus", "warn")},
-    "gpus_missing_from_driver": {("nvidia.gpus-missing-from-driver", "warn")},
+    "gpus_missing_from_driver": {("nvidia.gpus-missing-from-driver", "warn"),
+                                 ("nvidia.gpu-count-unexpected", "warn")},  # 7 on an 8-GPU board
     "gtx1080ti_function_not_supported": {("nvidia.persistence-mode-off", "info"), ("torch.driver-too-old", "error")},
     "memory_used_by_others": {("nvidia.memory-used-by-others", "warn")},
     "mig_enabled": {("nvidia.mig-enabled", "warn")},
@@ -69,6 +70,44 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "v100_cu13_wheel": {("torch.arch-unsupported", "error")},
     "windows_cpu_wheel": {("torch.cpu-build-on-gpu-host", "error")},
     "wsl_rtx4090": {("host.wsl", "info")},
+    # issue 13 (5) / issue 10 class 7: NVML on real hardware
+    "nvml_count_failed": {("nvidia.nvml-error", "error")},
+    "nvml_count_no_permission": {("nvidia.nvml-error", "warn")},
+    "slurm_one_of_eight": {("nvidia.gpus-not-allocated", "info")},
+    "gpu_fatal": {("nvidia.gpu-fatal-error", "error")},
+    "gpu_hung": {("nvidia.gpu-unresponsive", "error")},
+    "gpu_slow": {("nvidia.gpu-unresponsive", "warn")},
+    "driver_535_process_list": {("nvidia.process-list-unreliable", "warn")},
+    # issue 13 (1): XIDs and SXids in the kernel log, triaged
+    "xid_triage": {("xid.gpu-error", "error"), ("xid.gpu-error", "warn"), ("xid.application", "info"),
+                   ("xid.nvswitch-error", "error"), ("xid.nvswitch-error", "warn")},
+    "xid_earlier_in_boot": {("xid.earlier-in-boot", "info")},
+    "kernel_log_unreadable": {("xid.log-unreadable", "info")},
+    # issue 13 (2): NVSwitch fabric and CUDA error 802 (torch.cuda-unavailable stays quiet)
+    "fabric_manager_dead": {("fabric.manager-not-running", "error")},
+    "fabric_manager_missing": {("fabric.manager-missing", "error")},
+    "fabric_manager_version_mismatch": {("fabric.manager-version-mismatch", "error")},
+    "fabric_not_initialized": {("fabric.not-initialized", "error")},
+    "cuda_error_802_unexplained": {("fabric.cuda-error-802", "error")},
+    # issue 13 (3, 4): NVLink and the node profile
+    "nvlink_all_down": {("nvidia.nvlink-down", "error")},
+    "nvlink_errors": {("nvidia.nvlink-errors", "error"), ("nvidia.nvlink-errors", "warn")},
+    "pcie_below_profile": {("nvidia.pcie-below-profile", "warn")},
+    "six_of_eight_expected": {("nvidia.gpu-count-unexpected", "error")},
+    # issue 13 (6): real failures doctor missed, and two false positives it no longer gives
+    "nccl_too_old_rtx5090": {("torch.nccl-too-old-for-gpu", "error")},
+    "wsl_libcuda_missing": {("torch.wsl-libcuda-unversioned-missing", "warn"), ("host.wsl", "info")},
+    "windows_compile_no_triton": {("torch.compile-prereqs-missing", "warn")},
+    "container_driver_in_image": {("nvidia.driver-library-mismatch", "error")},
+    "torch1_compile_prereqs": {("torch.arch-unsupported", "error")},  # and no torch.compile finding
+    "ld_path_wheel_libs": set(),
+    "windows_py313_torch251": {("torch.python-unsupported", "warn")},
+}
+
+# doctor options a fixture is evaluated with (rules.option); the rest use none
+OPTIONS: dict[str, dict] = {
+    "xid_earlier_in_boot": {"xid_window_s": 300.0},
+    "six_of_eight_expected": {"expect_gpus": 8},
 }
 
 
@@ -78,7 +117,7 @@ def _full_snapshot_files() -> list[str]:
 
 
 def _findings(name: str):
-    return rules.evaluate(snap.load(SNAPSHOTS / f"{name}.json"))
+    return rules.evaluate(snap.load(SNAPSHOTS / f"{name}.json"), OPTIONS.get(name))
 
 
 def test_every_fixture_has_an_expectation():
@@ -187,14 +226,22 @@ def _replace(s: dict, path: tuple, value) -> dict:
 #   pending remap (a fact) is reported.
 # - nvidia.no-driver-with-gpu: host.container-without-gpu needs the container fact; without
 #   it the same situation is reported with both possible causes.
+# - fabric.not-initialized / fabric.cuda-error-802: without the fabric manager's state, NVML's
+#   per-GPU fabric state or torch's error 802 still say the fabric is not ready.
+# - nvidia.gpu-unreadable: a GPU error whose class is unknown is reported as "could not be queried".
+# - env.cuda-visible-devices-hides-gpus: without the GPU entries, GPUs outside the job's
+#   allocation cannot be told apart, so CUDA_VISIBLE_DEVICES is judged against the whole count.
 FALLBACK_IDS = {"torch.cuda-unavailable", "nvidia.no-gpu", "env.ld-library-path-shadows-cuda",
-                "nvidia.row-remap-pending", "nvidia.no-driver-with-gpu"}
+                "nvidia.row-remap-pending", "nvidia.no-driver-with-gpu", "fabric.not-initialized",
+                "fabric.cuda-error-802", "nvidia.gpu-unreadable", "env.cuda-visible-devices-hides-gpus"}
 
 NA_SCENARIOS = ["healthy_8xh100", "driver_too_old_cu130", "docker_small_shm", "docker_without_gpus",
                 "torch_import_error_ld_path", "cvd_malformed", "ecc_errors", "throttled",
                 "big_node_small_host", "no_driver_nouveau", "rtx5090_old_wheel", "one_gpu_lost",
                 "retired_pages_v100", "compile_prereqs_missing", "uvm_missing", "multiple_installs",
-                "pcie_degraded", "memory_used_by_others", "windows_cpu_wheel", "k8s_pod_limits"]
+                "pcie_degraded", "memory_used_by_others", "windows_cpu_wheel", "k8s_pod_limits",
+                "xid_triage", "fabric_manager_dead", "nvlink_errors", "slurm_one_of_eight",
+                "gpu_fatal"]
 
 
 def _sections_paths(s: dict):
@@ -220,7 +267,7 @@ def test_na_anywhere_never_crashes_nor_invents_a_finding(name):
 
 @pytest.mark.parametrize("name", ["healthy_8xh100", "torch_import_crash", "docker_small_shm", "ecc_errors",
                                   "cvd_malformed", "windows_cpu_wheel", "big_node_small_host",
-                                  "k8s_pod_limits"])
+                                  "k8s_pod_limits", "xid_triage", "fabric_manager_dead", "nvlink_errors"])
 @pytest.mark.parametrize("odd", [None, "garbage", -1, [], {}, True, 1.5e300])
 def test_wrong_types_anywhere_never_crash_a_rule(name, odd):
     base = doctor_scenarios.build(name)

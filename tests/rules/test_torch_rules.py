@@ -182,10 +182,12 @@ def test_arch_ptx_only(machine):
 
 
 def test_python_unsupported_with_torch(machine, monkeypatch, fixed_install):
-    monkeypatch.setattr(recommend, "python_range", lambda v: ("3.9", "3.13") if v == "2.7.1" else None)
+    monkeypatch.setattr(recommend, "python_range",
+                        lambda v, platform=None: ("3.9", "3.13") if v == "2.7.1" else None)
     f = machine.one(machine("healthy_8xh100", {"python.version": "3.14.0"}), "torch.python-unsupported")
     assert f.severity is Severity.WARN  # it imported: unsupported but working
-    assert f.evidence == {"python": "3.14", "torch": "2.7.1", "supported": "3.9..3.13"}
+    assert f.evidence == {"python": "3.14", "torch": "2.7.1", "supported": "3.9..3.13",
+                          "platform": "linux-x86_64"}
     assert f.fix == fixed_install
     broken = machine("torch_import_crash", {"python.version": "3.14.0"})
     assert machine.one(broken, "torch.python-unsupported").severity is Severity.ERROR
@@ -277,3 +279,46 @@ def test_compile_prereqs_unknown_is_not_missing(machine):
     s = machine("compile_prereqs_missing", {"torch.compile.cc": machine.na(), "torch.compile.python_headers": machine.na(),
                                             "torch.compile.triton": machine.na()})
     assert "torch.compile-prereqs-missing" not in machine.ids(s)
+
+
+# -- issue 13 (6): the fixes' specifics -------------------------------------------------------
+
+
+def test_driver_in_the_image_says_remove_it_not_reboot():
+    import doctor_scenarios
+
+    from envcheck import rules as _rules
+
+    found = {f.id: f for f in _rules.evaluate(doctor_scenarios.build("container_driver_in_image"))}
+    fix = found["nvidia.driver-library-mismatch"].fix
+    assert "remove the driver from the image" in fix and "libnvidia-compute-565" in fix
+    assert "reboot" not in fix
+
+
+def test_wheel_lib_dirs_of_another_environment_still_shadow():
+    from envcheck.rules._util import cuda_lib_dirs
+
+    mine = "/home/alice/.venv/lib/python3.11/site-packages"
+    other = "/opt/conda/lib/python3.11/site-packages/nvidia/cublas/lib"
+    assert cuda_lib_dirs(f"{mine}/nvidia/cudnn/lib", mine)[0] == []
+    assert cuda_lib_dirs(f"{other}:{mine}/nvidia/cudnn/lib", mine)[0] == [other]
+    assert cuda_lib_dirs("/usr/local/cuda-12.1/lib64", mine)[0] == ["/usr/local/cuda-12.1/lib64"]
+
+
+def test_wsl_workaround_on_ld_library_path_silences_the_libcuda_finding():
+    import doctor_scenarios
+
+    from envcheck import rules as _rules
+
+    s = doctor_scenarios.build("wsl_libcuda_missing")
+    s["env"]["vars"]["LD_LIBRARY_PATH"] = "/usr/lib/wsl/lib"
+    assert "torch.wsl-libcuda-unversioned-missing" not in {f.id for f in _rules.evaluate(s)}
+
+
+def test_python_range_per_platform():
+    from envcheck import recommend
+
+    assert recommend.python_range("2.5.1", "windows-x86_64") == ("3.9", "3.12")
+    assert recommend.python_range("2.5.1", "linux-x86_64") == ("3.9", "3.13")
+    assert recommend.python_range("2.5.1") == ("3.9", "3.13")
+    assert recommend.python_range("2.5.1", "plan9-mips") == ("3.9", "3.13")
