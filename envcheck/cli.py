@@ -100,7 +100,7 @@ def _one_line(exc: click.UsageError) -> click.ClickException:
         return exc  # bare `envcheck`: the help text is the answer
     where = exc.ctx.command_path if exc.ctx is not None else "envcheck"
     message = safe.clean_text(" ".join(exc.format_message().split()), one_line=True)
-    return _UsageLine(f"{where}: {message} (see '{where} --help')")
+    return _UsageLine(f"Error: {message} (see '{where} --help')")
 
 
 class _Group(click.Group):

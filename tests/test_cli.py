@@ -238,3 +238,59 @@ def test_report_goes_to_stdout_and_nothing_else():
     result = run("doctor", "--snapshot", fixture("healthy_8xh100"), "--format", "json")
     json.loads(result.stdout)  # stdout is exactly one JSON document
     assert result.stderr == ""
+
+
+# ------------------------------------------------------------------ bad numeric input (issue 10, class 6)
+
+
+def _one_line_usage_error(result, *words: str) -> None:
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # not Click's "Usage: / Try ... / Error:" three lines
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "+Infinity", "1e999"])
+def test_doctor_timeout_must_be_finite(value):
+    _one_line_usage_error(run("doctor", "--snapshot", fixture("healthy_8xh100"), "--timeout", value),
+                          "--timeout", "finite")
+
+
+@pytest.mark.parametrize("args,words", [
+    (("--timeout", "0.5"), ("--timeout",)),
+    (("--timeout", "1e12"), ("--timeout",)),
+    (("--timeout", "ten"), ("--timeout",)),
+])
+def test_doctor_timeout_range(args, words):
+    _one_line_usage_error(run("doctor", "--snapshot", fixture("healthy_8xh100"), *args), *words)
+
+
+@pytest.mark.parametrize("args,words", [
+    (("--timeout", "nan"), ("--timeout", "finite")),
+    (("--budget", "inf"), ("--budget", "finite")),
+    (("--duration", "inf"), ("--duration", "finite")),
+    (("--duration", "-inf"), ("--duration", "finite")),
+    (("--duration", "1e9"), ("--duration",)),
+    (("--straggler-threshold", "nan"), ("--straggler-threshold", "finite")),
+    (("--straggler-threshold", "0"), ("--straggler-threshold",)),
+    (("--procs", "100000"), ("--procs",)),
+    (("--allreduce-max-mib", "1000000000"), ("--allreduce-max-mib",)),
+    (("--checks", ""), ("--checks", "names nothing")),
+    (("--checks", " , "), ("--checks", "names nothing")),
+])
+def test_validate_rejects_non_finite_and_absurd_values_before_any_work(args, words):
+    """Refused while parsing: no torch is imported, nothing starts."""
+    _one_line_usage_error(run("validate", *args), *words)
+
+
+@pytest.mark.parametrize("args,words", [
+    (("doctor", "--bogus"), ("Error:", "--bogus", "'envcheck doctor --help'")),
+    (("bogus",), ("Error:", "bogus", "'envcheck --help'")),
+    (("--bogus",), ("Error:", "--bogus")),
+    (("doctor", "--format", "xml"), ("--format", "xml")),
+    (("install", "--platform", "amiga"), ("--platform",)),
+    (("doctor", "--snapshot", fixture("healthy_8xh100"), "--python", sys.executable), ("exclude each other",)),
+])
+def test_usage_errors_are_one_line(args, words):
+    _one_line_usage_error(run(*args), *words)
