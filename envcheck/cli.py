@@ -167,7 +167,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Also write the snapshot (all probed facts) to FILE as JSON.")
 @click.option("--snapshot", "snapshot_path", type=click.Path(dir_okay=False),
               help="Diagnose a saved snapshot instead of probing this machine.")
-@click.option("--python", "python", metavar="PATH", type=click.Path(exists=True),
+@click.option("--python", "python", metavar="PATH", type=click.Path(exists=True), callback=options.python_path,
               help="Inspect the torch of another interpreter or venv (default: this one).")
 @click.option("--timeout", type=options.seconds(), default=30.0, show_default=True,
               help="Seconds to wait for the torch probe before calling it hung (at most a day).")
@@ -266,6 +266,8 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
                                "(e.g. 3.12) or the path of a python executable or venv")
     if snapshot_path and py_path:
         raise click.UsageError("--snapshot and --python PATH exclude each other: a saved snapshot is not probed")
+    if py_path and options.python_problem(py_path):
+        raise click.UsageError(f"--python: {options.python_problem(py_path)}")
     try:
         spec = mach.parse_torch_spec(torch_spec)
         extras = mach.parse_with(with_)

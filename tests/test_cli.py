@@ -294,3 +294,19 @@ def test_validate_rejects_non_finite_and_absurd_values_before_any_work(args, wor
 ])
 def test_usage_errors_are_one_line(args, words):
     _one_line_usage_error(run(*args), *words)
+
+
+@pytest.mark.parametrize("command", ["doctor", "install"])
+def test_python_that_is_not_an_interpreter_is_a_usage_error(command, tmp_path):
+    ls = tmp_path / "ls"
+    ls.write_text("#!/bin/sh\necho not python\n")
+    ls.chmod(0o755)
+    _one_line_usage_error(run(command, "--python", str(ls)), "not a Python interpreter")
+    _one_line_usage_error(run(command, "--python", str(tmp_path)), "without bin/python")
+    # a symlink named like anything, leading to a python, is a python
+    link = tmp_path / "mypy-interp"
+    link.symlink_to(Path(sys.executable).resolve())
+    from envcheck import options
+
+    assert options.python_problem(str(link)) is None
+    assert options.python_problem(sys.executable) is None
