@@ -155,6 +155,18 @@ def is_credential_key(name: str) -> bool:
     return len(words) > 1 and last in _CRED_LAST_WORD
 
 
+def _secret_pair(name: str, value: str) -> bool:
+    """A credential name with a value worth hiding. A name ending in "key" is also a lookup key
+    (``"spec_key": "fp32"``, ``sort_key=3``): there, short values and numbers are kept (API keys
+    are long)."""
+    if not is_credential_key(name):
+        return False
+    if _words(name)[-1] == "key":
+        plain = value.strip("'\"")
+        return len(plain) >= 8 and not plain.replace(".", "", 1).isdigit()
+    return True
+
+
 _PEM_BLOCK = re.compile(
     r"-----BEGIN (?P<kind>[A-Z0-9 ]*)PRIVATE KEY-----"
     # without its END line (a truncated stderr tail): the base64 and header lines that follow
@@ -197,7 +209,7 @@ _NOT_A_VALUE = {REDACTED, "", "***", "null", "None", "true", "false", "True", "F
 
 def _pair(m: re.Match) -> str:
     value = m.group("value")
-    if not is_credential_key(m.group("name")) or value.strip("'\"") in _NOT_A_VALUE:
+    if value.strip("'\"") in _NOT_A_VALUE or not _secret_pair(m.group("name"), value):
         return m.group(0)
     quote = m.group("q")
     # "token": 12345 in JSON: the replacement is a quoted string, so the document stays JSON.
@@ -252,8 +264,8 @@ def scrub(obj: Any, _depth: int = 0) -> Any:
         out = {}
         for k, v in obj.items():
             key = scrub_text(k) if isinstance(k, str) else k
-            if (isinstance(k, str) and is_credential_key(k) and v not in (None, "", REDACTED)
-                    and isinstance(v, (str, int, float)) and not isinstance(v, bool)):
+            if (isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                    and v not in ("", REDACTED) and _secret_pair(k, str(v))):
                 out[key] = REDACTED
             else:
                 out[key] = scrub(v, _depth + 1)

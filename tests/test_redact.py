@@ -24,7 +24,7 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_X
     ("db_password: hunter2", "db_password: <redacted>"),
     ("PGPASSWORD=hunter2", "PGPASSWORD=<redacted>"),
     ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG", "AWS_SECRET_ACCESS_KEY=<redacted>"),
-    ("OPENAI_API_KEY=abc", "OPENAI_API_KEY=<redacted>"),
+    ("OPENAI_API_KEY=abcdefgh12", "OPENAI_API_KEY=<redacted>"),
     ("accessToken: abc", "accessToken: <redacted>"),
     ("--password=hunter2", "--password=<redacted>"),
     ('password = "my secret pass"', 'password = "<redacted>"'),
@@ -75,7 +75,8 @@ def test_each_form_is_scrubbed(text, expected):
     "the key: value pair", "Error: token expired", "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True",
     "passthrough=1", "signal: 11", '"password": null', '{"password": ""}', "CUDA_VISIBLE_DEVICES=GPU-5f3f0e0c",
     "sha256=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "tokenizer.json: 2 MB",
-    "host: gpu-node-1", "author: Jane", "nvidia-smi: command not found",
+    "host: gpu-node-1", "author: Jane", "nvidia-smi: command not found", "sort_key=3", '{"spec_key": "fp32"}',
+    "cache_key: 1234567890",
 ])
 def test_non_secrets_are_left_alone(text):
     assert scrub_text(text) == text
