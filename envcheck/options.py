@@ -22,7 +22,7 @@ WEEK_S = 7 * DAY_S
 class FiniteFloat(click.FloatRange):
     """A float within [min, max] (open ends as asked) that is never nan, inf or -inf."""
 
-    name = "finite float"
+    name = "float"
 
     def convert(self, value, param, ctx):
         try:

@@ -40,7 +40,7 @@ _TOKEN = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(_TOKEN_PATTERNS) + ")")
 
 # scheme://user:password@host or scheme://token@host (pip index URLs, git remotes, proxies).
 # The look-behind keeps a long run of letters linear (each start would rescan the run otherwise).
-_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s]+)@")
+_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s'\"]+)@")
 
 # GPU / MIG UUIDs (CUDA_VISIBLE_DEVICES=GPU-5f3f...): random-looking but not secret.
 _UUID = re.compile(r"(?:MIG-)?(?:GPU-)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -177,15 +177,16 @@ _PEM_BLOCK = re.compile(
 # Authorization / Proxy-Authorization header (HTTP, curl -H, a requests repr): the scheme word is
 # kept, the credential goes.
 _AUTH_HEADER = re.compile(
-    r"(?P<head>\b(?:proxy-)?authorization(?P<q>['\"]?)[ \t]*[:=][ \t]*(?P=q)?[ \t]*['\"]?"
-    r"(?:(?:bearer|basic|token|digest|negotiate|ntlm|aws4-hmac-sha256)[ \t]+)?)"
-    r"(?P<value>[^\s'\"]+)",
+    r"(?P<head>\b(?:proxy-)?authorization(?P<q>['\"]?)[ \t]*[:=][ \t]*(?P<vq>['\"]?)[ \t]*"
+    r"(?:(?P<scheme>bearer|basic|token|digest|negotiate|ntlm|aws4-hmac-sha256)[ \t]+)?)"
+    r"(?!(?:bearer|basic|token|digest|negotiate|ntlm|aws4-hmac-sha256)[ \t])"  # a scheme is never the value
+    r"(?P<value>[^\s'\",;{}\[\]()<>\\]+)",
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?P<head>\bBearer[ \t]+)(?P<value>[A-Za-z0-9\-._~+/]{8,}=*)")
 
 # ?name=value or &name=value in a URL or a query string.
-_QUERY = re.compile(r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-]+)=)(?P<value>[^&#\s'\"<>]+)")
+_QUERY = re.compile(r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-]+)=)(?P<value>[^&#\s'\"<>\\]+)")
 
 # NAME=value, NAME: value, "name": "value", 'name': 'value'. The name must not continue a path
 # (/srv/token: ...) or another word (which also keeps the scan linear); the value is a quoted string (escapes allowed) or a run
@@ -193,7 +194,7 @@ _QUERY = re.compile(r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-]+)=)(?P<value>[^&#\s
 _PAIR = re.compile(
     r"(?<![\w/.\\\-])(?P<q>['\"]?)(?P<name>-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*)(?P=q)"
     r"(?P<sep>[ \t]*(?:=|:(?![/\\]))[ \t]*)"
-    r"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|[^\s'\",;&{\[\]}][^\s'\",;&\]}]*)"
+    r"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|[^\s'\",;&{\[\]}\\][^\s'\",;&\]}\\]*)"
 )
 
 
@@ -230,6 +231,14 @@ def _keep_head(m: re.Match) -> str:
     return m.group("head") + REDACTED
 
 
+def _auth(m: re.Match) -> str:
+    if m.group("value") in _NOT_A_VALUE:
+        return m.group(0)
+    if m.group("q") and not m.group("vq"):  # "Authorization": 12345 in JSON stays JSON
+        return m.group("head") + m.group("q") + REDACTED + m.group("q")
+    return _keep_head(m)
+
+
 def scrub_text(text: str) -> str:
     """``text`` with every recognised credential replaced by ``<redacted>`` (the forms above).
 
@@ -240,7 +249,7 @@ def scrub_text(text: str) -> str:
         return text
     out = _PEM_BLOCK.sub(REDACTED, text)
     out = _TOKEN.sub(REDACTED, out)
-    out = _AUTH_HEADER.sub(lambda m: m.group(0) if m.group("value") == REDACTED else _keep_head(m), out)
+    out = _AUTH_HEADER.sub(_auth, out)
     out = _BEARER.sub(lambda m: m.group(0) if m.group("value") == REDACTED else _keep_head(m), out)
     out = strip_url_credentials(out)
     out = _QUERY.sub(_query, out)

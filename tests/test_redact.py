@@ -4,6 +4,7 @@ non-secrets that must survive, objects (keys and values), JSON staying JSON, ide
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import pytest
@@ -143,3 +144,33 @@ def test_hostile_input_is_scrubbed_in_linear_time(unit):
     started = time.perf_counter()
     scrub_text(text)
     assert time.perf_counter() - started < 5
+
+
+
+_PIECES = ["token", "password", "=", ": ", "'", '"', "{", "}", "Bearer ", "Authorization: ", "https://", "u:p@",
+           "?", "&", "key", "_", "-", "/", "\n", " ", "hf_", "a1" * 12, "-----BEGIN PRIVATE KEY-----", "\\",
+           "<redacted>", "\x1b", "é", "12345678", '\\"', "\\", "x@y", "sig", ",", "secret"]
+
+
+def test_scrub_text_never_raises_and_is_idempotent_on_random_text():
+    """A seeded fuzz over the scrubber's own syntax (deterministic; no extra test dependency)."""
+    rng = random.Random(10)
+    for _ in range(3000):
+        text = "".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 30)))
+        once = scrub_text(text)
+        assert scrub_text(once) == once, repr(text)
+
+
+def test_scrubbed_json_documents_stay_json_on_random_documents():
+    rng = random.Random(11)
+    keys = ["token", "HF_TOKEN", "max_tokens", "password", "url", "spec_key", "api_key", "Authorization"]
+    for _ in range(3000):
+        doc = {rng.choice(keys): rng.choice(["".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 6))),
+                                              rng.randint(-10**12, 10**12), None, True])
+               for _ in range(rng.randint(0, 5))}
+        if rng.random() < 0.3:
+            doc = {"outer": doc, "list": [doc, str(doc)]}
+        text = json.dumps(doc, ensure_ascii=rng.random() < 0.5,
+                          separators=rng.choice([(",", ":"), (", ", ": ")]), indent=rng.choice([None, 2]))
+        back = json.loads(scrub_text(text))
+        assert set(back) == set(doc), text

@@ -180,3 +180,18 @@ def test_cluster_junit_is_well_formed():
     xml = cluster_render.to_junit(_cluster_report())
     ET.fromstring(xml.encode("utf-8"))
     _assert_inert(xml)
+
+
+
+def test_neutralised_random_text_has_no_raw_control_character():
+    """Seeded fuzz over every BMP code point class plus astral ones (no extra test dependency)."""
+    import random
+
+    rng = random.Random(4)
+    for _ in range(2000):
+        text = "".join(chr(rng.choice([rng.randrange(0, 0x250), rng.randrange(0x2000, 0x2100),
+                                       rng.randrange(0xD800, 0x10000), rng.randrange(0x10000, 0x110000)]))
+                       for _ in range(rng.randint(0, 20)))
+        out = safe.neutralise(text)
+        assert not RAW.search(out) and not re.search("[\ud800-\udfff\ufffe\uffff]", out)
+        assert "\n" not in safe.neutralise(text, one_line=True)
