@@ -310,3 +310,18 @@ def test_python_that_is_not_an_interpreter_is_a_usage_error(command, tmp_path):
 
     assert options.python_problem(str(link)) is None
     assert options.python_problem(sys.executable) is None
+
+
+# ------------------------------------------------------------------ the output stage (issue 10, classes 4 and 5)
+
+
+def test_stdout_and_stderr_are_scrubbed_at_the_output_stage(capsys):
+    """Everything doctor and install print passes cli._write (stdout) or cli._progress (stderr):
+    a torch import error quoted on stderr, pip's output, a report line on stdout."""
+    from envcheck import cli as cli_module
+
+    cli_module._progress("envcheck: validate needs a working torch: OSError: https://u:pw@h/?token=abc \x1b]0;x\x07")
+    cli_module._write("\x1b[1mfix\x1b[0m  export HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz\n")
+    out, err = capsys.readouterr()
+    assert err == "envcheck: validate needs a working torch: OSError: https://***@h/?token=<redacted> \\x1b]0;x\\x07\n"
+    assert out == "\x1b[1mfix\x1b[0m  export HF_TOKEN=<redacted>\n"  # envcheck's own colour codes kept
