@@ -169,7 +169,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Diagnose a saved snapshot instead of probing this machine.")
 @click.option("--python", "python", metavar="PATH", type=click.Path(exists=True), callback=options.python_path,
               help="Inspect the torch of another interpreter or venv (default: this one).")
-@click.option("--timeout", type=options.seconds(), default=30.0, show_default=True,
+@click.option("--timeout", type=options.seconds(), default=30.0, show_default=True, metavar="S",
               help="Seconds to wait for the torch probe before calling it hung (at most a day).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
 @EXIT_CODES
@@ -266,8 +266,8 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
                                "(e.g. 3.12) or the path of a python executable or venv")
     if snapshot_path and py_path:
         raise click.UsageError("--snapshot and --python PATH exclude each other: a saved snapshot is not probed")
-    if py_path and options.python_problem(py_path):
-        raise click.UsageError(f"--python: {options.python_problem(py_path)}")
+    if py_path and (problem := options.python_problem(py_path)):
+        raise click.UsageError(f"--python: {problem}")
     try:
         spec = mach.parse_torch_spec(torch_spec)
         extras = mach.parse_with(with_)
