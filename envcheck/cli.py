@@ -9,18 +9,21 @@ import traceback
 
 import click
 
-from envcheck import __version__, exitcodes
+from envcheck import __version__, exitcodes, options, redact
 from envcheck import snapshot as snap
-from envcheck.report import style
+from envcheck.report import safe, style
 
 
 def _progress(message: str) -> None:
-    """Progress and logs go to stderr; stdout carries only the report."""
-    click.echo(message, err=True)
+    """Progress and logs go to stderr; stdout carries only the report. Scrubbed and neutralised:
+    messages quote paths, pip's output and torch errors (envcheck.report.safe.clean_text)."""
+    click.echo(safe.clean_text(message), err=True)
 
 
 def _write(text: str) -> None:
-    # Renderers already decided on colour (TTY, NO_COLOR, --color); keep what they produced.
+    # Renderers already decided on colour (TTY, NO_COLOR, --color) and neutralised the data they
+    # show; the scrubber runs once more on everything that reaches stdout (envcheck.redact).
+    text = redact.scrub_text(text)
     click.echo(text, nl=not text.endswith("\n"), color=True)
 
 
@@ -135,12 +138,39 @@ def _html_out(html_path: str | None, doc) -> None:
             _progress(f"envcheck: cannot write --html {html_path}: {exc.strerror or exc}")
 
 
+class _UsageLine(click.ClickException):
+    """A usage error as the README promises it: one line on stderr, exit 2 (Click's own display
+    is three: "Usage: ...", "Try ... for help.", "Error: ...")."""
+
+    exit_code = exitcodes.USAGE
+
+    def show(self, file=None) -> None:
+        click.echo(self.message, err=True)
+
+
+def _one_line(exc: click.UsageError) -> click.ClickException:
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        return exc  # bare `envcheck`: the help text is the answer
+    where = exc.ctx.command_path if exc.ctx is not None else "envcheck"
+    message = safe.clean_text(" ".join(exc.format_message().split()), one_line=True)
+    return _UsageLine(f"Error: {message} (see '{where} --help')")
+
+
 class _Group(click.Group):
-    """Turns envcheck's own unexpected errors into one line and exit 3 (findings exit 1)."""
+    """Turns usage errors into one line (exit 2) and envcheck's own unexpected errors into one
+    line and exit 3 (findings exit 1)."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:  # the top level's own options and arguments
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's parsing, or raised by its body
+            raise _one_line(exc) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
@@ -150,7 +180,7 @@ class _Group(click.Group):
             if (ctx.obj or {}).get("debug"):
                 traceback.print_exc()
             click.echo(
-                f"envcheck: internal error: {type(exc).__name__}: {exc} "
+                f"envcheck: internal error: {type(exc).__name__}: {safe.clean_text(exc, one_line=True)} "
                 "(re-run with --debug for the traceback, and please report it)",
                 err=True,
             )
@@ -191,10 +221,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Also write the snapshot (all probed facts) to FILE as JSON.")
 @click.option("--snapshot", "snapshot_path", type=click.Path(dir_okay=False),
               help="Diagnose a saved snapshot instead of probing this machine.")
-@click.option("--python", "python", metavar="PATH", type=click.Path(exists=True),
+@click.option("--python", "python", metavar="PATH", type=click.Path(exists=True), callback=options.python_path,
               help="Inspect the torch of another interpreter or venv (default: this one).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
-              help="Seconds to wait for the torch probe before calling it hung.")
+@click.option("--timeout", type=options.seconds(), default=30.0, show_default=True, metavar="S",
+              help="Seconds to wait for the torch probe before calling it hung (at most a day).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
 @EXIT_CODES
 @PROM_FILE
@@ -237,7 +267,7 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
     outcome = exitmodes.doctor_outcome(findings, strict=strict)
     decision = exitmodes.decide(outcome, exit_codes)
     if decision.line is not None:
-        _write(decision.line)
+        _write(safe.neutralise(decision.line, one_line=True))
     elif fmt == "json":
         _write(render.to_json(snapshot, findings, strict=strict))
     else:
@@ -310,6 +340,8 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
                                "(e.g. 3.12) or the path of a python executable or venv")
     if snapshot_path and py_path:
         raise click.UsageError("--snapshot and --python PATH exclude each other: a saved snapshot is not probed")
+    if py_path and (problem := options.python_problem(py_path)):
+        raise click.UsageError(f"--python: {problem}")
     try:
         spec = mach.parse_torch_spec(torch_spec)
         extras = mach.parse_with(with_)
@@ -393,19 +425,19 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
 @cli.command()
 @click.option("--gpus", type=click.IntRange(min=1), metavar="N",
               help="Use the first N CUDA devices, one all-reduce rank each (default: all visible).")
-@click.option("--procs", type=click.IntRange(min=1), metavar="N",
+@click.option("--procs", type=options.count(maximum=1024), metavar="N",
               help="CPU path: all-reduce ranks (gloo processes; default 2).")
-@click.option("--checks", "checks_spec", metavar="LIST",
+@click.option("--checks", "checks_spec", metavar="LIST", callback=options.non_empty,
               help="Comma-separated checks to run: cnn, amp, compile, allreduce, gemm, memory (default: all).")
 @click.option("--profile", type=click.Choice(["quick", "standard", "burn-in"]),
               help="Workload size (default standard); burn-in repeats the GEMM and memory stress for --duration.")
 @click.option("--quick", is_flag=True,
               help="Node health check: cnn, allreduce, gemm and memory at --profile quick within a 50 s "
                    "--budget (inside Slurm's 60 s HealthCheckProgram limit).")
-@click.option("--budget", type=click.FloatRange(min=1), metavar="S",
+@click.option("--budget", type=options.seconds(maximum=options.WEEK_S), metavar="S",
               help="End the whole run after S seconds: the check running then fails, later ones are "
                    "skipped (default: none; 50 with --quick).")
-@click.option("--duration", type=click.FloatRange(min=1), metavar="S",
+@click.option("--duration", type=options.seconds(maximum=options.WEEK_S), metavar="S",
               help="Seconds of stress in --profile burn-in (default 600).")
 @click.option("--device", type=click.Choice(["cuda", "cpu"]),
               help="Where the checks run (default: cuda when torch sees a GPU, else cpu).")
@@ -415,12 +447,12 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
               callback=_existing_dir, help="Also write the JSON report to FILE (kept current after each check).")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               callback=_existing_dir, help="Also write JUnit XML to FILE (one testcase per check).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, metavar="S",
+@click.option("--timeout", type=options.seconds(), default=120.0, show_default=True, metavar="S",
               help="Seconds a collective (or any step of a check) may make no progress before it counts as hung.")
-@click.option("--allreduce-max-mib", type=click.IntRange(min=1), metavar="MiB",
+@click.option("--allreduce-max-mib", type=options.count(maximum=65536), metavar="MiB",
               help="Largest all-reduce message (default 1024 on GPUs, 64 on CPUs; lowered to fit free memory).")
 @click.option("--isolation", type=click.Choice(["subprocess", "inprocess"]), default="subprocess", hidden=True)
-@click.option("--straggler-threshold", type=click.FloatRange(min=0, max=1, min_open=True), default=0.10,
+@click.option("--straggler-threshold", type=options.fraction(), default=0.10,
               show_default=True, metavar="FRACTION",
               help="Under torchrun/srun: flag a node whose GEMM, memory or intra-node busbw figure is this "
                    "fraction worse than the cluster median (and, with --pairwise, a node pair's busbw "

@@ -27,7 +27,8 @@ _TOKEN_PATTERNS = [
     r"github_pat_[A-Za-z0-9_]{20,}",             # GitHub fine-grained token
     r"(?:AKIA|ASIA)[0-9A-Z]{16}",                # AWS access key id
     r"sk-[A-Za-z0-9_\-]{20,}",                   # OpenAI / Anthropic style API keys
-    r"xox[abposr]-[A-Za-z0-9\-]{10,}",           # Slack tokens
+    r"xox[abposre]-[A-Za-z0-9\-]{10,}",          # Slack tokens
+    r"xapp-[0-9]-[A-Za-z0-9\-]{10,}",             # Slack app-level token
     r"glpat-[A-Za-z0-9_\-]{20,}",                # GitLab personal access token
     r"npm_[A-Za-z0-9]{30,}",                     # npm token
     r"pypi-[A-Za-z0-9_\-]{40,}",                 # PyPI upload token
@@ -38,13 +39,8 @@ _TOKEN_PATTERNS = [
 _TOKEN = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(_TOKEN_PATTERNS) + ")")
 
 # scheme://user:password@host or scheme://token@host (pip index URLs, git remotes, proxies).
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s]+)@")
-
-# NAME=value inside free text (a traceback that echoes "HF_TOKEN=...", a "?token=" query), for
-# scrub_text. Only "=": "KeyError: 'cuda'" must survive.
-_ASSIGNMENT = re.compile(
-    r"(?P<name>\b[A-Za-z_][A-Za-z0-9_]*)(?P<sep>\s*=\s*)(?P<quote>['\"]?)(?P<value>[^\s'\",;&]+)"
-)
+# The look-behind keeps a long run of letters linear (each start would rescan the run otherwise).
+_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s'\"]+)@")
 
 # GPU / MIG UUIDs (CUDA_VISIBLE_DEVICES=GPU-5f3f...): random-looking but not secret.
 _UUID = re.compile(r"(?:MIG-)?(?:GPU-)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -113,32 +109,176 @@ def looks_secret(value: str) -> bool:
     return False
 
 
-def scrub_text(text: str) -> str:
-    """Free text with every recognisable credential replaced by ``<redacted>``.
+# --------------------------------------------------------------------------- free-text scrubber
+#
+# One scrubber for everything that leaves the process (stdout in every format, stderr, the
+# --save snapshot, reports): :func:`scrub_text` for a string, :func:`scrub` for a JSON-like
+# object. The forms it recognises, each tested in tests/test_redact.py:
+#   NAME=value, NAME: value, "name": "value" / 'name': 'value' (JSON, Python reprs, YAML),
+#   Authorization: Bearer|Basic|Token ... headers and a bare "Bearer <token>",
+#   user info in URLs (https://user:pass@host), secret query parameters (?password=, &sig=),
+#   the token shapes of _TOKEN_PATTERNS and whole PEM private key blocks.
+# A name counts as a credential by its *last* word (HF_TOKEN, db_password, accessToken,
+# AWS_SECRET_ACCESS_KEY), so counts and settings that merely mention one (max_tokens=5,
+# TOKENIZERS_PARALLELISM=false, token_count: 3) and paths with such a word (/data/token/x) stay.
 
-    Known token formats, URL user info, and the value of ``NAME=value`` / ``NAME: value``
-    where NAME is secret-like. Deliberately no entropy test here: it would mangle hashes in
-    paths of tracebacks, which are useful and not secret.
+# The last word of a name that says its value is a credential. Compound words are matched by
+# suffix for the unambiguous ones (PGPASSWORD, hftoken); "key", "pass", "pwd" and "auth" only as a
+# separate last word after another word (OPENAI_API_KEY, DB_PASS; not PWD, the working directory).
+_CRED_SUFFIX = ("token", "password", "passwd", "passphrase", "secret", "apikey", "credential",
+                "credentials", "cookie", "signature")
+_CRED_LAST_WORD = ("key", "pass", "pwd", "auth", "sig")
+# Query parameters that carry a credential on their own (presigned S3 / Azure SAS URLs, ?key=).
+_CRED_QUERY = {"key", "sig", "pwd", "pass", "auth", "code_challenge_secret"}
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def _words(name: str) -> list[str]:
+    """``AWS_SECRET_ACCESS_KEY`` -> aws secret access key; ``accessToken`` -> access token."""
+    return [w.lower() for w in _WORD.findall(name)]
+
+
+def is_credential_key(name: str) -> bool:
+    """True when a key or variable *name* says its value is a credential (see the block above).
+
+    Stricter than :func:`is_secret_name`, which decides what the env probe may record: that one
+    drops any name mentioning KEY or TOKEN; this one must not mangle ``max_tokens=5`` or
+    ``KeyError: 'cuda'`` in free text.
     """
-    if not text:
+    words = _words(name)
+    if not words:
+        return False
+    last = words[-1]
+    if last.endswith(_CRED_SUFFIX):
+        return True
+    return len(words) > 1 and last in _CRED_LAST_WORD
+
+
+def _secret_pair(name: str, value: str) -> bool:
+    """A credential name with a value worth hiding. A name ending in "key" is also a lookup key
+    (``"spec_key": "fp32"``, ``sort_key=3``): there, short values and numbers are kept (API keys
+    are long)."""
+    if not is_credential_key(name):
+        return False
+    if _words(name)[-1] == "key":
+        plain = value.strip("'\"")
+        return len(plain) >= 8 and not plain.replace(".", "", 1).isdigit()
+    return True
+
+
+_PEM_BLOCK = re.compile(
+    r"-----BEGIN (?P<kind>[A-Z0-9 ]*)PRIVATE KEY-----"
+    # without its END line (a truncated stderr tail): the base64 and header lines that follow
+    r"(?:.*?-----END (?P=kind)PRIVATE KEY-----|(?:\r?\n(?:[A-Za-z0-9+/=]*|[A-Za-z\-]+: [^\r\n]*)(?=\r?\n|\Z))*)",
+    re.DOTALL,
+)
+
+# Authorization / Proxy-Authorization header (HTTP, curl -H, a requests repr): the scheme word is
+# kept, the credential goes.
+_AUTH_HEADER = re.compile(
+    r"(?P<head>\b(?:proxy-)?authorization(?P<q>['\"]?)[ \t]*[:=][ \t]*(?P<vq>['\"]?)[ \t]*"
+    r"(?:(?P<scheme>bearer|basic|token|digest|negotiate|ntlm|aws4-hmac-sha256)[ \t]+)?)"
+    r"(?!(?:bearer|basic|token|digest|negotiate|ntlm|aws4-hmac-sha256)[ \t])"  # a scheme is never the value
+    r"(?P<value>[^\s'\",;{}\[\]()<>\\]+)",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(?P<head>\bBearer[ \t]+)(?P<value>[A-Za-z0-9\-._~+/]{8,}=*)")
+
+# ?name=value or &name=value in a URL or a query string.
+_QUERY = re.compile(r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-]+)=)(?P<value>[^&#\s'\"<>\\]+)")
+
+# NAME=value, NAME: value, "name": "value", 'name': 'value'. The name must not continue a path
+# (/srv/token: ...) or another word (which also keeps the scan linear); the value is a quoted string (escapes allowed) or a run
+# without blanks, quotes and list separators.
+_PAIR = re.compile(
+    r"(?<![\w/.\\\-])(?P<q>['\"]?)(?P<name>-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*)(?P=q)"
+    r"(?P<sep>[ \t]*(?:=|:(?![/\\]))[ \t]*)"
+    r"(?P<value>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|[^\s'\",;&{\[\]}\\][^\s'\",;&\]}\\]*)"
+)
+
+
+def _redact_value(value: str) -> str:
+    """The credential gone, its quotes kept (so JSON and reprs stay well-formed)."""
+    if value[:1] in ("'", '"') and len(value) >= 2 and value[-1] == value[0]:
+        return value[0] + REDACTED + value[0]
+    return REDACTED
+
+
+_NOT_A_VALUE = {REDACTED, "", "***", "null", "None", "true", "false", "True", "False"}
+
+
+def _pair(m: re.Match) -> str:
+    value = m.group("value")
+    if value.strip("'\"") in _NOT_A_VALUE or not _secret_pair(m.group("name"), value):
+        return m.group(0)
+    quote = m.group("q")
+    # "token": 12345 in JSON: the replacement is a quoted string, so the document stays JSON.
+    new = _redact_value(value) if value[:1] in ("'", '"') or not quote else quote + REDACTED + quote
+    return m.group(0)[: m.start("value") - m.start()] + new
+
+
+def _query(m: re.Match) -> str:
+    name = m.group("name")
+    if m.group("value") == REDACTED or not (is_credential_key(name) or name.lower() in _CRED_QUERY
+                                             or name.lower().startswith("x-amz-")
+                                             and name.lower() != "x-amz-date"):
+        return m.group(0)
+    return m.group("head") + REDACTED
+
+
+def _keep_head(m: re.Match) -> str:
+    return m.group("head") + REDACTED
+
+
+def _auth(m: re.Match) -> str:
+    if m.group("value") in _NOT_A_VALUE:
+        return m.group(0)
+    if m.group("q") and not m.group("vq"):  # "Authorization": 12345 in JSON stays JSON
+        return m.group("head") + m.group("q") + REDACTED + m.group("q")
+    return _keep_head(m)
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with every recognised credential replaced by ``<redacted>`` (the forms above).
+
+    Idempotent, and leaves JSON text valid JSON. Deliberately no entropy test here: it would
+    mangle hashes in the paths of tracebacks, which are useful and not secret.
+    """
+    if not text or not isinstance(text, str):
         return text
-    out = _TOKEN.sub(REDACTED, text)
+    out = _PEM_BLOCK.sub(REDACTED, text)
+    out = _TOKEN.sub(REDACTED, out)
+    out = _AUTH_HEADER.sub(_auth, out)
+    out = _BEARER.sub(lambda m: m.group(0) if m.group("value") == REDACTED else _keep_head(m), out)
     out = strip_url_credentials(out)
-
-    def _assignment(m: re.Match) -> str:
-        if not is_secret_name(m.group("name")) or m.group("value") == REDACTED:
-            return m.group(0)
-        return m.group("name") + m.group("sep") + m.group("quote") + REDACTED
-
-    return _ASSIGNMENT.sub(_assignment, out)
+    out = _QUERY.sub(_query, out)
+    return _PAIR.sub(_pair, out)
 
 
-def scrub(obj: Any) -> Any:
-    """:func:`scrub_text` applied to every string (keys excluded) of a JSON-like structure."""
+MAX_DEPTH = 100  # deeper than any report envcheck makes; a deeper subtree is replaced, not walked
+
+
+def scrub(obj: Any, _depth: int = 0) -> Any:
+    """:func:`scrub_text` on every string of a JSON-like structure, keys included; a value under
+    a credential key (``{"password": "x"}``, ``env.vars.HF_TOKEN``) is redacted whole.
+
+    Returns new containers (tuples become lists, as in JSON); the input is not changed.
+    """
     if isinstance(obj, str):
         return scrub_text(obj)
+    if _depth > MAX_DEPTH and isinstance(obj, (dict, list, tuple)):
+        return "<too deeply nested>"
     if isinstance(obj, dict):
-        return {k: scrub(v) for k, v in obj.items()}
+        out = {}
+        for k, v in obj.items():
+            key = scrub_text(k) if isinstance(k, str) else k
+            if (isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                    and v not in ("", REDACTED) and _secret_pair(k, str(v))):
+                out[key] = REDACTED
+            else:
+                out[key] = scrub(v, _depth + 1)
+        return out
     if isinstance(obj, (list, tuple)):
-        return [scrub(v) for v in obj]
+        return [scrub(v, _depth + 1) for v in obj]
     return obj

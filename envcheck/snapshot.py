@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,11 @@ from envcheck import __version__
 SCHEMA = "envcheck.snapshot"
 SCHEMA_VERSION = 1
 SECTIONS = ("host", "python", "torch", "nvidia", "env")
+# Bad-input limits for --snapshot (issue 10, class 6). Real snapshots are tens of KiB and 6
+# levels deep; these leave room for a hand-made one and keep every recursive walk downstream
+# (rules, renderers, envcheck.redact) far from Python's recursion limit.
+MAX_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 32
 
 
 class SnapshotError(ValueError):
@@ -82,8 +89,14 @@ def new(sections: dict[str, Any], probe_seconds: dict[str, float] | None = None)
 
 
 def dumps(snapshot: dict) -> str:
-    """Serialise with stable key order, so saved snapshots diff cleanly."""
-    return json.dumps(snapshot, indent=2, sort_keys=True, default=str) + "\n"
+    """Serialise with stable key order, so saved snapshots diff cleanly.
+
+    Scrubbed (envcheck.redact): a saved snapshot is the file meant for support tickets, so it
+    holds no more than the report on stdout does.
+    """
+    from envcheck.redact import scrub
+
+    return json.dumps(scrub(snapshot), indent=2, sort_keys=True, default=str) + "\n"
 
 
 def save(snapshot: dict, path: str | Path) -> None:
@@ -95,8 +108,8 @@ def validate(data: Any, origin: str = "snapshot") -> dict:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise SnapshotError(f"{origin} is not an envcheck snapshot (no \"schema\": \"{SCHEMA}\")")
     version = data.get("schema_version")
-    if not isinstance(version, int):
-        raise SnapshotError(f"{origin} has no integer schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SnapshotError(f"{origin} has no integer schema_version (found {json.dumps(version, default=str)})")
     if version > SCHEMA_VERSION:
         raise SnapshotError(
             f"{origin} uses snapshot schema {version}, newer than the {SCHEMA_VERSION} this "
@@ -117,21 +130,73 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """True when containers nest deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _read_regular(p: Path, what: str) -> bytes:
+    """The bytes of a regular file of at most MAX_BYTES; anything else is a SnapshotError.
+
+    Checked with stat() before opening (opening a device can have side effects, a FIFO blocks),
+    opened with O_NONBLOCK and checked again with fstat() (the path may change in between).
+    """
+    try:
+        st = os.stat(p)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((word for test, word in _KINDS if test(st.st_mode)), "not a regular file")
+            raise SnapshotError(f"{what} {p} is {kind}, not a regular file")
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise SnapshotError(f"{what} {p} is not a regular file")
+            if st.st_size > MAX_BYTES:
+                raise SnapshotError(f"{what} {p} is {st.st_size} bytes, more than the {MAX_BYTES} "
+                                    f"a {what} may be")
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise SnapshotError(f"{what} {p} is more than the {MAX_BYTES} bytes a {what} may be")
+    return data
+
+
 def read_json(path: str | Path, what: str = "snapshot") -> Any:
     """The parsed JSON of a file envcheck reads back (snapshots, reports, golden files); raises
-    SnapshotError with a one-line reason. NaN and Infinity are refused: no JSON tool agrees on them."""
+    SnapshotError with a one-line reason (exit 2 at the command line, issue 10 class 6).
+
+    Refused: not a regular file, over MAX_BYTES, not UTF-8, not JSON, NaN/Infinity (no JSON tool
+    agrees on them), nested deeper than MAX_DEPTH.
+    """
     p = Path(path)
+    raw = _read_regular(p, what)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SnapshotError(f"cannot read {what} {p}: {why}") from None
+        text = raw.decode("utf-8-sig")  # a BOM from a Windows editor is harmless
+    except UnicodeDecodeError as exc:
+        raise SnapshotError(f"{what} {p} is not UTF-8 text (invalid byte at offset {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SnapshotError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except ValueError as exc:
-        raise SnapshotError(f"{p} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SnapshotError(f"{what} {p} is nested too deeply (more than {MAX_DEPTH} levels)") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer of more than 4300 digits
+        raise SnapshotError(f"{p} is not a usable JSON document: {exc}") from None
+    if _depth_exceeds(data, MAX_DEPTH):
+        raise SnapshotError(f"{what} {p} is nested too deeply (more than {MAX_DEPTH} levels)")
+    return data
 
 
 def load(path: str | Path) -> dict:

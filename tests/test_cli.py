@@ -266,3 +266,90 @@ def test_expect_gpus_and_node_profile_reach_the_rules():
     result = run("doctor", "--snapshot", fixture("gpus_missing_from_driver"), "--node-profile", "none")
     assert "GPUs where" not in result.output
     assert "GPUs where" in run("doctor", "--snapshot", fixture("gpus_missing_from_driver")).output
+
+
+# ------------------------------------------------------------------ bad numeric input (issue 10, class 6)
+
+
+def _one_line_usage_error(result, *words: str) -> None:
+    assert result.exit_code == exitcodes.USAGE, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # not Click's "Usage: / Try ... / Error:" three lines
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "+Infinity", "1e999"])
+def test_doctor_timeout_must_be_finite(value):
+    _one_line_usage_error(run("doctor", "--snapshot", fixture("healthy_8xh100"), "--timeout", value),
+                          "--timeout", "finite")
+
+
+@pytest.mark.parametrize("args,words", [
+    (("--timeout", "0.5"), ("--timeout",)),
+    (("--timeout", "1e12"), ("--timeout",)),
+    (("--timeout", "ten"), ("--timeout",)),
+])
+def test_doctor_timeout_range(args, words):
+    _one_line_usage_error(run("doctor", "--snapshot", fixture("healthy_8xh100"), *args), *words)
+
+
+@pytest.mark.parametrize("args,words", [
+    (("--timeout", "nan"), ("--timeout", "finite")),
+    (("--budget", "inf"), ("--budget", "finite")),
+    (("--duration", "inf"), ("--duration", "finite")),
+    (("--duration", "-inf"), ("--duration", "finite")),
+    (("--duration", "1e9"), ("--duration",)),
+    (("--straggler-threshold", "nan"), ("--straggler-threshold", "finite")),
+    (("--straggler-threshold", "0"), ("--straggler-threshold",)),
+    (("--procs", "100000"), ("--procs",)),
+    (("--allreduce-max-mib", "1000000000"), ("--allreduce-max-mib",)),
+    (("--checks", ""), ("--checks", "names nothing")),
+    (("--checks", " , "), ("--checks", "names nothing")),
+])
+def test_validate_rejects_non_finite_and_absurd_values_before_any_work(args, words):
+    """Refused while parsing: no torch is imported, nothing starts."""
+    _one_line_usage_error(run("validate", *args), *words)
+
+
+@pytest.mark.parametrize("args,words", [
+    (("doctor", "--bogus"), ("Error:", "--bogus", "'envcheck doctor --help'")),
+    (("bogus",), ("Error:", "bogus", "'envcheck --help'")),
+    (("--bogus",), ("Error:", "--bogus")),
+    (("doctor", "--format", "xml"), ("--format", "xml")),
+    (("install", "--platform", "amiga"), ("--platform",)),
+    (("doctor", "--snapshot", fixture("healthy_8xh100"), "--python", sys.executable), ("exclude each other",)),
+])
+def test_usage_errors_are_one_line(args, words):
+    _one_line_usage_error(run(*args), *words)
+
+
+@pytest.mark.parametrize("command", ["doctor", "install"])
+def test_python_that_is_not_an_interpreter_is_a_usage_error(command, tmp_path):
+    ls = tmp_path / "ls"
+    ls.write_text("#!/bin/sh\necho not python\n")
+    ls.chmod(0o755)
+    _one_line_usage_error(run(command, "--python", str(ls)), "not a Python interpreter")
+    _one_line_usage_error(run(command, "--python", str(tmp_path)), "without bin/python")
+    # a symlink named like anything, leading to a python, is a python
+    link = tmp_path / "mypy-interp"
+    link.symlink_to(Path(sys.executable).resolve())
+    from envcheck import options
+
+    assert options.python_problem(str(link)) is None
+    assert options.python_problem(sys.executable) is None
+
+
+# ------------------------------------------------------------------ the output stage (issue 10, classes 4 and 5)
+
+
+def test_stdout_and_stderr_are_scrubbed_at_the_output_stage(capsys):
+    """Everything doctor and install print passes cli._write (stdout) or cli._progress (stderr):
+    a torch import error quoted on stderr, pip's output, a report line on stdout."""
+    from envcheck import cli as cli_module
+
+    cli_module._progress("envcheck: validate needs a working torch: OSError: https://u:pw@h/?token=abc \x1b]0;x\x07")
+    cli_module._write("\x1b[1mfix\x1b[0m  export HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz\n")
+    out, err = capsys.readouterr()
+    assert err == "envcheck: validate needs a working torch: OSError: https://***@h/?token=<redacted> \\x1b]0;x\\x07\n"
+    assert out == "\x1b[1mfix\x1b[0m  export HF_TOKEN=<redacted>\n"  # envcheck's own colour codes kept

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
 from envcheck.report import style
+from envcheck.report.safe import neutralise_obj
 
 _VERDICT_COLOURS = {"certified": "green", "passed": "green", "degraded": "yellow", "failed": "red"}
 
@@ -32,6 +33,7 @@ def _ranks(ranks: list[Mapping]) -> str:
 
 def to_text(report: Mapping, color: bool = False) -> str:
     """A node table, worst nodes' reasons under it; the verdict line last (what a log keeps)."""
+    report = neutralise_obj(dict(report))  # peers' hostnames and messages: before any colour
     nodes = list(report.get("nodes") or [])
     rows = [("node", "host", "verdict", "ranks", "straggler")]
     for n in nodes:
@@ -78,6 +80,7 @@ def _case(suite: ET.Element, name: str, classname: str, seconds=None) -> ET.Elem
 
 def to_junit(report: Mapping) -> str:
     """JUnit XML: a testsuite per node, a testcase per rank and check."""
+    report = neutralise_obj(dict(report))  # XML 1.0 characters only, whatever a peer sent
     root = ET.Element("testsuites", name="envcheck validate (cluster)")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     suites = []

@@ -15,7 +15,8 @@ first) and ``summary`` {errors, warnings, infos, worst, strict, exit_code, verdi
 ``exit_code`` is the default-mode exit code (0/1) for the ``strict`` flag given.
 
 Both formats pass through envcheck.redact as a last line of defence: reports get pasted into
-public issues. Only ASCII is produced by the renderer itself, so a report printed to a
+public issues. The text report neutralises control characters of the data it shows
+(envcheck.report.safe); JSON escapes them itself and keeps the original strings. Only ASCII is produced by the renderer itself, so a report printed to a
 non-UTF-8 console (Windows code pages, C locale) cannot fail to encode.
 """
 
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 from typing import Any
 
 from envcheck.findings import Finding, Severity, sort_findings
+from envcheck.report.safe import neutralise, neutralise_obj
 from envcheck.report.style import paint, severity
 from envcheck.snapshot import get, is_na
 
@@ -430,9 +433,17 @@ def _verdict_line(summary: dict, color: bool) -> str:
     return paint("Verdict: ", color, bold=True) + severity(text, sev, color)
 
 
+def _neutral(f: Finding) -> Finding:
+    return replace(f, id=neutralise(f.id), title=neutralise(f.title), fix=neutralise(f.fix),
+                   detail=neutralise(f.detail), evidence=neutralise_obj(f.evidence or {}))
+
+
 def to_text(snapshot: dict, findings: list[Finding], color: bool = False, strict: bool = False) -> str:
     """The human report: findings first (worst first), machine facts, one verdict line."""
-    ordered = sort_findings(list(findings))
+    # Untrusted text (hostname, GPU names, torch errors, paths; a snapshot file) is neutralised
+    # before any colour code is added: envcheck.report.safe.
+    snapshot = neutralise_obj(snapshot)
+    ordered = sort_findings([_neutral(f) for f in findings])
     summary = summarize(ordered, strict=strict)
     host = get(snapshot, "host.hostname")
     created = snapshot.get("created_at") if isinstance(snapshot.get("created_at"), str) else None

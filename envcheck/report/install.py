@@ -32,13 +32,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from envcheck.report.safe import neutralise
 from envcheck.report.style import paint, severity
 
 try:  # the secret scrubber shared with the doctor report; identity if it is ever missing
     from envcheck.redact import scrub as _scrub
+    from envcheck.redact import scrub_text as _scrub_text
 except ImportError:  # pragma: no cover
     def _scrub(obj: Any) -> Any:
         return obj
+
+    def _scrub_text(text: str) -> str:
+        return text
 
 SCHEMA = "envcheck.install"
 SCHEMA_VERSION = 1
@@ -111,7 +116,7 @@ def _machine_lines(m) -> list[str]:
 
 
 def _bullets(items: list[str]) -> list[str]:
-    return [f"{_INDENT}- {t}" for t in items]
+    return [f"{_INDENT}- {neutralise(t)}" for t in items]
 
 
 def to_text(plan, color: bool = False) -> str:
@@ -120,9 +125,11 @@ def to_text(plan, color: bool = False) -> str:
                  f"Python {m.python}{'t' if m.free_threaded else ''}" if m.python else "Python unknown"]
     if plan.constraint:
         head_bits.append(f"torch {plan.constraint}")
-    lines = [paint("envcheck install", color, bold=True) + " - " + ", ".join(head_bits), ""]
+    # Probed facts (interpreter path, driver and GPU names, versions) and the messages quoting
+    # them are untrusted text: neutralised here, before any colour (envcheck.report.safe).
+    lines = [paint("envcheck install", color, bold=True) + " - " + neutralise(", ".join(head_bits)), ""]
     lines.append(paint("Machine", color, bold=True))
-    lines += _machine_lines(m)
+    lines += [neutralise(line) for line in _machine_lines(m)]
     lines.append("")
     if plan.ok:
         extra = ", ".join(f"{k} {v}" for k, v in plan.companions.items())
@@ -131,13 +138,13 @@ def to_text(plan, color: bool = False) -> str:
         lines.append(paint(title, color, fg="green", bold=True))
         for key in ("pip", "uv", "conda"):
             cmd = plan.commands.get(key)
-            lines.append(f"{_INDENT}{key.ljust(5)}  {cmd if cmd else '(none: ' + _why_none(key) + ')'}")
+            lines.append(f"{_INDENT}{key.ljust(5)}  {neutralise(cmd) if cmd else '(none: ' + _why_none(key) + ')'}")
     else:
         lines.append(paint("Blocked: no torch build fits this machine as it is", color, fg="red", bold=True))
         for b in plan.blockers:
             lines.append(f"{_INDENT}{severity('BLOCKER', 'error', color)} {paint(b.id, color, bold=True)}")
-            lines.append(f"{_INDENT}        {b.message}")
-            lines.append(f"{_INDENT}        {paint('fix', color, fg='green', bold=True)}  {b.fix}")
+            lines.append(f"{_INDENT}        {neutralise(b.message)}")
+            lines.append(f"{_INDENT}        {paint('fix', color, fg='green', bold=True)}  {neutralise(b.fix)}")
     if plan.online:
         lines += ["", paint("Online check", color, bold=True)] + _bullets(plan.online.get("lines", []))
     if plan.reasons:
@@ -155,7 +162,7 @@ def to_text(plan, color: bool = False) -> str:
         verdict = (paint("Verdict: BLOCKED", color, fg="red", bold=True)
                    + f" - {n} blocker{'s' if n != 1 else ''} (exit 1)")
     lines.append(verdict)
-    return _ascii("\n".join(lines)) + "\n"
+    return _ascii(_scrub_text("\n".join(lines))) + "\n"
 
 
 def _why_none(key: str) -> str:

@@ -29,6 +29,7 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any, TextIO
 
+from envcheck.report.safe import neutralise
 from envcheck.report.style import paint
 from envcheck.validate.results import CERTIFIED, PASSED, CheckResult, ValidationReport
 from envcheck.validate.runner import Listener
@@ -53,7 +54,9 @@ def exit_code(report: ValidationReport) -> int:
 
 
 def _ascii(text: str) -> str:
-    return _scrub_text(str(text)).encode("ascii", "replace").decode("ascii")
+    """Free text made safe to show: secrets scrubbed, control characters escaped (also what
+    keeps JUnit well-formed XML: envcheck.report.safe), then ASCII."""
+    return neutralise(_scrub_text(str(text))).encode("ascii", "replace").decode("ascii")
 
 
 def _num(v: Any) -> str:
@@ -91,7 +94,7 @@ def _header(report: ValidationReport) -> list[str]:
     if v.get("nccl"):
         stack.append(f"NCCL {v['nccl']}")
     stack.append(f"python {v.get('python') or '?'}")
-    return [f"envcheck validate . {host} . profile {report.profile} . {what}", " . ".join(stack)]
+    return [_ascii(f"envcheck validate . {host} . profile {report.profile} . {what}"), _ascii(" . ".join(stack))]
 
 
 def _check_line(c: CheckResult, width: int, color: bool) -> str:
@@ -104,7 +107,7 @@ def _figure_rows(report: ValidationReport) -> list[tuple[str, ...]]:
     rows = [("check", "metric", "device", "value", "unit", "spec", "floor", "of spec", "status")]
     for f in report.figures:
         ratio = f.ratio
-        rows.append((f.check, f.metric, f.device, _num(f.value), f.unit, _num(f.spec), _num(f.floor),
+        rows.append((f.check, f.metric, _ascii(f.device), _num(f.value), f.unit, _num(f.spec), _num(f.floor),
                      "-" if ratio is None else f"{100 * ratio:.0f}%", f.status))
     return rows
 
@@ -146,21 +149,22 @@ def testsuite_element(report: ValidationReport, name: str = "envcheck.validate",
     skipped = sum(1 for c in checks if c.status == "skip")
     verdict_fails = report.verdict not in (CERTIFIED, PASSED)
     suite = ET.Element("testsuite", {
-        "name": name, "tests": str(len(checks) + 1), "failures": str(failures + int(verdict_fails)),
+        "name": _ascii(name), "tests": str(len(checks) + 1), "failures": str(failures + int(verdict_fails)),
         "errors": str(errors), "skipped": str(skipped),
         "time": f"{sum(c.seconds for c in checks):.3f}", "timestamp": report.created_at.rstrip("Z"),
-        "hostname": hostname or str((report.machine or {}).get("hostname") or "unknown"),
+        "hostname": _ascii(hostname or (report.machine or {}).get("hostname") or "unknown"),
     })
     props = ET.SubElement(suite, "properties")
     for key, value in (("verdict", report.verdict), ("profile", report.profile), ("device", report.device),
                        ("world_size", report.world_size), ("torch", (report.versions or {}).get("torch")),
                        ("cuda", (report.versions or {}).get("cuda")), ("nccl", (report.versions or {}).get("nccl"))):
-        ET.SubElement(props, "property", {"name": key, "value": "" if value is None else str(value)})
+        ET.SubElement(props, "property", {"name": key, "value": "" if value is None else _ascii(value)})
     for c in checks:
-        case = ET.SubElement(suite, "testcase", {"classname": classname, "name": c.name, "time": f"{c.seconds:.3f}"})
+        case = ET.SubElement(suite, "testcase", {"classname": _ascii(classname), "name": _ascii(c.name),
+                                                  "time": f"{c.seconds:.3f}"})
         msg = _ascii(c.message)
         if c.status == "fail" and c.error:
-            el = ET.SubElement(case, "error", {"message": msg, "type": str(c.error.get("kind") or "error")})
+            el = ET.SubElement(case, "error", {"message": msg, "type": _ascii(c.error.get("kind") or "error")})
             el.text = _ascii(c.error.get("traceback") or c.error.get("message") or msg)
         elif c.status == "fail":
             ET.SubElement(case, "failure", {"message": msg, "type": "check_failed"})
