@@ -339,11 +339,13 @@ def test_report_command_bad_input_is_one_line_and_exit_2(tmp_path):
 
 
 def test_report_command_refuses_an_oversized_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "MAX_BYTES", 100)
+    from envcheck import snapshot
+
+    monkeypatch.setattr(snapshot, "MAX_BYTES", 100)
     big = tmp_path / "big.json"
     big.write_text(json.dumps({"schema": "envcheck.validate", "pad": "x" * 200}))
     r = invoke("report", "--html", str(tmp_path / "r.html"), str(big))
-    assert r.exit_code == 2 and "larger than" in r.stderr
+    assert r.exit_code == 2 and "more than the 100" in r.stderr
 
 
 def test_report_command_bad_output_path_exit_2(tmp_path):
