@@ -24,7 +24,7 @@ def rule(fn: RuleFn) -> RuleFn:
 
 def _load_rule_modules() -> None:
     # Imported for their @rule side effect; kept here so REGISTRY is complete before use.
-    from envcheck.rules import env, host, nvidia, torch  # noqa: F401
+    from envcheck.rules import env, host, network, nvidia, torch  # noqa: F401
 
 
 def evaluate(snapshot: dict) -> list[Finding]:
