@@ -115,6 +115,20 @@ def rdma_ports(snapshot: dict) -> list[RdmaPort]:
     return out
 
 
+def _port_slots(snapshot: dict) -> float:
+    """Ports present, counting an entry whose facts are unreadable as present (and a device
+    whose port list is unreadable as uncountable: infinity), so a missing fact never reads as
+    a missing HCA."""
+    devs = get(snapshot, "network.rdma_devices")
+    total = 0.0
+    for dev in devs if isinstance(devs, list) else []:
+        ports = dev.get("ports") if isinstance(dev, dict) and not is_na(dev) else None
+        if not isinstance(ports, list):
+            return float("inf")
+        total += len(ports)
+    return total
+
+
 def interfaces(snapshot: dict) -> list[dict] | None:
     value = get(snapshot, "network.interfaces")
     return [i for i in dicts(value) if isinstance(i.get("name"), str)] if isinstance(value, list) else None
@@ -206,7 +220,7 @@ def hca_missing(snapshot: dict):
     pid, prof = network_profile(snapshot)
     want = num(prof.get("rdma_ports"))
     ports = rdma_ports(snapshot)
-    if want is None or not ports or len(ports) >= want:
+    if want is None or not ports or _port_slots(snapshot) >= want:
         return
     yield Finding(
         id="net.hca-missing", severity=Severity.ERROR,
@@ -235,7 +249,8 @@ def rdma_port_down(snapshot: dict):
     want = num(prof.get("rdma_ports"))
     active = sum(1 for p in ports if p.active)
     if want is not None:
-        if active >= want:
+        unknown = _port_slots(snapshot) - len([p for p in ports if p.state])
+        if active + unknown >= want:
             return
         severity = Severity.ERROR
         judged = down
