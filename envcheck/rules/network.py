@@ -239,8 +239,9 @@ def hca_missing(snapshot: dict):
 def rdma_port_down(snapshot: dict):
     """RDMA ports that are not ACTIVE. With a node profile every missing ACTIVE port is an error
     (AzNHC/NHC check_hw_ib requires an active link: A11, H3). Without one only InfiniBand ports
-    are judged: an unused Ethernet port of a dual-port NIC is normal. A port whose physical
-    link is up but whose state is INIT/ARMED has no subnet manager configuring it."""
+    are judged: a port whose physical link is up but whose state is INIT/ARMED has no subnet
+    manager configuring it (warn); an IB port without a link may be unused (info). Ethernet
+    (RoCE) ports without a profile are not judged: an unused port of a dual-port NIC is normal."""
     pid, prof = network_profile(snapshot)
     ports = rdma_ports(snapshot)
     down = [p for p in ports if p.state and not p.active]
@@ -252,27 +253,30 @@ def rdma_port_down(snapshot: dict):
         unknown = _port_slots(snapshot) - len([p for p in ports if p.state])
         if active + unknown >= want:
             return
-        severity = Severity.ERROR
-        judged = down
+        groups = [(Severity.ERROR, down)]
     else:
-        judged = [p for p in down if p.link_layer == "InfiniBand"]
-        severity = Severity.WARN
-    if not judged:
-        return
-    no_sm = [p.label for p in judged if p.phys_state == "LinkUp"]
-    fix = ("check the cable and the switch port of each listed port (`ibstat`, `mlxlink -d <hca>`); "
-           "a port stuck in Polling has no link partner, Disabled was turned off")
-    if no_sm:
-        fix = (f"{', '.join(no_sm)}: the physical link is up but no subnet manager configured it: start "
-               "opensm or the fabric's UFM/subnet manager; " + fix)
-    yield Finding(
-        id="net.rdma-port-down", severity=severity,
-        title=f"{len(judged)} RDMA port(s) not ACTIVE: " + ", ".join(p.label for p in judged[:8]),
-        evidence={"ports": {p.label: f"{p.state} ({p.phys_state})" for p in judged},
-                  "active_ports": active, "profile": pid,
-                  "expected_ports": int(want) if want is not None else None},
-        fix=fix,
-    )
+        ib = [p for p in down if p.link_layer == "InfiniBand"]
+        groups = [(Severity.WARN, [p for p in ib if p.phys_state == "LinkUp"]),
+                  (Severity.INFO, [p for p in ib if p.phys_state != "LinkUp"])]
+    for severity, judged in groups:
+        if not judged:
+            continue
+        no_sm = [p.label for p in judged if p.phys_state == "LinkUp"]
+        fix = ("check the cable and the switch port of each listed port (`ibstat`, `mlxlink -d <hca>`); "
+               "a port stuck in Polling has no link partner, Disabled was turned off")
+        if no_sm:
+            fix = (f"{', '.join(no_sm)}: the physical link is up but no subnet manager configured it: start "
+                   "opensm or the fabric's UFM/subnet manager; " + fix)
+        elif severity is Severity.INFO:
+            fix = "nothing to do if the port is unused; otherwise " + fix
+        yield Finding(
+            id="net.rdma-port-down", severity=severity,
+            title=f"{len(judged)} RDMA port(s) not ACTIVE: " + ", ".join(p.label for p in judged[:8]),
+            evidence={"ports": {p.label: f"{p.state} ({p.phys_state})" for p in judged},
+                      "active_ports": active, "profile": pid,
+                      "expected_ports": int(want) if want is not None else None},
+            fix=fix,
+        )
 
 
 @rule
@@ -560,7 +564,10 @@ def p2p_blocked(snapshot: dict):
     net_gpus = dicts(get(snapshot, "network.gpus")) if isinstance(get(snapshot, "network.gpus"), list) else []
     if len(net_gpus) < 2 or _has_nvlink(snapshot) is not False:
         return
-    acs = sorted({b.get("address") for g in net_gpus for b in dicts(g.get("bridges"))
+    # bridges[0] is the root port: traffic between root ports crosses the root complex anyway,
+    # and Linux turns ACS on there whenever an IOMMU driver is active. The switch ports below it
+    # are where redirection costs GPU peer-to-peer (and GPU-NIC) traffic its direct path.
+    acs = sorted({b.get("address") for g in net_gpus for b in dicts(g.get("bridges"))[1:]
                   if isinstance(b.get("acs_redirect"), list) and b.get("acs_redirect")})
     translated = sorted({g.get("iommu_group_type") for g in net_gpus
                          if g.get("iommu_group_type") in ("DMA", "DMA-FQ")})

@@ -107,6 +107,18 @@ def test_port_down_names_the_port_and_the_subnet_manager_case():
     assert "subnet manager" in f.fix
 
 
+def _l40s(s: dict) -> dict:
+    s["nvidia"]["gpus"] = [dict(g, name="NVIDIA L40S") for g in s["nvidia"]["gpus"]]
+    return s
+
+
+def test_without_profile_no_subnet_manager_warns_and_unlinked_ib_port_is_info():
+    s = _l40s(_with(sn.Node(ports={0: sn.Port(state="2: INIT"),
+                                   1: sn.Port(state="1: DOWN", phys_state="2: Polling")})))
+    got = {(f.severity.value, tuple(f.evidence["ports"])) for f in rules.evaluate(s) if f.id == "net.rdma-port-down"}
+    assert got == {("warn", ("mlx5_0:1",)), ("info", ("mlx5_1:1",))}
+
+
 def test_without_profile_only_infiniband_ports_are_judged():
     s = _with(sn.Node(ports={0: sn.Port(state="1: DOWN", phys_state="3: Disabled", link_layer="Ethernet")}))
     s["nvidia"]["gpus"] = [dict(g, name="NVIDIA L40S") for g in s["nvidia"]["gpus"]]
