@@ -3,7 +3,7 @@ ibstat, lspci or setpci needed, so it runs in any container that sees /sys.
 
 Section shape (``network``; see tests/fixtures/snapshots/example_8xh100.json)::
 
-    rdma_devices: [{name, pci_address, numa_node, pcie{speed, width, max_speed, max_width},
+    rdma_devices: [{name, pci_address, pci_path[], numa_node, pcie{speed, width, max_speed, max_width},
                     netdevs[], ports[{port, state, phys_state, rate, rate_gbps, link_layer,
                                       counters{link_downed, ...}, gids[{index, type}]}]}]
     interfaces:   [{name, operstate, pci_address}]          # /sys/class/net
@@ -180,6 +180,8 @@ def rdma_devices(root: str | os.PathLike = "/") -> Any:
     for dev in sorted(base.iterdir(), key=lambda p: p.name):
         address = pci_address_of(dev / "device") if (dev / "device").exists() else None
         entry: dict[str, Any] = {"name": dev.name, "pci_address": address}
+        # root port ... device: which PCIe switch the NIC shares with a GPU (GPUDirect RDMA path)
+        entry["pci_path"] = _field(lambda a=address: bridges_above(root, a) + [a]) if address else []
         entry["numa_node"] = numa_node(root, address) if address else na("no PCI device")
         entry["pcie"] = pci_link(root, address) if address else na("no PCI device")
         entry["netdevs"] = _field(lambda d=dev: sorted(os.listdir(d / "device" / "net"))

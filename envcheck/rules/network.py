@@ -601,6 +601,52 @@ def p2p_blocked(snapshot: dict):
 
 
 @rule
+@emits("net.gdr-acs-redirect")
+def gdr_acs_redirect(snapshot: dict):
+    """A GPU and an RDMA NIC behind the same PCIe switch, with ACS redirect on a switch port
+    between them: GPUDirect RDMA reads and writes then detour through the root complex instead
+    of staying in the switch (NCCL troubleshooting guide, "PCI Access Control Services (ACS)":
+    ACS redirects point-to-point traffic to the CPU root complex, causing a significant
+    performance reduction or a hang). Judged on NVLink boards too: NVLink carries GPU-to-GPU
+    traffic, not GPU-to-NIC."""
+    net_gpus = dicts(get(snapshot, "network.gpus")) if isinstance(get(snapshot, "network.gpus"), list) else []
+    nics = [(d["name"], [a for a in d["pci_path"] if isinstance(a, str)])
+            for d in rdma_devices(snapshot) or []
+            if isinstance(d.get("pci_path"), list) and isinstance(d.get("name"), str)]
+    active = {p.device for p in rdma_ports(snapshot) if p.active}
+    pairs, ports = [], set()
+    for g in net_gpus:
+        bridges = dicts(g.get("bridges"))
+        path = [b.get("address") for b in bridges]
+        for name, npath in nics:
+            if name not in active:
+                continue
+            shared = 0
+            while shared < min(len(path), len(npath)) and path[shared] == npath[shared]:
+                shared += 1
+            if shared < 2:  # only the root port (or nothing) in common: not the same switch
+                continue
+            # the switch ports below the common upstream port, on the GPU's side
+            redirect = [b.get("address") for b in bridges[shared:]
+                        if isinstance(b.get("acs_redirect"), list) and b.get("acs_redirect")]
+            if redirect:
+                pairs.append(f"{g.get('address')} <-> {name}")
+                ports.update(redirect)
+    if not pairs:
+        return
+    bdfs = sorted(ports)
+    yield Finding(
+        id="net.gdr-acs-redirect", severity=Severity.WARN,
+        title=f"ACS redirect on the PCIe switch ports between {len(pairs)} GPU/NIC pair(s): "
+              "GPUDirect RDMA detours through the CPU",
+        evidence={"pairs": pairs[:16], "acs_redirect_ports": bdfs, "source": NCCL_TROUBLESHOOTING},
+        fix="disable ACS in the BIOS (PCIe ACS / 'IO virtualization' / VT-d settings), or after each boot: "
+            + "; ".join(f"`sudo setpci -s {a} ECAP_ACS+0x6.w=0000`" for a in bdfs[:4])
+            + ("; …" if len(bdfs) > 4 else "") + " (on a bare-metal node with an IOMMU, boot with `iommu=pt`)",
+    )
+
+
+@rule
 @emits("net.gpu-nic-numa-mismatch")
 def gpu_nic_numa_mismatch(snapshot: dict):
     """GPUs on a NUMA node with no active RDMA NIC: their inter-node traffic crosses the CPU

@@ -45,6 +45,7 @@ def test_healthy_ndr_node(tmp_path):
         ("ACTIVE", "LinkUp", 400.0, "InfiniBand")
     assert port["counters"]["link_downed"] == 0
     assert devs[0]["pci_address"] == "0000:19:00.0" and devs[0]["netdevs"] == ["ib0"]
+    assert devs[0]["pci_path"] == ["0000:00:01.0", "0000:16:00.0", "0000:17:01.0", "0000:19:00.0"]
     assert devs[4]["numa_node"] == 1
     assert devs[0]["pcie"] == {"speed": "32.0 GT/s PCIe", "width": 16, "max_speed": "32.0 GT/s PCIe",
                                "max_width": 16}

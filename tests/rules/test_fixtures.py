@@ -80,6 +80,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "net_roce_bad_gid": {("net.nccl-ib-gid-index-invalid", "error")},
     "net_p2p_blocked": {("net.p2p-blocked", "warn")},
     "net_p2p_disabled_workaround": {("env.nccl-transport-disabled", "info"), ("net.p2p-blocked", "info")},
+    "net_gdr_acs_redirect": {("net.gdr-acs-redirect", "warn")},
     "net_socket_ifname_prefix": {("net.nccl-socket-ifname-invalid", "error")},
     "net_socket_ifname_exact_list": {("net.nccl-socket-ifname-invalid", "warn")},
     "net_socket_ifname_exclude_all": {("net.nccl-socket-ifname-invalid", "error")},

@@ -147,6 +147,17 @@ def test_p2p_fix_names_setpci_and_iommu_pt():
     assert "iommu=pt" in f.fix and f.evidence["iommu_group_types"] == ["DMA-FQ"]
 
 
+def test_gdr_acs_needs_a_shared_switch_and_an_active_nic():
+    s = doctor_scenarios.build("net_gdr_acs_redirect")
+    f = _one(s, "net.gdr-acs-redirect")
+    assert "0000:18:00.0 <-> mlx5_0" in f.evidence["pairs"] and "setpci -s 0000:17:00.0" in f.fix
+    for d in s["network"]["rdma_devices"]:  # each NIC moved under its own root port
+        d["pci_path"] = [f"0000:00:1{d['name'][-1]}.0", d["pci_address"]]
+    assert "net.gdr-acs-redirect" not in {x.id for x in rules.evaluate(s)}
+    down = _with(sn.Node(acs_ctrl=0x1D, port=sn.Port(state="1: DOWN", phys_state="2: Polling")))
+    assert "net.gdr-acs-redirect" not in {x.id for x in rules.evaluate(down)}
+
+
 def test_p2p_on_nvlink_boards_is_not_judged():
     s = _with(sn.Node(acs_ctrl=0x1D, group_type="DMA"))
     assert "net.p2p-blocked" not in {f.id for f in rules.evaluate(s)}
@@ -186,7 +197,7 @@ def _paths(value, prefix):
             yield from _paths(v, (*prefix, i))
 
 
-@pytest.mark.parametrize("name", ["net_port_down", "net_roce_bad_gid", "net_p2p_blocked",
+@pytest.mark.parametrize("name", ["net_port_down", "net_roce_bad_gid", "net_p2p_blocked", "net_gdr_acs_redirect",
                                   "net_socket_ifname_exact_list", "net_numa_mismatch", "net_link_flaps"])
 def test_na_anywhere_in_network_never_crashes_nor_invents(name):
     base = doctor_scenarios.build(name)
