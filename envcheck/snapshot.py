@@ -15,6 +15,7 @@ Shape (schema_version 1); every leaf value is either a plain JSON value or an ex
       "torch":  {...},   # envcheck.probes.torch     (status, version, build, arch list, ...)
       "nvidia": {...},   # envcheck.probes.nvidia    (NVML: driver, GPUs and their health)
       "env":    {...},   # envcheck.probes.env       (allowlisted variables only)
+      "network": {...},  # envcheck.probes.network   (RDMA ports, interfaces, peermem, IOMMU/ACS; optional)
       "probe_seconds": {"host": 0.01, ...}
     }
 
@@ -40,6 +41,9 @@ SECTIONS = ("host", "python", "torch", "nvidia", "env")
 # (rules, renderers, envcheck.redact) far from Python's recursion limit.
 MAX_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 32
+
+# Sections added later: kept when probed, optional when loading (older snapshots lack them).
+OPTIONAL_SECTIONS = ("network",)
 
 
 class SnapshotError(ValueError):
@@ -84,6 +88,9 @@ def new(sections: dict[str, Any], probe_seconds: dict[str, float] | None = None)
     }
     for name in SECTIONS:
         snap[name] = sections.get(name, na("not probed"))
+    for name in OPTIONAL_SECTIONS:
+        if name in sections:
+            snap[name] = sections[name]
     snap["probe_seconds"] = dict(probe_seconds or {})
     return snap
 

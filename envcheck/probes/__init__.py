@@ -67,7 +67,9 @@ def collect(
         name="envcheck-nvml-probe", daemon=True,
     )
     nvml_worker.start()
-    for name, fn in (("host", host.probe), ("env", env.probe)):
+    from envcheck.probes import network
+
+    for name, fn in (("host", host.probe), ("env", env.probe), ("network", network.probe)):
         sections[name], seconds[name] = _timed(fn)
     # NVML runs in-process and a wedged GPU can block it indefinitely: bound it, and leave the
     # daemon thread behind rather than the user.

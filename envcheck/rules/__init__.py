@@ -35,7 +35,7 @@ def rule(fn: RuleFn) -> RuleFn:
 
 def _load_rule_modules() -> None:
     # Imported for their @rule side effect; kept here so REGISTRY is complete before use.
-    from envcheck.rules import env, fabric, host, node, nvidia, torch, xid  # noqa: F401
+    from envcheck.rules import env, fabric, host, network, node, nvidia, torch, xid  # noqa: F401
 
 
 def evaluate(snapshot: dict, options: dict | None = None) -> list[Finding]:

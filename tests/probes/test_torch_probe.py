@@ -316,7 +316,7 @@ def test_collect_without_torch(venv_without_torch: Path) -> None:
     snap.validate(snapshot)
     assert snapshot["torch"]["status"] == "not_installed"
     assert snapshot["python"]["venv"] is True
-    assert set(snapshot["probe_seconds"]) == {"host", "nvidia", "env", "torch"}
+    assert set(snapshot["probe_seconds"]) == {"host", "nvidia", "env", "network", "torch"}
     assert set(snapshot["host"]) == set(CONTRACT["host"])
     json.dumps(snapshot)
     no_child_left()

@@ -102,6 +102,25 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "torch1_compile_prereqs": {("torch.arch-unsupported", "error")},  # and no torch.compile finding
     "ld_path_wheel_libs": set(),
     "windows_py313_torch251": {("torch.python-unsupported", "warn")},
+    # fabric and network (issue 14): network sections read by the real probe from sysfs_network.py trees
+    "net_port_down": {("net.rdma-port-down", "error")},
+    "net_port_200": {("net.rdma-rate-low", "warn")},
+    "net_hca_missing": {("net.hca-missing", "error")},
+    "net_link_flaps": {("net.rdma-link-errors", "warn")},
+    "net_peermem_missing": {("net.gpudirect-rdma-unavailable", "warn")},
+    "net_peermem_unregistered": {("net.gpudirect-rdma-unavailable", "warn")},
+    "net_roce": set(),
+    "net_roce_bad_gid": {("net.nccl-ib-gid-index-invalid", "error")},
+    "net_p2p_blocked": {("net.p2p-blocked", "warn")},
+    "net_p2p_disabled_workaround": {("env.nccl-transport-disabled", "info"), ("net.p2p-blocked", "info")},
+    "net_gdr_acs_redirect": {("net.gdr-acs-redirect", "warn")},
+    "net_socket_ifname_prefix": {("net.nccl-socket-ifname-invalid", "error")},
+    "net_socket_ifname_exact_list": {("net.nccl-socket-ifname-invalid", "warn")},
+    "net_socket_ifname_exclude_all": {("net.nccl-socket-ifname-invalid", "error")},
+    "net_ib_hca_port": {("net.nccl-ib-hca-invalid", "warn")},
+    "net_ib_hca_none": {("net.nccl-ib-hca-invalid", "error")},
+    "net_numa_mismatch": {("net.gpu-nic-numa-mismatch", "info")},
+    "net_hca_pcie_degraded": {("net.hca-pcie-degraded", "warn")},
 }
 
 # doctor options a fixture is evaluated with (rules.option); the rest use none

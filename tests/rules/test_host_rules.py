@@ -66,9 +66,11 @@ def test_ram_smaller_than_gpu_memory(machine):
 def test_memlock_only_matters_with_rdma(machine):
     f = machine.one(machine("docker_small_shm"), "host.memlock-low")
     assert f.evidence["memlock_soft"] == "64.0 KiB" and "--ulimit memlock=-1" in f.fix
-    no_ib = machine("docker_small_shm", {"env.vars.NCCL_IB_HCA": machine.DELETE})
+    no_ib = machine("docker_small_shm", {"env.vars.NCCL_IB_HCA": machine.DELETE,
+                                         "host.kernel_modules.nvidia_peermem": False})
     assert "host.memlock-low" not in machine.ids(no_ib)
-    ib_off = machine("docker_small_shm", {"env.vars.NCCL_IB_DISABLE": "1"})
+    ib_off = machine("docker_small_shm", {"env.vars.NCCL_IB_DISABLE": "1",
+                                          "host.kernel_modules.nvidia_peermem": False})
     assert "host.memlock-low" not in machine.ids(ib_off)
     peermem = machine("healthy_8xh100", {"host.kernel_modules.nvidia_peermem": True, "host.ulimits.memlock_soft": 8 * MiB})
     f = machine.one(peermem, "host.memlock-low")
