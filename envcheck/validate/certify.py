@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from envcheck.validate.config import CHECK_NAMES
+from envcheck.validate.config import CORE_CHECKS
 from envcheck.validate.results import (
     CERTIFIED,
     DEGRADED,
@@ -150,7 +150,7 @@ def certify(
     specs: dict[str, Any],
     floors: dict[str, Any],
     interrupted: bool = False,
-    required: tuple[str, ...] = CHECK_NAMES,
+    required: tuple[str, ...] = CORE_CHECKS,
 ) -> Certification:
     """Judge the figures and decide the verdict. ``devices``: [{"index", "name", ...}]."""
     models: dict[str, dict[str, Any] | None] = {}

@@ -1,0 +1,66 @@
+"""transformer check: pure judging in-process; the real training in a worker subprocess."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pytest
+
+from envcheck.validate import runner
+from envcheck.validate.checks import transformer as T
+from envcheck.validate.config import ValidateConfig
+
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="torch is not installed (the checks run torch)")
+
+
+def test_flops_per_token_is_palms_6n_plus_attention():
+    # PaLM Appendix B: 6N + 12 L H Q T; H Q = d
+    assert T.flops_per_token(1000, 2, 64, 32) == 6000 + 12 * 2 * 64 * 32
+
+
+def test_loss_verdict_needs_a_clear_drop_and_finite_losses():
+    falling = [4.0 * 0.9 ** i for i in range(60)]
+    ok, problem, figs = T.loss_verdict(falling, 5.0)
+    assert ok and problem == "" and figs["loss_drop"] > 5
+    flat = [4.0 - 0.001 * i for i in range(60)]
+    ok, problem, _ = T.loss_verdict(flat, 5.0)
+    assert not ok and "fell only" in problem
+    nan = falling[:7] + [math.nan] + falling[8:]
+    ok, problem, figs = T.loss_verdict(nan, 5.0)
+    assert not ok and problem == "loss is NaN/Inf from step 7" and figs == {"finite": False}
+
+
+@pytest.mark.parametrize("device, cap, available, expect", [
+    ("cpu", None, ["MATH"], None),
+    ("cuda", (7, 0), ["EFFICIENT_ATTENTION", "MATH"], None),  # V100: no flash expected
+    ("cuda", (9, 0), ["FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH"], None),
+    ("cuda", (8, 0), ["EFFICIENT_ATTENTION", "MATH"], "FlashAttention is unavailable"),
+    ("cuda", (9, 0), ["MATH"], "falls back to the math path"),
+])
+def test_sdpa_finding_only_where_fast_kernels_are_expected(device, cap, available, expect):
+    got = T.sdpa_finding(device, cap, available)
+    assert (got is None) if expect is None else (expect in got)
+
+
+@needs_torch
+def test_transformer_trains_on_the_cpu_in_a_worker(process_tag):
+    report = runner.run(ValidateConfig(profile="quick", timeout=60), ["transformer"], {})
+    (c,) = report.checks
+    assert c.status == "pass", c.message
+    m = c.metrics
+    assert m["finite"] and m["loss_drop"] >= 5.0 and m["loss_last"] < 1.0
+    assert m["dtype"] == "bf16" and m["optimizer"] in ("AdamW(fused)", "AdamW(foreach)")
+    assert m["sdpa_backend"] in ("flash", "math") and "math" in m["sdpa_available"]
+    assert m["tokens_per_s"] > 0 and m["tflops"] > 0 and m["mfu"] is None  # no spec for a CPU
+    assert len(c.details["losses"]) == m["steps"]
+    assert not process_tag()
+
+
+@needs_torch
+def test_nan_loss_fails_the_check_naming_the_step(monkeypatch):
+    monkeypatch.setenv("ENVCHECK_FAULT", "transformer.nan:step=3")
+    cfg = ValidateConfig(profile="quick", timeout=60, params={"transformer": {"steps": 12, "warmup": 2}})
+    (c,) = runner.run(cfg, ["transformer"], {}).checks
+    assert c.status == "fail" and c.message == "loss is NaN/Inf from step 3"
