@@ -197,3 +197,57 @@ def certify(
     judged = sum(1 for fig in figures if fig.status == "ok")
     cert.reasons.append(f"all checks passed; {judged} figure(s) at or above their floors")
     return cert
+
+
+# --------------------------------------------------------------------------- issue 16
+
+
+def _when(gpu: dict[str, Any], counter: str) -> str:
+    t = next((e["t"] for e in gpu.get("events") or [] if e.get("counter") == counter), None)
+    return f" at {t:g} s into the check" if t is not None else ""
+
+
+def _gpu_label(gpu: dict[str, Any]) -> str:
+    return f"GPU {gpu.get('index')}" + (f" ({gpu['name']})" if gpu.get("name") else "")
+
+
+def judge_watch(summary: dict[str, Any], floors: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(fail reasons, degrade reasons) from one check's NVML watch summary (watch.py)."""
+    if not summary or not summary.get("available"):
+        return [], []
+    rules = floors.get("watch", {})
+    fail_rule, xid_rule = rules.get("fail", {}), rules.get("xids", {})
+    thr, rep = rules.get("throttle", {}), rules.get("pcie_replay", {})
+    fails: list[str] = []
+    warns: list[str] = []
+    seconds = float(summary.get("seconds") or 0.0)
+    for g in summary.get("gpus") or []:
+        who = _gpu_label(g)
+        dbe = g.get("dbe_volatile_delta")
+        if dbe is not None and dbe >= int(fail_rule.get("dbe_volatile_delta", 1)):
+            fails.append(f"{who}: {dbe} new double-bit ECC error(s) (volatile DBE counter){_when(g, 'dbe_volatile')}")
+        if g.get("remap_failure") and fail_rule.get("row_remap_failure", True):
+            fails.append(f"{who}: row remapping failed (remapped rows: failure){_when(g, 'remap_failure')}")
+        if g.get("remap_pending") and fail_rule.get("row_remap_pending", True):
+            before = " (already pending before the check)" if g.get("remap_pending_before") else ""
+            fails.append(f"{who}: a row remap is pending, the GPU needs a reset{before}{_when(g, 'remap_pending')}")
+        for x in g.get("xids") or []:
+            if x.get("xid") in xid_rule.get("fail", []):
+                fails.append(f"{who}: hardware XID {x['xid']} at {x.get('t', 0):g} s into the check")
+            elif x.get("xid") in xid_rule.get("warn", []):
+                warns.append(f"{who}: XID {x['xid']} at {x.get('t', 0):g} s into the check")
+        for reason, n in sorted((g.get("clock_event_samples") or {}).items()):
+            if reason in thr.get("degrade_reasons", []) and n >= int(thr.get("min_samples", 2)):
+                first = (g.get("clock_event_first_t") or {}).get(reason)
+                peak = f", peak {g['temp_c_peak']:g} C" if g.get("temp_c_peak") is not None else ""
+                warns.append(f"{who}: clocks slowed by {reason.replace('_', ' ')} under load in {n} of "
+                             f"{summary.get('samples')} samples (from {first:g} s{peak})")
+        replays = g.get("pcie_replay_delta")
+        per_lane = (rep.get("per_lane_per_minute") or {}).get(str(g.get("pcie_gen") or 5))
+        if replays and per_lane is not None:
+            window = max(seconds, float(rep.get("min_window_s", 60)))
+            limit = float(per_lane) * int(g.get("pcie_width") or 16) * window / 60.0
+            if replays > limit:
+                warns.append(f"{who}: PCIe replay burst, {replays} replays in {seconds:g} s (limit {limit:.3g} for "
+                             f"gen{g.get('pcie_gen') or '?'} x{g.get('pcie_width') or '?'}){_when(g, 'pcie_replay')}")
+    return fails, warns
