@@ -157,7 +157,7 @@ def certify(
     if device_type == "cuda":
         for d in devices:
             models[f"cuda:{d.get('index', len(models))}"] = match_model(d.get("name"), specs)
-    figures = figures_for(checks, models, floors, world_size)
+    figures = figures_for(checks, models, floors, world_size) + extended_figures(checks, models, floors)
     cert = Certification(PASSED, figures=figures,
                          gpu_models={k: (m["id"] if m else None) for k, m in models.items()})
     failed = [c for c in checks if c.status == FAIL]
@@ -251,3 +251,44 @@ def judge_watch(summary: dict[str, Any], floors: dict[str, Any]) -> tuple[list[s
                 warns.append(f"{who}: PCIe replay burst, {replays} replays in {seconds:g} s (limit {limit:.3g} for "
                              f"gen{g.get('pcie_gen') or '?'} x{g.get('pcie_width') or '?'}){_when(g, 'pcie_replay')}")
     return fails, warns
+
+
+def extended_figures(checks: list[CheckResult], models: dict[str, dict[str, Any] | None],
+                     floors: dict[str, Any]) -> list[Figure]:
+    """Figures of the transformer, collectives and p2p checks (issue 16).
+
+    transformer: achieved TFLOPS next to the dense bf16 (or fp32) spec, so the ratio is the
+    model-FLOPs utilisation; reported, not judged. collectives: busbw of each collective at
+    its largest size; reported. p2p: each ordered pair's copy GB/s against the floor of its
+    NVLink class (validate_floors.json "p2p"), so a slow pair degrades the verdict by name."""
+    out: list[Figure] = []
+    by_name = {c.name: c for c in checks}
+    tr = by_name.get("transformer")
+    if tr is not None and tr.metrics.get("tflops") is not None:
+        dev = tr.details.get("device") or next(iter(models), "cpu")
+        model = models.get(dev)
+        dtype = tr.metrics.get("dtype") or "fp32"
+        spec = (model or {}).get("peak_tflops", {}).get(dtype) if model else None
+        out.append(Figure("transformer", "tflops", dev, tr.metrics["tflops"], "TFLOPS", spec,
+                          note=f"{dtype}, model FLOPs 6N+12LdT; of spec = MFU"))
+        if tr.metrics.get("tokens_per_s") is not None:
+            out.append(Figure("transformer", "tokens_per_s", dev, tr.metrics["tokens_per_s"], "tokens/s"))
+    co = by_name.get("collectives")
+    if co is not None and co.status != SKIP:
+        for op, res in (co.details.get("ops") or {}).items():
+            rows = res.get("rows") or []
+            if rows and rows[-1].get("busbw_GBps") is not None:
+                out.append(Figure("collectives", f"{op}_busbw_GBps", "all", rows[-1]["busbw_GBps"], "GB/s",
+                                  note=f"{co.metrics.get('world_size')} ranks, {rows[-1]['bytes']} B"))
+    pp = by_name.get("p2p")
+    if pp is not None and pp.status != SKIP:
+        rule = floors.get("p2p", {}).get("copy_GBps", {})
+        for row in pp.details.get("pairs") or []:
+            model = models.get(f"cuda:{row.get('src')}")
+            nvlink = (model or {}).get("nvlink") or {}
+            floor = (rule.get("by_nvlink_class") or {}).get(str(nvlink.get("class")))
+            out.append(_judge(Figure("p2p", "copy_GBps", f"cuda:{row.get('src')}->cuda:{row.get('dst')}",
+                                     row.get("GBps"), "GB/s", nvlink.get("unidirectional_GBps"),
+                                     float(floor) if floor is not None else None,
+                                     note="" if row.get("peer_access") else "no peer access")))
+    return out

@@ -64,3 +64,16 @@ def test_nan_loss_fails_the_check_naming_the_step(monkeypatch):
     cfg = ValidateConfig(profile="quick", timeout=60, params={"transformer": {"steps": 12, "warmup": 2}})
     (c,) = runner.run(cfg, ["transformer"], {}).checks
     assert c.status == "fail" and c.message == "loss is NaN/Inf from step 3"
+
+
+def test_transformer_tflops_figure_shows_mfu_against_the_bf16_spec():
+    from envcheck import recipes
+    from envcheck.validate.certify import certify
+    from envcheck.validate.results import CheckResult
+
+    c = CheckResult("transformer", "pass", {"tflops": 395.6, "tokens_per_s": 1e5, "dtype": "bf16"}, "ok",
+                    details={"device": "cuda:0"})
+    cert = certify([c], [{"index": 0, "name": "NVIDIA H100 80GB HBM3"}], device_type="cuda", world_size=1,
+                   specs=recipes.load("gpu_specs"), floors=recipes.load("validate_floors"))
+    fig = next(f for f in cert.figures if f.metric == "tflops")
+    assert (fig.spec, fig.status, round(fig.ratio, 2)) == (989, "unjudged", 0.4)
