@@ -156,3 +156,16 @@ def test_real_nvml_watch_of_a_quiet_second():  # pragma: no cover - needs an NVI
     r = watch.finish(handle, CheckResult("gemm", "pass", {}, "ok"))
     w = r.details["watch"]
     assert w["available"] and w["samples"] >= 5 and w["gpus"][0]["temp_c_peak"] is not None
+
+
+def test_the_text_report_names_gpu_counter_and_time_and_says_why_on_the_cpu():
+    from envcheck.report import validate as render
+    from envcheck.validate.results import ValidationReport
+
+    r = watched("xid_during_run")
+    text = render.to_text(ValidationReport(checks=[r], device="cuda"))
+    assert "GPU watch (NVML during each check: peaks, clock events, new errors)" in text
+    assert "GPU 1: peak 31 C (memory 40 C), 71.5/700 W, SM 345-345 MHz, XID 79@0." in text
+    cpu = watch.finish(watch.begin("cpu", 1), CheckResult("cnn", "pass", {}, "ok"), FLOORS)
+    text = render.to_text(ValidationReport(checks=[cpu]))
+    assert "GPU watch: not available, because the run is on the CPU (NVML watches NVIDIA GPUs only)" in text
