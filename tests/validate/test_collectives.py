@@ -68,3 +68,15 @@ def test_a_wrong_block_fails_naming_the_collective(monkeypatch, process_tag):
     assert c.status == "fail" and c.message.startswith("all_gather: ")
     assert c.metrics["all_gather_wrong"] > 0 and c.metrics["broadcast_wrong"] == 0
     assert not process_tag()
+
+
+@pytest.mark.gpu
+def test_real_nccl_collectives_on_this_node():  # pragma: no cover - needs NVIDIA GPUs
+    torch = pytest.importorskip("torch")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n < 1:
+        pytest.skip("needs a CUDA GPU")
+    cfg = ValidateConfig(device="cuda", ndevices=n, profile="quick", timeout=120)
+    (c,) = runner.run(cfg, ["collectives"], {"distributed": {"available": True, "nccl": True}}).checks
+    assert c.status == "pass", c.message
+    assert c.metrics["backend"] == "nccl" and all(c.metrics[f"{op}_wrong"] == 0 for op in C.OPS)

@@ -77,3 +77,19 @@ def test_transformer_tflops_figure_shows_mfu_against_the_bf16_spec():
                    specs=recipes.load("gpu_specs"), floors=recipes.load("validate_floors"))
     fig = next(f for f in cert.figures if f.metric == "tflops")
     assert (fig.spec, fig.status, round(fig.ratio, 2)) == (989, "unjudged", 0.4)
+
+
+@pytest.mark.gpu
+def test_real_sdpa_backends_on_this_gpu():  # pragma: no cover - needs an NVIDIA GPU
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    report = runner.run(ValidateConfig(device="cuda", ndevices=1, profile="quick", timeout=120), ["transformer"], {})
+    (c,) = report.checks
+    assert c.status in ("pass", "warn"), c.message
+    cap = torch.cuda.get_device_capability(0)
+    if cap >= (8, 0):
+        assert c.metrics["sdpa_backend"] in ("flash", "cudnn", "memory-efficient")
+        assert "flash" in c.metrics["sdpa_available"] or c.status == "warn"
+    assert c.metrics["dtype"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+    assert c.metrics["optimizer"] == "AdamW(fused)" and c.metrics["mfu"] is None or c.metrics["mfu"] > 0
