@@ -114,7 +114,9 @@ class _Op:
             self.out = torch.zeros(chunk, device=device)
             mine = j[rank * chunk:(rank + 1) * chunk]
             self.expected = mine.remainder(m).add_(1).to(torch.float32).mul_(n * (n + 1) // 2)
-            self.call = lambda: dist.reduce_scatter_tensor(self.out, self.inp, group=group)
+            # torch 2.13 deprecates reduce_scatter_tensor for reduce_scatter_single (same arguments)
+            rs = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+            self.call = lambda: rs(self.out, self.inp, group=group)
         elif op == "all_to_all":
             # block d of my input goes to rank d: its values encode (me, d)
             dests = torch.arange(n, dtype=torch.int64, device=device).repeat_interleave(chunk)
