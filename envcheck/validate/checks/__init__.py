@@ -64,6 +64,8 @@ REGISTRY: dict[str, CheckSpec] = {
                   "envcheck.validate.checks.collectives:run", needs_distributed=True),
         CheckSpec("p2p", "GPU pair copy bandwidth (read, write), data verified; P2P access per pair",
                   "envcheck.validate.checks.p2p:run", needs_cuda=True, min_devices=2),
+        CheckSpec("ddp", "DDP (and FSDP2) training keeps every rank's parameters identical",
+                  "envcheck.validate.checks.ddp:run", needs_distributed=True),
     )
 }
 

@@ -210,9 +210,18 @@ def measure(device, *, ops=OPS, min_bytes: int = 1024, max_bytes: int = 1 << 24,
     return {"world_size": n, "ops": results, "max_bytes": ladder[-1] if ladder else 0}
 
 
-def rank_main(argv: list[str] | None = None) -> int:
+def _measure_body(device, params: dict[str, Any], mark: Callable[[str], None]) -> dict[str, Any]:
+    return measure(device, ops=params["ops"], min_bytes=int(params["min_bytes"]),
+                   max_bytes=int(params["max_bytes"]), factor=int(params["factor"]),
+                   warmup=int(params["warmup"]), iters=int(params["iters"]), mark=mark)
+
+
+def rank_main(argv: list[str] | None = None,
+              body: Callable[[Any, dict[str, Any], Callable[[str], None]], dict[str, Any]] | None = None) -> int:
     """One local rank (``python -m envcheck.validate.checks.collectives``), started by
-    allreduce.launch: the same arguments and store protocol as the all-reduce ranks."""
+    allreduce.launch: the same arguments and store protocol as the all-reduce ranks.
+    ``body(device, params, mark)`` is the work (default: :func:`measure`; the ddp check
+    passes its own)."""
     import argparse
 
     procs.set_pdeathsig()
@@ -241,9 +250,7 @@ def rank_main(argv: list[str] | None = None) -> int:
         dist.init_process_group(backend, store=dist.PrefixStore("pg", store), rank=r, world_size=args.world,
                                 timeout=timeout)
         mark("joined the process group")
-        out = measure(device, ops=params["ops"], min_bytes=int(params["min_bytes"]),
-                      max_bytes=int(params["max_bytes"]), factor=int(params["factor"]),
-                      warmup=int(params["warmup"]), iters=int(params["iters"]), mark=mark)
+        out = (body or _measure_body)(device, params, mark)
         out["backend"] = backend
         dist.destroy_process_group()
         mark("done")
