@@ -198,9 +198,10 @@ class Watcher:
                 return  # NVML_ERROR_TIMEOUT: nothing happened
             timeout_ms = 0
             xid = int(getattr(data, "eventData", 0) or 0)
-            handle = getattr(data, "device", None)
+            # match by UUID: pynvml hands back a fresh ctypes handle, which compares by identity
+            uuid, _ = self.session.call("nvmlDeviceGetUUID", getattr(data, "device", None))
             for g in self.gpus:
-                if handle is g.handle or handle == g.handle:
+                if uuid is not None and uuid == g.uuid:
                     at = round(self.clock() - self._t0, 3)
                     g.xids.append({"xid": xid, "t": at})
                     g.events.append({"t": at, "counter": "xid", "value": xid})
@@ -255,10 +256,12 @@ class Watcher:
             g.unavailable["mem_temp_c"] = f"field value error {fv.nvmlReturn}"
             return None
         val = getattr(fv, "value", None)
-        for attr in ("uiVal", "ulVal", "sllVal", "ullVal", "siVal", "dVal"):
-            if hasattr(val, attr):
-                return float(getattr(val, attr))
-        return None
+        # c_nvmlValue_t is a union: read the member that valueType names (nvml.h nvmlValueType_t)
+        kinds = {self.session.const(f"NVML_VALUE_TYPE_{k}"): attr for k, attr in (
+            ("DOUBLE", "dVal"), ("UNSIGNED_INT", "uiVal"), ("UNSIGNED_LONG", "ulVal"),
+            ("UNSIGNED_LONG_LONG", "ullVal"), ("SIGNED_LONG_LONG", "sllVal"), ("SIGNED_INT", "siVal"))}
+        attr = kinds.get(getattr(fv, "valueType", None), "uiVal")
+        return float(getattr(val, attr)) if hasattr(val, attr) else None
 
     def _sample(self, first: bool = False) -> None:
         at = round(self.clock() - self._t0, 3)
