@@ -81,3 +81,43 @@ def test_real_p2p_matrix_on_this_node():  # pragma: no cover - needs 2+ NVIDIA G
     (c,) = runner.run(cfg, ["p2p"], {}).checks
     assert c.status in ("pass", "warn"), c.message
     assert len(c.details["pairs"]) == n * (n - 1) and c.metrics["wrong"] == 0
+
+
+_PAIR_SCRIPT = r"""
+import json, sys, torch
+from envcheck.validate import timing
+from envcheck.validate.checks import p2p as P
+# a fake CUDA layer: CPU tensors stand in for the GPUs' buffers; GPU 2 has no peer access to 0
+torch.cuda.can_device_access_peer = lambda a, b: not (a == 2 and b == 0)
+timing.sync = lambda device: None
+n, count = 3, 1 << 16
+bufs = {i: P._pattern(count, 7 + i, torch.device("cpu")) for i in range(n)}
+outs = {i: torch.empty(count, dtype=torch.int32) for i in range(n)}
+rows = [P.measure_pair(s, d, count * 4, 1, 3, 7, bufs, outs) for s, d in P.ordered_pairs(n)]
+print(json.dumps(rows))
+"""
+
+
+@pytest.mark.parametrize("fault, bad", [("", None), ("p2p.flip:src=1:dst=2", (1, 2))])
+def test_pair_copies_are_verified_against_the_source_pattern(monkeypatch, fault, bad):
+    """measure_pair's copy, timing and verification on CPU tensors behind a fake CUDA layer
+    (subprocess: the pytest process stays torch-free)."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    env = dict(__import__("os").environ, ENVCHECK_FAULT=fault)
+    out = subprocess.run([sys.executable, "-c", _PAIR_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(out.stdout)
+    assert [(r["src"], r["dst"]) for r in rows] == P.ordered_pairs(3)
+    for r in rows:
+        assert r["GBps"] > 0 and r["copies"] == 3
+        assert r["peer_access"] == ((r["src"], r["dst"]) != (2, 0))
+        assert r["wrong"] == (1 if (r["src"], r["dst"]) == bad else 0)
+    if bad:
+        status, problems, _ = P.describe(rows, 0.0)
+        assert status == "fail" and problems[0].startswith("cuda:1 -> cuda:2: 1 wrong element(s) after the copy")
