@@ -141,12 +141,14 @@ _PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "ddp": {
         # the transformer check's CPU model, fp32, per-rank batches; FSDP2 and DDP gave bit-identical
-        # parameters on the CPU (2 gloo ranks, 20 steps); 1e-3 relative leaves room for GPU kernels
-        # and reduction orders. lr 1e-2: loss 3.4 -> 0.38 over 20 steps (x2 required).
+        # parameters on the CPU (2 gloo ranks, 20 steps), hence 1e-3 there. lr 1e-2: loss 3.4 -> 0.38
+        # over 20 steps (x2 required). GPUs: NCCL's reduce-scatter and all-reduce sum in different
+        # orders, and Adam's step is ~lr whatever the gradient's size, so rounding noise can move a
+        # weight by up to ~lr per step: [derived] tolerance lr x steps = 2e-2 of the largest weight.
         "cpu": {"vocab": 64, "d": 64, "heads": 4, "layers": 2, "seq": 32, "batch": 8, "steps": 20,
                 "lr": 1e-2, "loss_drop": 2.0, "fsdp": True, "fsdp_rtol": 1e-3},
         "cuda": {"vocab": 256, "d": 512, "heads": 8, "layers": 2, "seq": 256, "batch": 8, "steps": 20,
-                 "lr": 1e-3, "loss_drop": 2.0, "fsdp": True, "fsdp_rtol": 1e-3},
+                 "lr": 1e-3, "loss_drop": 2.0, "fsdp": True, "fsdp_rtol": 2e-2},
     },
     "p2p": {
         # 256 MiB per copy like a bandwidth test's large-message plateau; nvbandwidth's CE
