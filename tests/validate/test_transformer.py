@@ -94,3 +94,13 @@ def test_real_sdpa_backends_on_this_gpu():  # pragma: no cover - needs an NVIDIA
     assert c.metrics["dtype"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
     assert c.metrics["optimizer"] == "AdamW(fused)"
     assert c.metrics["mfu"] is None or c.metrics["mfu"] > 0
+
+
+@needs_torch
+def test_activation_checkpointing_and_foreach_adamw_train_the_same_task():
+    cfg = ValidateConfig(profile="quick", timeout=60,
+                         params={"transformer": {"checkpointing": True, "optimizer": "foreach", "bf16": False}})
+    (c,) = runner.run(cfg, ["transformer"], {}).checks
+    assert c.status == "pass", c.message
+    assert (c.metrics["checkpointing"], c.metrics["optimizer"], c.metrics["dtype"]) == (True, "AdamW(foreach)", "fp32")
+    assert "checkpointed" in c.message
