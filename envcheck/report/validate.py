@@ -112,11 +112,50 @@ def _figure_rows(report: ValidationReport) -> list[tuple[str, ...]]:
     return rows
 
 
+def _watch_gpu(g: dict[str, Any]) -> str:
+    parts = [f"GPU {g.get('index')}"]
+    if g.get("temp_c_peak") is not None:
+        parts.append(f"peak {_num(g['temp_c_peak'])} C" + (f" (memory {_num(g['mem_temp_c_peak'])} C)"
+                                                          if g.get("mem_temp_c_peak") is not None else ""))
+    if g.get("power_w_peak") is not None:
+        parts.append(f"{_num(g['power_w_peak'])}/{_num(g.get('power_limit_w'))} W")
+    if g.get("sm_clock_mhz_max") is not None:
+        parts.append(f"SM {_num(g.get('sm_clock_mhz_min'))}-{_num(g['sm_clock_mhz_max'])} MHz")
+    reasons = g.get("clock_event_samples") or {}
+    if reasons:
+        parts.append("clock events " + ", ".join(f"{k} x{v}" for k, v in sorted(reasons.items())))
+    for key, label in (("dbe_volatile_delta", "DBE"), ("sbe_volatile_delta", "SBE"), ("pcie_replay_delta", "replays")):
+        if g.get(key):
+            parts.append(f"{label} +{g[key]}")
+    if g.get("xids"):
+        parts.append("XID " + ", ".join(f"{x['xid']}@{x['t']:g}s" for x in g["xids"]))
+    return " ".join(parts[:1]) + ": " + ", ".join(parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def watch_lines(report: ValidationReport, width: int) -> list[str]:
+    """The NVML watcher's summary per check (issue 16); nothing when no check carries one."""
+    watched = [(c, c.details.get("watch")) for c in report.checks if isinstance(c.details.get("watch"), dict)]
+    if not watched:
+        return []
+    off = {w.get("reason") for _, w in watched if not w.get("available")}
+    if len(off) == 1 and all(not w.get("available") for _, w in watched):
+        return ["", f"GPU watch: {_ascii(next(iter(off)) or 'not available')}"]
+    lines = ["", "GPU watch (NVML during each check: peaks, clock events, new errors)"]
+    for c, w in watched:
+        if not w.get("available"):
+            lines.append(f"  {c.name:<{width}}  {_ascii(w.get('reason') or 'not available')}")
+            continue
+        text = "; ".join(_watch_gpu(g) for g in w.get("gpus") or [])
+        lines.append(f"  {c.name:<{width}}  {_ascii(text)} ({w.get('samples')} samples)")
+    return lines
+
+
 def to_text(report: ValidationReport, color: bool = False) -> str:
     lines = _header(report)
     lines += ["", "Checks"]
     width = max([len(c.name) for c in report.checks] + [5])
     lines += [_check_line(c, width, color) for c in report.checks]
+    lines += watch_lines(report, width)
     if report.figures:
         rows = _figure_rows(report)
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from envcheck.validate.config import CHECK_NAMES
+from envcheck.validate.config import CORE_CHECKS
 from envcheck.validate.results import (
     CERTIFIED,
     DEGRADED,
@@ -150,14 +150,14 @@ def certify(
     specs: dict[str, Any],
     floors: dict[str, Any],
     interrupted: bool = False,
-    required: tuple[str, ...] = CHECK_NAMES,
+    required: tuple[str, ...] = CORE_CHECKS,
 ) -> Certification:
     """Judge the figures and decide the verdict. ``devices``: [{"index", "name", ...}]."""
     models: dict[str, dict[str, Any] | None] = {}
     if device_type == "cuda":
         for d in devices:
             models[f"cuda:{d.get('index', len(models))}"] = match_model(d.get("name"), specs)
-    figures = figures_for(checks, models, floors, world_size)
+    figures = figures_for(checks, models, floors, world_size) + extended_figures(checks, models, floors)
     cert = Certification(PASSED, figures=figures,
                          gpu_models={k: (m["id"] if m else None) for k, m in models.items()})
     failed = [c for c in checks if c.status == FAIL]
@@ -197,3 +197,98 @@ def certify(
     judged = sum(1 for fig in figures if fig.status == "ok")
     cert.reasons.append(f"all checks passed; {judged} figure(s) at or above their floors")
     return cert
+
+
+# --------------------------------------------------------------------------- issue 16
+
+
+def _when(gpu: dict[str, Any], counter: str) -> str:
+    t = next((e["t"] for e in gpu.get("events") or [] if e.get("counter") == counter), None)
+    return f" at {t:g} s into the check" if t is not None else ""
+
+
+def _gpu_label(gpu: dict[str, Any]) -> str:
+    return f"GPU {gpu.get('index')}" + (f" ({gpu['name']})" if gpu.get("name") else "")
+
+
+def judge_watch(summary: dict[str, Any], floors: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(fail reasons, degrade reasons) from one check's NVML watch summary (watch.py)."""
+    if not summary or not summary.get("available"):
+        return [], []
+    rules = floors.get("watch", {})
+    fail_rule, xid_rule = rules.get("fail", {}), rules.get("xids", {})
+    thr, rep = rules.get("throttle", {}), rules.get("pcie_replay", {})
+    fails: list[str] = []
+    warns: list[str] = []
+    seconds = float(summary.get("seconds") or 0.0)
+    for g in summary.get("gpus") or []:
+        who = _gpu_label(g)
+        dbe = g.get("dbe_volatile_delta")
+        if dbe is not None and dbe >= int(fail_rule.get("dbe_volatile_delta", 1)):
+            fails.append(f"{who}: {dbe} new double-bit ECC error(s) (volatile DBE counter){_when(g, 'dbe_volatile')}")
+        if g.get("remap_failure") and fail_rule.get("row_remap_failure", True):
+            fails.append(f"{who}: row remapping failed (remapped rows: failure){_when(g, 'remap_failure')}")
+        if g.get("remap_pending") and fail_rule.get("row_remap_pending", True):
+            before = " (already pending before the check)" if g.get("remap_pending_before") else ""
+            fails.append(f"{who}: a row remap is pending, the GPU needs a reset{before}{_when(g, 'remap_pending')}")
+        for x in g.get("xids") or []:
+            if x.get("xid") in xid_rule.get("fail", []):
+                fails.append(f"{who}: hardware XID {x['xid']} at {x.get('t', 0):g} s into the check")
+            elif x.get("xid") in xid_rule.get("warn", []):
+                warns.append(f"{who}: XID {x['xid']} at {x.get('t', 0):g} s into the check")
+        for reason, n in sorted((g.get("clock_event_samples") or {}).items()):
+            if reason in thr.get("degrade_reasons", []) and n >= int(thr.get("min_samples", 2)):
+                first = (g.get("clock_event_first_t") or {}).get(reason)
+                peak = f", peak {g['temp_c_peak']:g} C" if g.get("temp_c_peak") is not None else ""
+                warns.append(f"{who}: clocks slowed by {reason.replace('_', ' ')} under load in {n} of "
+                             f"{summary.get('samples')} samples (from {first:g} s{peak})")
+        replays = g.get("pcie_replay_delta")
+        per_lane = (rep.get("per_lane_per_minute") or {}).get(str(g.get("pcie_gen") or 5))
+        if replays and per_lane is not None:
+            window = max(seconds, float(rep.get("min_window_s", 60)))
+            limit = float(per_lane) * int(g.get("pcie_width") or 16) * window / 60.0
+            if replays > limit:
+                warns.append(f"{who}: PCIe replay burst, {replays} replays in {seconds:g} s (limit {limit:.3g} for "
+                             f"gen{g.get('pcie_gen') or '?'} x{g.get('pcie_width') or '?'}){_when(g, 'pcie_replay')}")
+    return fails, warns
+
+
+def extended_figures(checks: list[CheckResult], models: dict[str, dict[str, Any] | None],
+                     floors: dict[str, Any]) -> list[Figure]:
+    """Figures of the transformer, collectives and p2p checks (issue 16).
+
+    transformer: achieved TFLOPS next to the dense bf16 (or fp32) spec, so the ratio is the
+    model-FLOPs utilisation; reported, not judged. collectives: busbw of each collective at
+    its largest size; reported. p2p: each ordered pair's copy GB/s against the floor of its
+    NVLink class (validate_floors.json "p2p"), so a slow pair degrades the verdict by name."""
+    out: list[Figure] = []
+    by_name = {c.name: c for c in checks}
+    tr = by_name.get("transformer")
+    if tr is not None and tr.metrics.get("tflops") is not None:
+        dev = tr.details.get("device") or next(iter(models), "cpu")
+        model = models.get(dev)
+        dtype = tr.metrics.get("dtype") or "fp32"
+        spec = (model or {}).get("peak_tflops", {}).get(dtype) if model else None
+        out.append(Figure("transformer", "tflops", dev, tr.metrics["tflops"], "TFLOPS", spec,
+                          note=f"{dtype}, model FLOPs 6N+12LdT; of spec = MFU"))
+        if tr.metrics.get("tokens_per_s") is not None:
+            out.append(Figure("transformer", "tokens_per_s", dev, tr.metrics["tokens_per_s"], "tokens/s"))
+    co = by_name.get("collectives")
+    if co is not None and co.status != SKIP:
+        for op, res in (co.details.get("ops") or {}).items():
+            rows = res.get("rows") or []
+            if rows and rows[-1].get("busbw_GBps") is not None:
+                out.append(Figure("collectives", f"{op}_busbw_GBps", "all", rows[-1]["busbw_GBps"], "GB/s",
+                                  note=f"{co.metrics.get('world_size')} ranks, {rows[-1]['bytes']} B"))
+    pp = by_name.get("p2p")
+    if pp is not None and pp.status != SKIP:
+        rule = floors.get("p2p", {}).get("copy_GBps", {})
+        for row in pp.details.get("pairs") or []:
+            model = models.get(f"cuda:{row.get('src')}")
+            nvlink = (model or {}).get("nvlink") or {}
+            floor = (rule.get("by_nvlink_class") or {}).get(str(nvlink.get("class")))
+            out.append(_judge(Figure("p2p", "copy_GBps", f"cuda:{row.get('src')}->cuda:{row.get('dst')}",
+                                     row.get("GBps"), "GB/s", nvlink.get("unidirectional_GBps"),
+                                     float(floor) if floor is not None else None,
+                                     note="" if row.get("peer_access") else "no peer access")))
+    return out

@@ -18,6 +18,10 @@ fault always travels the same path as a real failure. Kinds understood:
 ``pairwise.wrong``    --pairwise: the ranks of node ``node`` (default 1) add 1 in every pair
 ``pairwise.slow``     --pairwise: node ``node`` sleeps ``ms`` (default 50) before each timed op
 ``pairwise.raise``    --pairwise: node ``node`` raises in every pair, its partners are left waiting
+``transformer.nan``   the transformer's loss becomes NaN from step ``step`` (default 5)
+``collectives.wrong`` rank ``rank`` (default 1) adds 1 to its input of collective ``op`` at the first size
+``p2p.flip``          one bit of the copy ``src`` -> ``dst`` (default 0 -> 1) is flipped before verification
+``ddp.skew``          rank ``rank`` (default 1) nudges one DDP parameter after the first step
 ====================  ===========================================================
 
 Example: ``ENVCHECK_FAULT=allreduce.hang:rank=1:op=2``.

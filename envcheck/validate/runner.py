@@ -28,7 +28,7 @@ from typing import Any, Callable
 from envcheck import recipes
 from envcheck import snapshot as snap
 from envcheck.validate import certify as cert
-from envcheck.validate import errors, procs
+from envcheck.validate import errors, procs, watch
 from envcheck.validate.checks import REGISTRY
 from envcheck.validate.config import ValidateConfig
 from envcheck.validate.results import FAIL, SKIP, CheckResult, ValidationReport
@@ -284,6 +284,7 @@ def run(
                 current = name
                 t = time.perf_counter()
                 why = spec.unmet(config, info)
+                watching = watch.begin(config.device, config.ndevices)  # issue 16: NVML during the check
                 if deadline is not None and time.monotonic() >= deadline:
                     result = CheckResult(name, SKIP, {}, f"not run: the run's {config.budget or 0:g} s budget was spent")
                 elif why:
@@ -296,6 +297,7 @@ def run(
                                             registry=registry)
                 else:
                     result = _run_subprocess(name, config, info, listener, stall_s, deadline)
+                result = watch.finish(watching, result)
                 report.timings["checks"][name] = round(time.perf_counter() - t, 3)
                 if not result.seconds:
                     result.seconds = report.timings["checks"][name]

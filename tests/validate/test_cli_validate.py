@@ -98,7 +98,8 @@ def test_cpu_path_end_to_end_all_six_checks_pass(tmp_path):
     doc = json.loads(out.stdout)
     assert doc == json.loads(report.read_text())
     assert [(c["name"], c["status"]) for c in doc["checks"]] == [
-        (n, "pass") for n in ("cnn", "amp", "compile", "allreduce", "gemm", "memory")], doc["checks"]
+        (n, "pass") for n in ("cnn", "amp", "compile", "allreduce", "gemm", "memory", "transformer", "collectives")
+    ] + [("p2p", "skip"), ("ddp", "pass")], doc["checks"]
     assert doc["verdict"] == "passed" and doc["device"] == "cpu" and doc["world_size"] == 2
     metrics = {c["name"]: c["metrics"] for c in doc["checks"]}
     assert metrics["cnn"]["bit_identical"] is True and metrics["cnn"]["loss_drop"] >= 4
@@ -109,8 +110,9 @@ def test_cpu_path_end_to_end_all_six_checks_pass(tmp_path):
     assert doc["timings"]["total_s"] <= took + 1
     assert all(f["status"] == "unjudged" for f in doc["figures"])
     suite = ET.parse(junit).getroot().find("testsuite")
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("7", "0", "0")
-    assert "validate: [6/6] memory: started" in out.stderr
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("11", "0", "0", "1")
+    assert "validate: [6/10] memory: started" in out.stderr
+    assert doc["checks"][0]["details"]["watch"]["reason"].startswith("not available, because the run is on the CPU")
 
 
 @needs_torch

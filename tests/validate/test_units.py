@@ -19,7 +19,8 @@ from envcheck.validate.config import GiB, KiB, MiB, ValidateConfig, human_bytes,
 
 
 def test_parse_checks_keeps_canonical_order_and_rejects_unknown():
-    assert app.parse_checks(None) == ["cnn", "amp", "compile", "allreduce", "gemm", "memory"]
+    assert app.parse_checks(None) == ["cnn", "amp", "compile", "allreduce", "gemm", "memory",
+                                      "transformer", "collectives", "p2p", "ddp"]
     assert app.parse_checks("all") == app.parse_checks(None)
     assert app.parse_checks("memory, gemm ,cnn") == ["cnn", "gemm", "memory"]
     with pytest.raises(app.UsageProblem, match="unknown check.*bogus.*choose from cnn"):
@@ -86,7 +87,7 @@ def test_quick_plan_is_the_health_check_set_in_a_budget():
     narrowed = app.plan("gemm,memory", "quick", quick=True, budget=20)
     assert (narrowed.checks, narrowed.profile, narrowed.budget) == (["gemm", "memory"], "quick", 20.0)
     default = app.plan(None, None)
-    assert (len(default.checks), default.profile, default.budget) == (6, "standard", None)
+    assert (len(default.checks), default.profile, default.budget) == (10, "standard", None)  # issue 16: +4
     assert app.plan("cnn", "burn-in", budget=30).budget == 30.0
     with pytest.raises(app.UsageProblem, match="--quick runs --profile quick; drop --profile burn-in"):
         app.plan(None, "burn-in", quick=True)

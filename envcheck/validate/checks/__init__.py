@@ -58,6 +58,14 @@ REGISTRY: dict[str, CheckSpec] = {
                   "envcheck.validate.checks.gemm:run"),
         CheckSpec("memory", "Copy bandwidth, host<->device bandwidth, pattern write/verify",
                   "envcheck.validate.checks.memory:run"),
+        CheckSpec("transformer", "Decoder-only transformer trains: SDPA, bf16 autocast, fused AdamW; MFU",
+                  "envcheck.validate.checks.transformer:run"),
+        CheckSpec("collectives", "All-gather, reduce-scatter, all-to-all, broadcast exact; busbw per size",
+                  "envcheck.validate.checks.collectives:run", needs_distributed=True),
+        CheckSpec("p2p", "GPU pair copy bandwidth (read, write), data verified; P2P access per pair",
+                  "envcheck.validate.checks.p2p:run", needs_cuda=True, min_devices=2),
+        CheckSpec("ddp", "DDP (and FSDP2) training keeps every rank's parameters identical",
+                  "envcheck.validate.checks.ddp:run", needs_distributed=True),
     )
 }
 

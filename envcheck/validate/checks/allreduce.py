@@ -297,8 +297,12 @@ def _child_env(device: str) -> dict[str, str]:
 
 
 def launch(world: int, device: str, params: dict[str, Any], timeout: float,
-           progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+           progress: Callable[[float, str], None] | None = None,
+           module: str = "envcheck.validate.checks.allreduce") -> dict[str, Any]:
     """Start ``world`` rank processes, watch them, and always reap them.
+
+    ``module`` is the rank entry (``python -m module --rank ...``); the collectives check
+    passes its own, which speaks the same store protocol (mark/count/result/error keys).
 
     Returns ``{"ok": bool, "results": {rank: dict}, "errors": {rank: str}, "exit_codes",
     "hung": [ranks] | None, "failed": [ranks], "marks": {rank: str}, "message": str}``.
@@ -316,7 +320,7 @@ def launch(world: int, device: str, params: dict[str, Any], timeout: float,
     try:
         for r in range(world):
             children.append(subprocess.Popen(
-                [sys.executable, "-m", "envcheck.validate.checks.allreduce", "--rank", str(r),
+                [sys.executable, "-m", module, "--rank", str(r),
                  "--world", str(world), "--port", str(store.port), "--device", device, "--params", payload],
                 env=env, stdin=subprocess.DEVNULL, stdout=logs[r], stderr=subprocess.STDOUT,
                 start_new_session=True,
