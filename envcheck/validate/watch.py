@@ -12,7 +12,9 @@ Per GPU and check it keeps: the deltas of the volatile SBE/DBE counts and the PC
 counter, row-remap pending/failure at the end, XIDs (NVML ``nvmlEventTypeXidCriticalError``
 events, when the driver lets this user register them), seconds under each clock-event
 reason, peak GPU and memory temperature, peak power and the limit, SM clock min/max, and
-``events``: which counter changed, on which GPU, how many seconds into the check.
+``events``: which counter changed, on which GPU, how many seconds into the check; and
+``trace``, the samples over time for the HTML report (:class:`_Trace`: at most
+:data:`TRACE_POINTS` points per GPU per check, however long the check runs).
 Judging is :func:`envcheck.validate.certify.judge_watch`; :func:`finish` applies it to the
 check's result. On a CPU run, or without NVML, the watcher says why it is not available.
 """
@@ -35,6 +37,84 @@ REASONS = {
     "nvmlClocksEventReasonSwPowerCap": "sw_power_cap",
 }
 _XID_EVENT = "nvmlEventTypeXidCriticalError"
+
+TRACE_POINTS = 240  # per GPU per check: a 30 min burn-in at 4 Hz (7200 samples) keeps 225 points
+TRACE_KEYS = ("t", "temp_c", "mem_temp_c", "power_w", "power_limit_w", "sm_clock_mhz", "events")
+
+
+def _hi(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _lo(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else min(a, b)
+
+
+class _Trace:
+    """A bounded, columnar trace of one GPU's samples (stride doubling with merged buckets).
+
+    Each point stands for ``stride`` consecutive samples: ``t`` is the time of the bucket's last
+    sample, temperatures and power are the bucket's maxima, the SM clock its minimum (a dip or a
+    spike survives downsampling: they are what the check is judged by), the power limit its last
+    value and ``events`` the union of the clock-event reasons active in any of its samples.
+    When the columns reach :data:`TRACE_POINTS`, adjacent points are merged pairwise and the
+    stride doubles, so the points stay evenly spaced and at most ``TRACE_POINTS``. Per sample it
+    only updates a few running values; a list grows by one point per completed bucket."""
+
+    __slots__ = ("cols", "stride", "_n", "_acc")
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {k: [] for k in TRACE_KEYS}
+        self.stride = 1
+        self._n = 0
+        self._acc: list[Any] = [None] * len(TRACE_KEYS)
+
+    def add(self, at: float, v: dict[str, Any]) -> None:
+        a = self._acc
+        power = v.get("power_w")
+        power = None if power is None else round(power, 1)
+        reasons = v.get("reasons") or []
+        if self._n == 0:
+            a[:] = [at, v.get("temp_c"), v.get("mem_temp_c"), power, v.get("power_limit_w"),
+                    v.get("sm_clock_mhz"), sorted(reasons)]
+        else:
+            a[0] = at
+            a[1], a[2], a[3] = _hi(a[1], v.get("temp_c")), _hi(a[2], v.get("mem_temp_c")), _hi(a[3], power)
+            if v.get("power_limit_w") is not None:
+                a[4] = v["power_limit_w"]
+            a[5] = _lo(a[5], v.get("sm_clock_mhz"))
+            for r in reasons:
+                if r not in a[6]:
+                    a[6] = sorted(a[6] + [r])
+        self._n += 1
+        if self._n >= self.stride:
+            self._push(a)
+            self._n = 0
+
+    def _push(self, point: list[Any]) -> None:
+        for key, value in zip(TRACE_KEYS, point):
+            self.cols[key].append(value)
+        if len(self.cols["t"]) >= TRACE_POINTS:
+            self._halve()
+
+    def _halve(self) -> None:
+        merge = {"t": lambda a, b: b, "temp_c": _hi, "mem_temp_c": _hi, "power_w": _hi,
+                 "power_limit_w": lambda a, b: a if b is None else b, "sm_clock_mhz": _lo,
+                 "events": lambda a, b: sorted(set(a) | set(b))}
+        for key, col in self.cols.items():
+            fn = merge[key]
+            col[:] = [fn(col[i], col[i + 1]) if i + 1 < len(col) else col[i] for i in range(0, len(col), 2)]
+        self.stride *= 2
+
+    def columns(self) -> dict[str, Any]:
+        """The trace with the bucket in progress as its last point (JSON-ready copies)."""
+        out: dict[str, Any] = {k: list(col) for k, col in self.cols.items()}
+        if self._n:
+            for key, value in zip(TRACE_KEYS, self._acc):
+                out[key].append(value)
+        out["events"] = [list(e) for e in out["events"]]
+        out["stride"] = self.stride
+        return out
 
 
 def visible_indices(ndevices: int, env: dict[str, str] | None = None) -> list[int | str]:
@@ -68,6 +148,7 @@ class _Gpu:
         self.xids: list[dict[str, Any]] = []
         self.unavailable: dict[str, str] = {}
         self.pcie: tuple[int | None, int | None] = (None, None)
+        self.trace = _Trace()
 
 
 class Watcher:
@@ -283,6 +364,7 @@ class Watcher:
             if v.get("sm_clock_mhz") is not None:
                 g.peaks["sm_clock_mhz_min"] = min(g.peaks.get("sm_clock_mhz_min", v["sm_clock_mhz"]),
                                                   v["sm_clock_mhz"])
+            g.trace.add(at, v)
             g.last = {k: val for k, val in v.items() if val is not None} | {"power_limit_w": v.get("power_limit_w")}
 
     # -- result -------------------------------------------------------------------------
@@ -308,6 +390,7 @@ class Watcher:
                 "power_w_peak": g.peaks.get("power_w"), "power_limit_w": g.last.get("power_limit_w"),
                 "sm_clock_mhz_min": g.peaks.get("sm_clock_mhz_min"), "sm_clock_mhz_max": g.peaks.get("sm_clock_mhz"),
                 "events": list(g.events),
+                "trace": g.trace.columns(),
                 "unavailable": dict(g.unavailable),
             })
         return {"available": True, "interval_s": self.interval, "samples": self.samples, "seconds": seconds,

@@ -121,6 +121,97 @@ def test_cluster_report_heat_map_straggler_and_pairwise_matrix():
     assert "DEGRADED" in text and "FAILED" in text
 
 
+def _points(page: str, cls: str) -> list[int]:
+    """The number of points of each polyline of class ``curve <cls>``, in page order."""
+    return [len(m.split()) for m in re.findall(rf'<polyline class="curve {cls}" points="([^"]*)"', page)]
+
+
+def test_validate_watch_report_draws_traces_bands_and_findings_per_gpu():
+    """validate_watch_2xh100.json: the real watcher over the scripted fake NVML (regen_html_reports.py)."""
+    doc = load("validate_watch_2xh100.json")
+    page = html.render_html(doc)
+    parsed = check(page)
+    text = " ".join(" ".join(parsed.text).split())
+    gemm, memory = doc["checks"]
+    traces = [g["trace"] for ch in (gemm, memory) for g in ch["details"]["watch"]["gpus"]]
+    n = [len(tr["t"]) for tr in traces]
+    assert min(n) >= 10 and max(n) <= 240
+    # one polyline per metric per GPU per check, with a point per trace point
+    assert _points(page, "tr-temp") == n and _points(page, "tr-memtemp") == n
+    assert _points(page, "tr-power") == n and _points(page, "tr-clock") == n
+    assert parsed.classes["limit"] == len(n) + 1  # the power limit per GPU, + legend
+    # GPU 0 of gemm throttles: one hatched band, named in words above the panels and in the note
+    assert parsed.classes["band-warn"] == 1 + 1  # + legend swatch
+    assert re.search(r'<text class="band-lbl warn-txt"[^>]*>HW thermal slowdown</text>', page)
+    assert "HW slowdown + HW thermal slowdown 1.1" in text and "SW power cap" in text
+    # GPU 1 of gemm: the DBE with GPU, counter and time, and its marker on the traces
+    dbe = gemm["details"]["watch"]["gpus"][1]["events"][0]
+    assert "GPU 1 \u00b7 NVIDIA H100 80GB HBM3 double-bit ECC errors (volatile DBE) " \
+           f"{dbe['t']:.2f} s 0 \u2192 1 (+1)" in text
+    assert parsed.classes["mark"] == 2 + 1  # gemm's DBE, memory's replay, + legend
+    assert re.search(r'<text class="bad-txt band-lbl"[^>]*>DBE \+1</text>', page)
+    w = gemm["details"]["watch"]
+    assert f"gemm ({w['samples']} samples over 3.6 s, every 0.05 s)" in text and "FAILED" in text
+
+
+def test_a_hostile_gpu_name_in_a_watch_is_escaped():
+    doc = load("validate_watch_2xh100.json")
+    doc["checks"][0]["details"]["watch"]["gpus"][0]["name"] = HOSTILE
+    doc["checks"][0]["details"]["watch"]["gpus"][1]["events"][0]["counter"] = HOSTILE
+    page = html.render_html(doc)
+    check(page)
+    assert "<script" not in page.lower() and "\x1b" not in page and "\u202e" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;\\x1b[31m&quot;quoted&#x27; \\u202eevil" in page
+
+
+def test_watch_not_available_is_one_line_saying_why():
+    doc = load("validate_cpu.json")
+    why = "not available, because the run is on the CPU (NVML watches NVIDIA GPUs only)"
+    for ch in doc["checks"]:
+        ch.setdefault("details", {})["watch"] = {"available": False, "reason": why}
+    parsed = check(html.render_html(doc))
+    text = " ".join(parsed.text)
+    assert f"GPU watch (NVML during each check) {why}" in " ".join(text.split())
+    assert "tr-temp" not in parsed.classes
+    assert "GPU watch" not in " ".join(check(html.render_html(load("validate_cpu.json"))).text)
+
+
+def test_watch_traces_with_gaps_and_junk_still_render():
+    doc = load("validate_watch_2xh100.json")
+    tr = doc["checks"][0]["details"]["watch"]["gpus"][0]["trace"]
+    tr["temp_c"][3] = None
+    tr["mem_temp_c"] = [None] * len(tr["t"])
+    tr["power_w"][0] = "hot"
+    tr["events"][1] = "junk"
+    tr["sm_clock_mhz"][2] = math.nan
+    tr["t"][-1] = math.inf
+    doc["checks"][1]["details"]["watch"]["gpus"][0]["trace"] = "junk"
+    page = html.render_html(doc)
+    check(page)
+    assert len(_points(page, "tr-temp")) == 2 + 1 + 1  # the gap splits the first GPU's line
+    assert not re.search(r' (?:x|y|x1|x2|y1|y2|width|height|points)="[^"]*(?:nan|inf)', page)
+
+
+def test_the_cluster_page_draws_the_watch_of_rank_checks_with_a_finding():
+    doc = load("cluster_16nodes.json")
+    watched = load("validate_watch_2xh100.json")["checks"]
+    quiet = {"available": True, "samples": 3, "seconds": 0.5, "interval_s": 0.25, "gpus": [
+        {"index": 0, "name": "NVIDIA H100 80GB HBM3", "events": [], "xids": [], "clock_event_samples": {}}]}
+    for n in doc["nodes"]:
+        for r in n["ranks"]:
+            for ch in r["checks"]:
+                ch.setdefault("details", {})["watch"] = quiet
+    doc["nodes"][4]["ranks"][1]["checks"][2] = watched[0]  # gemm: throttling and a DBE
+    page = html.render_html(doc)
+    parsed = check(page)
+    text = " ".join(" ".join(parsed.text).split())
+    assert "GPU watch (NVML during each check, every rank)" in text
+    assert f"node 4 (gpu-a05) rank {doc['nodes'][4]['ranks'][1]['rank']} \u00b7 gemm" in text
+    assert len(_points(page, "tr-temp")) == 2 and parsed.classes["band-warn"] == 2
+    assert f"{16 * 2 * 4 - 1} watched rank check(s) without a new error" in text
+    assert "GPU watch" not in " ".join(check(html.render_html(load("cluster_16nodes.json"))).text)
+
+
 def test_heat_map_colour_follows_distance_from_median():
     page = html.render_html(load("cluster_16nodes.json"))
     fills = re.findall(r'<rect class="cell"[^>]* fill="(#[0-9a-f]{6})"><title>gpu-a07 gemm bf16_tflops', page)
@@ -289,7 +380,7 @@ def invoke(*args: str):
 
 
 @pytest.mark.parametrize("name", ["validate_cpu.json", "validate_8xh100.json", "cluster_16nodes.json",
-                                  "compare_fleet.json"])
+                                  "compare_fleet.json", "validate_watch_2xh100.json"])
 def test_report_command_renders_a_saved_report(tmp_path, name):
     out = tmp_path / "r.html"
     r = invoke("report", "--html", str(out), str(REPORTS / name))

@@ -28,6 +28,7 @@ PAGES = {
     "doctor": lambda: html.complete(files.load(FIXTURES / "snapshots" / "ecc_errors.json")),
     "validate_cpu": lambda: files.load(REPORTS / "validate_cpu.json"),
     "validate_gpu": lambda: files.load(REPORTS / "validate_8xh100.json"),
+    "validate_watch": lambda: files.load(REPORTS / "validate_watch_2xh100.json"),
     "cluster": lambda: files.load(REPORTS / "cluster_16nodes.json"),
     "compare": lambda: files.load(REPORTS / "compare_fleet.json"),
 }
@@ -69,6 +70,16 @@ def test_validate_gpu_bars_and_curve_points_are_in_the_dom(loaded):
     rows = next(c for c in doc["checks"] if c["name"] == "allreduce")["details"]["rows"]
     assert len(re.findall(r'<circle[^>]* class="pt[ "]', got.dom)) == len(rows) + 1  # + the legend's marker
     assert "BELOW FLOOR" in got.dom
+
+
+def test_watch_traces_bands_and_labels_are_in_the_dom(loaded):
+    doc, got = loaded["validate_watch"]
+    gpus = [g for ch in doc["checks"] for g in ch["details"]["watch"]["gpus"]]
+    for cls in ("tr-temp", "tr-power", "tr-clock"):
+        lines = re.findall(rf'<polyline class="curve {cls}" points="([^"]*)"', got.dom)
+        assert [len(p.split()) for p in lines] == [len(g["trace"]["t"]) for g in gpus], cls
+    assert _count(got.dom, "band-warn") == 2 and ">HW thermal slowdown</text>" in got.dom
+    assert ">DBE +1</text>" in got.dom and "double-bit ECC errors (volatile DBE)" in got.dom
 
 
 def test_cpu_bars_say_no_spec_in_the_dom(loaded):

@@ -3,6 +3,7 @@ it through the real envcheck.probes._nvml door; judging is certify.judge_watch (
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ def watched(name: str, seconds: float = 0.4, status: str = "pass") -> CheckResul
 
 def test_every_watch_scenario_is_tested():
     assert watch_scenario_names() == sorted(["clean_under_load", "dbe_mid_check", "thermal_slowdown",
-                                             "replay_burst", "xid_during_run", "remap_pending"])
+                                             "replay_burst", "xid_during_run", "remap_pending", "throttle_and_dbe"])
 
 
 def test_a_clean_run_under_load_stays_a_pass_with_peaks_recorded():
@@ -69,6 +70,66 @@ def test_thermal_slowdown_under_load_degrades_the_check():
     assert "peak 92 C" in r.message and r.message.endswith("; TFLOPS bf16 700")
     g0 = r.details["watch"]["gpus"][0]
     assert g0["sm_clock_mhz_min"] == 1095 and g0["sm_clock_mhz_max"] == 1980
+
+
+def test_a_clean_run_keeps_a_trace_of_the_scripted_values_over_time():
+    r = watched("clean_under_load")
+    w = r.details["watch"]
+    for g in w["gpus"]:
+        tr = g["trace"]
+        n = len(tr["t"])
+        assert n == w["samples"] and tr["stride"] == 1  # short check: one point per sample
+        assert tr["t"][0] == 0.0 and all(a < b for a, b in zip(tr["t"], tr["t"][1:]))
+        assert tr["t"][-1] <= w["seconds"]
+        assert all(len(tr[k]) == n for k in watch.TRACE_KEYS)
+        assert set(tr["temp_c"]) == {71} and set(tr["mem_temp_c"]) == {64.0}
+        assert set(tr["power_w"]) == {699.0} and set(tr["power_limit_w"]) == {700.0}
+        assert set(tr["sm_clock_mhz"]) == {1755} and all(e == ["sw_power_cap"] for e in tr["events"])
+    assert json.loads(json.dumps(w, allow_nan=False)) == w  # the summary stays plain JSON
+
+
+def test_the_trace_follows_a_thermal_slowdown():
+    r = watched("thermal_slowdown")
+    g0, g1 = (g["trace"] for g in r.details["watch"]["gpus"])
+    hot = [i for i, e in enumerate(g0["events"]) if "hw_thermal_slowdown" in e]
+    assert hot and hot == list(range(hot[0], len(g0["t"])))  # from 0.1 s to the end
+    assert g0["t"][hot[0]] >= 0.1 and {g0["temp_c"][i] for i in hot} == {92}
+    assert {g0["sm_clock_mhz"][i] for i in hot} == {1095} and g0["sm_clock_mhz"][0] == 1980
+    assert all(e == [] for e in g1["events"]) and set(g1["sm_clock_mhz"]) == {1980}
+
+
+def test_a_throttling_gpu_and_a_dbe_on_the_other_fail_the_check_and_are_both_traced():
+    r = watched("throttle_and_dbe", seconds=1.8)
+    assert r.status == "fail" and r.message.startswith("GPU 1 (NVIDIA H100 80GB HBM3): 1 new double-bit ECC error")
+    g0, g1 = r.details["watch"]["gpus"]
+    assert g0["clock_event_samples"]["hw_thermal_slowdown"] >= 2 and g1["events"][0]["counter"] == "dbe_volatile"
+    assert max(g0["trace"]["temp_c"]) == 91 and min(g0["trace"]["sm_clock_mhz"]) == 1095
+    assert g0["trace"]["temp_c"][0] == 52 and max(g1["trace"]["temp_c"]) <= 69
+    w = r.details["watch"]
+    bare = {**w, "gpus": [{k: v for k, v in g.items() if k != "trace"} for g in w["gpus"]]}
+    assert certify.judge_watch(w, FLOORS) == certify.judge_watch(bare, FLOORS)  # the trace is not judged
+
+
+def test_a_long_check_keeps_a_bounded_evenly_spaced_trace_with_its_extremes():
+    """30 minutes at 4 Hz (7200 samples): at most TRACE_POINTS points, the whole span covered,
+    the one-sample clock dip and temperature spike and a short slowdown kept."""
+    tr = watch._Trace()
+    for i in range(7200):
+        v = {"temp_c": 95 if i == 5001 else 70, "mem_temp_c": 60.0, "power_w": 650.04 + i % 3,
+             "power_limit_w": 700.0, "sm_clock_mhz": 1200 if i == 3333 else 1980,
+             "reasons": ["hw_slowdown"] if 4000 <= i < 4040 else []}
+        tr.add(i * 0.25, v)
+        if i % 500 == 0:
+            assert len(tr.cols["t"]) < watch.TRACE_POINTS
+    c = tr.columns()
+    assert len(c["t"]) <= watch.TRACE_POINTS and len(c["t"]) >= watch.TRACE_POINTS // 2
+    assert c["stride"] == 32 and c["t"][-1] == 7199 * 0.25
+    steps = {round(b - a, 6) for a, b in zip(c["t"], c["t"][1:])}
+    assert steps == {32 * 0.25}
+    assert max(c["temp_c"]) == 95 and min(c["sm_clock_mhz"]) == 1200 and max(c["power_w"]) == 652.0
+    slowed = [t for t, e in zip(c["t"], c["events"]) if e]
+    assert slowed and slowed[0] >= 4000 * 0.25 and slowed[-1] <= 4071 * 0.25
+    assert json.loads(json.dumps(c)) == c
 
 
 def test_a_replay_burst_degrades_the_check():

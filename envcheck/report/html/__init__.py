@@ -8,7 +8,7 @@ dispatching on its ``schema``:
 - ``envcheck.cluster`` (rank 0's report of a torchrun/srun run): html/cluster.py
 - ``envcheck.compare`` (``envcheck compare --format json``): html/compare.py
 
-A new report kind (the fleet drift table, the watcher's traces) is one module with
+A new report kind (the fleet drift table) is one module with
 ``render(doc) -> (title, body)`` and one line in ``RENDERERS``. The report passes through
 envcheck.redact's scrubber first, so a secret never reaches the page; every string is then
 escaped where it is placed (html/base.py).

@@ -241,6 +241,14 @@ svg .bar-ok{fill:#4c78a8}svg .bar-below{fill:url(#hatch-warn);stroke:#b35806}svg
 svg .curve{fill:none;stroke:#4c78a8;stroke-width:2}svg .curve.alt{stroke:#b35806;stroke-dasharray:6 3}
 svg .curve.thin{stroke:#9aa5b1;stroke-width:1.2}
 svg .pt{fill:#fff;stroke:#4c78a8;stroke-width:2}svg .pt.alt{stroke:#b35806}
+svg .tr-temp{stroke:#b35806}svg .tr-memtemp{stroke:#b35806;stroke-width:1.3;stroke-dasharray:4 3}
+svg .tr-power{stroke:#4c78a8}svg .tr-clock{stroke:#1a7f37}
+svg .limit{fill:none;stroke:#1f2328;stroke-width:1.3;stroke-dasharray:6 4}
+svg .band-warn{fill:url(#hatch-warn);opacity:.45}svg .band-info{fill:url(#dots-muted);opacity:.8}
+svg .band-lbl{font-size:10.5px}svg .panel-title{font-size:11.5px;font-weight:600}
+svg .mark{stroke:#a4161a;stroke-width:1.5;stroke-dasharray:2 2}
+.watch-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(500px,1fr));gap:6px 24px}
+.watch-grid figure{margin:0;break-inside:avoid}.watch-grid figcaption{font-weight:600;margin:8px 0 0}
 svg .cell-flag{fill:url(#hatch-warn);opacity:.55}
 svg .pair-pass{fill:#dbe9f6;stroke:#4c78a8}svg .pair-fail{fill:url(#hatch-bad);stroke:#a4161a;stroke-width:1.5}
 svg .pair-none{fill:#fafbfc;stroke:#eef0f2}svg .diag{fill:#e6e9ec}

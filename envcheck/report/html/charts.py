@@ -1,4 +1,5 @@
-"""Two SVG charts: horizontal bars against spec and floor, and bus bandwidth over message size.
+"""The SVG charts: horizontal bars against spec and floor, bus bandwidth over message size, and
+the watcher's traces over time (small multiples sharing one time axis).
 
 Pure: rows and points in, SVG text out. Every label is escaped here (callers pass raw text);
 every coordinate is computed from numbers.
@@ -148,3 +149,122 @@ def curve_chart(title: str, series: Sequence[dict[str, Any]], floor: float | Non
                              f"<title>{t(s.get('label'))}: {human_bytes(b)} {num(v)} GB/s</title></circle>")
     label = t(f"{title}: bus bandwidth by message size")
     return svg(width, height, "".join(parts), label)
+
+
+# Series classes of trace_panels: fixed names, never from the report.
+_TRACE_CLASS = {"temp": "tr-temp", "memtemp": "tr-memtemp", "power": "tr-power", "clock": "tr-clock"}
+
+
+def _free_row(rows: list[float], x: float, w: float) -> int:
+    """The first label row whose last label ends left of ``x`` (the last row when none is free)."""
+    for i, end in enumerate(rows):
+        if end <= x:
+            rows[i] = x + w
+            return i
+    rows[-1] = max(rows[-1], x + w)
+    return len(rows) - 1
+
+
+def trace_panels(title: str, times: Sequence[Any], panels: Sequence[dict[str, Any]],
+                 bands: Sequence[tuple[float, float, Sequence[str], str]] = (),
+                 marks: Sequence[tuple[float, str]] = (), width: int = 520) -> str:
+    """Small multiples over one time axis: a panel per metric, stacked, sharing x.
+
+    ``times`` are seconds; each panel ``{label, series: [{label, values, cls}], limit, limit_label}``
+    has values aligned with ``times`` (None leaves a gap) and an optional dashed ``limit`` line.
+    ``bands`` ``(t0, t1, labels, kind)`` shade a period across every panel (kind "warn" hatched,
+    "info" dotted) and are named in words in a strip above the panels; ``marks`` ``(t, label)``
+    draw a labelled vertical line (an event at a moment). Axes come from :func:`axis`."""
+    ts = [float(x) if is_num(x) else None for x in times]
+    known = [x for x in ts if x is not None]
+    if not known:
+        return ""
+    tmax = max(known)
+    scale, tunit = (60.0, "min") if tmax >= 600 else (1.0, "s")
+    xtop, xticks = axis(max(tmax / scale, 1e-3), 6)
+    label_rows = 4
+    x0, x1 = 50, width - 12
+    strip, panel_h, gap, bottom = 6 + 12 * label_rows, 80, 26, 34
+    y_first = strip + gap
+    height = y_first + len(panels) * (panel_h + gap) - gap + bottom
+
+    def px(sec: float) -> float:
+        return x0 + (x1 - x0) * min(max(sec / scale / xtop, 0.0), 1.0)
+
+    parts = []
+    y_last = y_first + len(panels) * (panel_h + gap) - gap
+    # periods first, under the curves; their words in the strip on top
+    rows = [float("-inf")] * label_rows
+    for b0, b1, words, kind in bands:
+        if not (is_num(b0) and is_num(b1)):
+            continue
+        left, right = px(b0), max(px(b1), px(b0) + 2)
+        cls = "band-warn" if kind == "warn" else "band-info"
+        tip = " + ".join(str(w) for w in words)
+        parts.append(f'<rect class="band {cls}" x="{c(left)}" y="{strip}" width="{c(right - left)}" '
+                     f'height="{c(y_last - strip)}"><title>{t(tip)} {num(b0)}\u2013{num(b1)} s</title></rect>')
+        for w in words:
+            r = _free_row(rows, left, 5.7 * len(str(w)) + 8)
+            parts.append(f'<text class="band-lbl {"warn-txt" if kind == "warn" else "lbl"}" x="{c(left + 2)}" '
+                         f'y="{12 + 12 * r}">{t(w)}</text>')
+    for at, word in marks:
+        if not is_num(at):
+            continue
+        x = px(at)
+        r = _free_row(rows, x, 5.7 * len(str(word)) + 8)
+        parts.append(f'<line class="mark" x1="{c(x)}" y1="{c(12 * r + 15)}" x2="{c(x)}" y2="{c(y_last)}">'
+                     f"<title>{t(word)} at {num(at)} s</title></line>"
+                     f'<text class="bad-txt band-lbl" x="{c(x + 3)}" y="{12 + 12 * r}">{t(word)}</text>')
+    for k, panel in enumerate(panels):
+        top_y = y_first + k * (panel_h + gap)
+        bot_y = top_y + panel_h
+        values = [float(v) for s in panel.get("series") or [] for v in s.get("values") or [] if is_num(v)]
+        limit = panel.get("limit")
+        limits = [float(v) for v in (limit if isinstance(limit, (list, tuple)) else [limit]) if is_num(v)]
+        ytop, yticks = axis(max(values + limits + [1e-9]) * 1.08, 5)
+
+        def py(v: float, top_y: float = top_y, ytop: float = ytop) -> float:
+            return top_y + panel_h - panel_h * max(0.0, min(v, ytop)) / ytop
+
+        parts.append(f'<text x="{x0}" y="{c(top_y - 7)}" class="panel-title">{t(panel.get("label"))}</text>')
+        for tick in yticks:
+            parts.append(f'<line class="grid" x1="{x0}" y1="{c(py(tick))}" x2="{x1}" y2="{c(py(tick))}"/>'
+                         f'<text class="lbl" x="{x0 - 6}" y="{c(py(tick) + 4)}" text-anchor="end">{num(tick)}</text>')
+        for tick in xticks:
+            parts.append(f'<line class="grid" x1="{c(px(tick * scale))}" y1="{c(top_y)}" x2="{c(px(tick * scale))}" '
+                         f'y2="{c(bot_y)}"/>')
+        parts.append(f'<line class="axis" x1="{x0}" y1="{c(bot_y)}" x2="{x1}" y2="{c(bot_y)}"/>'
+                     f'<line class="axis" x1="{x0}" y1="{c(top_y)}" x2="{x0}" y2="{c(bot_y)}"/>')
+        if limits:
+            seq = limit if isinstance(limit, (list, tuple)) else [limit] * len(ts)
+            pts = [(x, float(v)) for x, v in zip(ts, seq) if x is not None and is_num(v)]
+            if pts:
+                if pts[0][0] > 0:  # the limit holds from the check's start
+                    pts.insert(0, (0.0, pts[0][1]))
+                path = " ".join(f"{c(px(x))},{c(py(v))}" for x, v in pts)
+                words = f"{panel.get('limit_label') or 'limit'} {num(pts[-1][1])}"
+                parts.append(f'<polyline class="limit" points="{path}"><title>{t(words)}</title></polyline>'
+                             f'<text class="lbl" x="{x1 - 2}" y="{c(py(pts[-1][1]) - 4)}" text-anchor="end">'
+                             f"{t(words)}</text>")
+        for s in panel.get("series") or []:
+            cls = _TRACE_CLASS.get(str(s.get("cls")), "")
+            run: list[str] = []
+            runs = []
+            for x, v in zip(ts, s.get("values") or []):
+                if x is None or not is_num(v):
+                    if run:
+                        runs.append(run)
+                    run = []
+                    continue
+                run.append(f"{c(px(x))},{c(py(float(v)))}")
+            if run:
+                runs.append(run)
+            for r in runs:
+                parts.append(f'<polyline class="curve {cls}" points="{" ".join(r)}">'
+                             f"<title>{t(s.get('label'))}</title></polyline>")
+    for tick in xticks:
+        parts.append(f'<text class="lbl" x="{c(px(tick * scale))}" y="{c(y_last + 16)}" text-anchor="middle">'
+                     f"{num(tick)}</text>")
+    parts.append(f'<text class="lbl" x="{c((x0 + x1) / 2)}" y="{c(height - 4)}" text-anchor="middle">'
+                 f"{'minutes' if tunit == 'min' else 'seconds'} into the check</text>")
+    return svg(width, height, "".join(parts), t(f"{title}: temperature, power and SM clock over time"))

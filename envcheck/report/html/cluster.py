@@ -29,7 +29,7 @@ from envcheck.report.html.base import (
     table,
 )
 from envcheck.report.html.charts import curve_chart
-from envcheck.report.html.validate import checks_table
+from envcheck.report.html.validate import WATCH_LEGEND, checks_table, notable, watch_blocks
 
 MAX_MATRIX_NODES = 64  # beyond, an N x N matrix is mostly empty cells: the failed pairs are listed instead
 _WORSE, _BETTER, _MID = "#b35806", "#2166ac", "#f7f7f7"  # ColorBrewer PuOr/RdBu ends: colour-blind safe
@@ -312,6 +312,45 @@ def curves(report: Mapping) -> str:
                    note="nccl-tests' bus bandwidth (algbw \u00d7 2(n\u22121)/n) per message size.")
 
 
+MAX_WATCHED_RANKS = 16  # traces drawn on the cluster page; the rest are counted
+
+
+def watch_section(report: Mapping) -> str:
+    """The NVML watcher on every rank (issue 16): the traces of the rank checks where it saw a
+    new error or a hardware/thermal clock event; the quiet ones and the unavailable ones counted."""
+    shown, quiet, more, off = [], 0, 0, {}
+    for n in _nodes(report):
+        for r in n.get("ranks") or []:
+            if not isinstance(r, Mapping):
+                continue
+            checks = [ch for ch in r.get("checks") or [] if isinstance(ch, Mapping)
+                      and isinstance(ch.get("details"), Mapping) and isinstance(ch["details"].get("watch"), Mapping)]
+            for ch in checks:
+                w = ch["details"]["watch"]
+                if not w.get("available"):
+                    why = str(w.get("reason") or "not available")
+                    off[why] = off.get(why, 0) + 1
+                elif not notable(w):
+                    quiet += 1
+                elif len(shown) < MAX_WATCHED_RANKS:
+                    shown.append(watch_blocks([ch], f"node {n.get('node_rank')} ({_host(n)}) rank {r.get('rank')} "
+                                                    "\u00b7 "))
+                else:
+                    more += 1
+    if not (shown or quiet or off):
+        return ""
+    lines = []
+    if quiet:
+        lines.append(f"{quiet} watched rank check(s) without a new error or a hardware/thermal clock event.")
+    if more:
+        lines.append(f"{more} more rank check(s) with a finding, not drawn (their messages are in each rank's report).")
+    lines += [f"{t(why)} ({k} rank check(s))" for why, k in sorted(off.items())]
+    body = "".join(f"<p>{line}</p>" for line in lines) + (WATCH_LEGEND + "".join(shown) if shown else "")
+    return section("GPU watch (NVML during each check, every rank)", body,
+                   note="Per-GPU traces are drawn for the rank checks where the watcher saw a new error or a "
+                        "hardware or thermal clock slowdown.")
+
+
 def render(report: Mapping) -> tuple[str, str]:
     nodes = _nodes(report)
     verdict = report.get("verdict") or "failed"
@@ -340,6 +379,7 @@ def render(report: Mapping) -> tuple[str, str]:
     checks = merged_checks(report)
     if checks:
         body += section("Checks across ranks", checks, note="Each check's worst status over every rank.")
+    body += watch_section(report)
     if missing:
         body += section("Ranks without a result", table(
             ["Rank", "Host", "Error"], [[t(m.get("rank")), t(m.get("hostname") or "?"), t(m.get("error"))]

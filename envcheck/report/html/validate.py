@@ -2,8 +2,8 @@
 
 Per-check status; every figure as a bar against the spec and floor of its device (a CPU run has
 no spec: the value and "no spec"); the all-reduce bus bandwidth over message size with its floor;
-the exact figures in a table. The watcher's traces (temperature, power, clocks per GPU) get a
-section through :func:`watch_section` once the validate-under-watch report carries them.
+the exact figures in a table; the NVML watcher's findings and per-GPU traces (temperature, power
+against its limit, SM clock, clock-event periods) of every check (:func:`watch_section`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from envcheck.report.html.base import (
     t,
     table,
 )
-from envcheck.report.html.charts import bar_chart, curve_chart
+from envcheck.report.html.charts import bar_chart, curve_chart, trace_panels
 
 _LEGEND = (
     '<div class="legend">'
@@ -106,13 +106,162 @@ def busbw_section(report: Mapping) -> str:
     return section("Bus bandwidth by message size", legend + chart, note=note)
 
 
-def watch_section(report: Mapping) -> str:
-    """Hook for the watcher's per-GPU traces (validate under watch, issue 16): none yet.
+_REASON_WORDS = {"hw_slowdown": "HW slowdown", "hw_thermal_slowdown": "HW thermal slowdown",
+                 "sw_thermal_slowdown": "SW thermal slowdown", "hw_power_brake": "HW power brake",
+                 "sw_power_cap": "SW power cap"}
+_COUNTERS = {"dbe_volatile": ("double-bit ECC errors (volatile DBE)", "DBE"),
+             "sbe_volatile": ("single-bit ECC errors (volatile SBE)", "SBE"),
+             "pcie_replay": ("PCIe replay counter", "replay"), "remap_pending": ("row remap pending", "remap pending"),
+             "remap_failure": ("row remap failure", "remap failure"), "xid": ("XID event", "XID")}
 
-    When that report carries its samples, draw them here (temperature, power against its
-    limit, SM clock, per GPU, over time) with the curve helpers in charts.py.
-    """
-    return ""
+WATCH_LEGEND = (
+    '<div class="legend">'
+    '<span><svg width="30" height="12"><line x1="0" y1="6" x2="30" y2="6" class="curve tr-temp"/></svg> GPU</span>'
+    '<span><svg width="30" height="12"><line x1="0" y1="6" x2="30" y2="6" class="curve tr-memtemp"/></svg>'
+    " memory (HBM)</span>"
+    '<span><svg width="30" height="12"><line x1="0" y1="6" x2="30" y2="6" class="limit"/></svg> power limit</span>'
+    '<span><svg width="22" height="12"><rect width="22" height="12" class="band-warn"/></svg>'
+    " hardware / thermal clock slowdown (named above the panels)</span>"
+    '<span><svg width="22" height="12"><rect width="22" height="12" class="band-info"/></svg>'
+    " SW power cap (at the power limit, by design)</span>"
+    '<span><svg width="14" height="12"><line x1="7" y1="0" x2="7" y2="12" class="mark"/></svg>'
+    " a new error (DBE, XID, remap, replay)</span></div>"
+)
+
+
+def _reason(r: Any) -> str:
+    return _REASON_WORDS.get(str(r), str(r).replace("_", " "))
+
+
+def _bands(trace: Mapping) -> list[tuple[float, float, list[str], str]]:
+    """Runs of points with the same active clock-event reasons, as (from, to, words, kind)."""
+    ts, evs = trace.get("t"), trace.get("events")
+    if not isinstance(ts, list) or not isinstance(evs, list):
+        return []
+    out: list[tuple[float, float, list[str], str]] = []
+    cur: tuple[str, ...] = ()
+    start = 0.0
+    prev = None
+    for at, ev in zip(ts, evs):
+        if not is_num(at):
+            continue
+        key = tuple(sorted(str(e) for e in ev)) if isinstance(ev, list) else ()
+        if key != cur:
+            if cur:
+                out.append((start, prev, cur))
+            cur, start = key, prev if prev is not None else at
+        prev = at
+    if cur and prev is not None:
+        out.append((start, prev, cur))
+    return [(a, b, [_reason(r) for r in key], "info" if set(key) <= {"sw_power_cap"} else "warn")
+            for a, b, key in out]
+
+
+def _change(e: Mapping) -> str:
+    if e.get("counter") == "xid":
+        return f"XID {t(e.get('value'))}"
+    a, b = e.get("from"), e.get("to")
+    if isinstance(a, bool) or isinstance(b, bool):
+        return f"{'yes' if a else 'no'} \u2192 {'yes' if b else 'no'}"
+    if is_num(a) and is_num(b):
+        return f"{num(a)} \u2192 {num(b)} ({'+' if b >= a else ''}{num(b - a)})"
+    return f"{t(a)} \u2192 {t(b)}"
+
+
+def _mark(e: Mapping) -> str:
+    short = _COUNTERS.get(str(e.get("counter")), (None, str(e.get("counter"))))[1]
+    if e.get("counter") == "xid":
+        return f"XID {e.get('value')}"
+    a, b = e.get("from"), e.get("to")
+    return f"{short} +{b - a:g}" if is_num(a) and is_num(b) and not isinstance(a, bool) else short
+
+
+def _gpu_name(g: Mapping) -> str:
+    return f"GPU {g.get('index')}" + (f" \u00b7 {g.get('name')}" if g.get("name") else "")
+
+
+def _gpu_trace(check: str, g: Mapping) -> str:
+    tr = g.get("trace")
+    if not isinstance(tr, Mapping) or not isinstance(tr.get("t"), list) or not tr["t"]:
+        return ""
+    events = [e for e in g.get("events") or [] if isinstance(e, Mapping)]
+    temps = [{"label": "GPU temperature", "values": tr.get("temp_c") or [], "cls": "temp"}]
+    if any(is_num(v) for v in tr.get("mem_temp_c") or []):
+        temps.append({"label": "memory (HBM) temperature", "values": tr["mem_temp_c"], "cls": "memtemp"})
+    panels = [
+        {"label": "temperature (\u00b0C)", "series": temps},
+        {"label": "power (W)", "series": [{"label": "power", "values": tr.get("power_w") or [], "cls": "power"}],
+         "limit": tr.get("power_limit_w") or g.get("power_limit_w"), "limit_label": "limit"},
+        {"label": "SM clock (MHz)", "series": [{"label": "SM clock", "values": tr.get("sm_clock_mhz") or [],
+                                               "cls": "clock"}]},
+    ]
+    bands = _bands(tr)
+    chart = trace_panels(f"{check}, {_gpu_name(g)}", tr["t"], panels, bands,
+                         [(e.get("t"), _mark(e)) for e in events])
+    words = [f"{' + '.join(w)} {round(a, 2):g}\u2013{round(b, 2):g} s" for a, b, w, _ in bands]
+    stride = tr.get("stride")
+    note = "; ".join(words) if words else "no clock event"
+    if is_num(stride) and stride > 1:
+        note += f" \u00b7 each point merges {num(stride)} samples (peaks and the lowest clock kept)"
+    return (f"<figure><figcaption>{t(_gpu_name(g))}</figcaption>{chart}"
+            f'<p class="note">Clock events: {t(note)}</p></figure>')
+
+
+def watch_blocks(checks: Any, where: str = "") -> str:
+    """Each watched check: its findings (GPU, counter, time) and per-GPU traces; or why not."""
+    out = []
+    for ch in checks if isinstance(checks, list) else []:
+        w = get(ch, "details", "watch") if isinstance(ch, Mapping) else None
+        if not isinstance(w, Mapping):
+            continue
+        name = f"{where}{ch.get('name')}"
+        if not w.get("available"):
+            out.append(f"<p><strong>{t(name)}</strong>: {t(w.get('reason') or 'not available')}</p>")
+            continue
+        gpus = [g for g in w.get("gpus") or [] if isinstance(g, Mapping)]
+        rows = [[t(_gpu_name(g)), t(_COUNTERS.get(str(e.get("counter")), (str(e.get("counter")),))[0]),
+                 f"{num(e.get('t'))} s", _change(e)]
+                for g in gpus for e in g.get("events") or [] if isinstance(e, Mapping)]
+        found = (table(["GPU", "Counter", "At (into the check)", "Change"], rows, numeric=(2,))
+                 if rows else '<p class="muted">No new error (DBE, XID, row remap, PCIe replay) during the check.</p>')
+        figs = "".join(_gpu_trace(name, g) for g in gpus)
+        meta = f"{num(w.get('samples'))} samples over {_seconds(w.get('seconds'))}, every {num(w.get('interval_s'))} s"
+        out.append(f'<div class="chart-block"><h3>{t(name)} <span class="muted">({meta})</span></h3>{found}'
+                   + (f'<div class="watch-grid">{figs}</div>' if figs else "") + "</div>")
+    return "".join(out)
+
+
+def notable(watch: Any) -> bool:
+    """A watch worth drawing among many (the cluster page): a new error, or a clock event
+    other than the SW power cap."""
+    if not isinstance(watch, Mapping) or not watch.get("available"):
+        return False
+    for g in watch.get("gpus") or []:
+        if not isinstance(g, Mapping):
+            continue
+        reasons = g.get("clock_event_samples") if isinstance(g.get("clock_event_samples"), Mapping) else {}
+        if g.get("events") or g.get("xids") or g.get("remap_pending") or g.get("remap_failure") \
+                or set(reasons) - {"sw_power_cap"}:
+            return True
+    return False
+
+
+def watch_section(report: Mapping) -> str:
+    """The NVML watcher (validate under watch, issue 16) of every check: what changed on which
+    GPU and when, and temperature, power against its limit and SM clock over time per GPU, with
+    clock-event periods shaded and named; one line saying why when it was not available."""
+    checks = [ch for ch in report.get("checks") or [] if isinstance(get(ch, "details", "watch"), Mapping)]
+    if not checks:
+        return ""
+    watches = [ch["details"]["watch"] for ch in checks]
+    off = {str(w.get("reason") or "not available") for w in watches if not w.get("available")}
+    title = "GPU watch (NVML during each check)"
+    if len(off) == 1 and not any(w.get("available") for w in watches):
+        return section(title, f"<p>{t(next(iter(off)))}</p>")
+    return section(title, WATCH_LEGEND + watch_blocks(checks),
+                   note="Sampled by envcheck's NVML watcher while each check ran; a new double-bit ECC error, a "
+                        "hardware XID or a row remap fails the check, hardware or thermal slowdown under load "
+                        "degrades it.")
 
 
 def figures_table(figures: Any) -> str:
