@@ -190,3 +190,11 @@ def decide(outcome: Outcome, mode: str) -> Decision:
     if unknown:
         return Decision(exitcodes.INTERNAL, None)
     return Decision(exitcodes.FINDINGS if outcome.problem else exitcodes.OK, None)
+
+
+def format_conflict(fmt: str, mode: str) -> str | None:
+    """Why ``--format fmt`` cannot go with ``--exit-codes mode`` (None when it can)."""
+    if fmt == "json" and mode in ("nagios", "npd"):
+        return (f"--format json and --exit-codes {mode} exclude each other: "
+                f"{mode} prints one status line on stdout")
+    return None

@@ -1,7 +1,7 @@
 """``--prom-file``: envcheck's results as node_exporter textfile-collector metrics.
 
 Pure: plain dicts in (doctor: the snapshot and its findings; validate: its JSON report),
-text exposition format out. :func:`envcheck.cluster.atomic.write_text` puts it on disk.
+text exposition format out. :func:`envcheck.outfile.write_text` puts it on disk.
 
 Conventions followed (ecosystem.md §4):
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from envcheck import __version__
 from envcheck.cli import cli
-from envcheck.cluster import atomic, prom
+from envcheck.cluster import prom
 from envcheck.findings import Finding, Severity
 
 SNAPSHOT_PATH = "tests/fixtures/snapshots/example_8xh100.json"
@@ -134,49 +133,6 @@ def test_no_timestamps_in_the_file():
     for line in prom.doctor_text(SNAPSHOT, FINDINGS, NOW).splitlines():
         if not line.startswith("#"):
             assert len(line.rsplit("}", 1)[-1].split()) == 1, line
-
-
-# ---- atomic write ------------------------------------------------------------------------
-
-
-def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path):
-    target = tmp_path / "envcheck.prom"
-    target.write_text("old\n")
-    atomic.write_text(target, "new\n")
-    assert target.read_text() == "new\n"
-    assert os.listdir(tmp_path) == ["envcheck.prom"]
-    assert (target.stat().st_mode & 0o777) == 0o644
-
-
-def test_atomic_write_failure_keeps_the_old_file_and_cleans_up(tmp_path, monkeypatch):
-    target = tmp_path / "envcheck.prom"
-    target.write_text("old\n")
-
-    def fail(src, dst):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError):
-        atomic.write_text(target, "new\n")
-    assert target.read_text() == "old\n"
-    assert os.listdir(tmp_path) == ["envcheck.prom"]
-
-
-def test_reader_never_sees_a_partial_file(tmp_path):
-    target = tmp_path / "m.prom"
-    big = [("# " + str(i) + "x" * 200_000 + "\n") for i in range(2)]
-    atomic.write_text(target, big[0])
-    seen, stop = set(), threading.Event()
-
-    def reader():
-        while not stop.is_set():
-            seen.add(len(target.read_text()))
-    t = threading.Thread(target=reader)
-    t.start()
-    for i in range(30):
-        atomic.write_text(target, big[i % 2])
-    stop.set()
-    t.join()
-    assert seen <= {len(big[0]), len(big[1])}
 
 
 # ---- through the CLI ---------------------------------------------------------------------

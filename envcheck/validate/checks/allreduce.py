@@ -25,9 +25,7 @@ import contextlib
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from typing import Any, Callable
@@ -114,9 +112,12 @@ def _free_bytes(device) -> int:
 
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    import psutil
+    try:  # psutil may be missing from a --python target interpreter
+        import psutil
 
-    return int(psutil.virtual_memory().available)
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 def sweep(
@@ -240,7 +241,6 @@ def rank_main(argv: list[str] | None = None) -> int:
     """Entry of one rank process (``python -m envcheck.validate.checks.allreduce``)."""
     import argparse
 
-    procs.set_pdeathsig()
     ap = argparse.ArgumentParser()
     ap.add_argument("--rank", type=int, required=True)
     ap.add_argument("--world", type=int, required=True)
@@ -296,82 +296,96 @@ def _child_env(device: str) -> dict[str, str]:
     return env
 
 
+class _Ranks:
+    """What the launcher learns about its ranks each poll: progress marks and exit codes."""
+
+    def __init__(self, store, children: list, sup, world: int, total_marks: int, say, grace: float) -> None:
+        self.store, self.children, self.sup, self.world = store, children, sup, world
+        self.total_marks, self.say, self.grace = total_marks, say, grace
+        self.counts = [0] * world
+        self.codes: dict[int, int] = {}
+        self.failed: list[int] = []
+        self.first_failure: float | None = None
+
+    def poll(self) -> bool:
+        """True once a failed rank's peers had ``grace`` seconds to fail too (the run is over)."""
+        now = time.monotonic()
+        new = [self.store.add(f"count/{r}", 0) for r in range(self.world)]
+        if new != self.counts:
+            self.counts = new
+            self.sup.moved()
+            self.say(min(new) / self.total_marks, f"{min(new)}/{self.total_marks} steps on the slowest rank")
+        for r, child in enumerate(self.children):
+            code = child.popen.poll()
+            if code is not None and r not in self.codes:
+                self.codes[r] = code
+                if code != 0 or not self.store.check([f"result/{r}"]):
+                    self.failed.append(r)
+                    self.first_failure = self.first_failure or now
+        return self.first_failure is not None and now - self.first_failure > self.grace
+
+    def hung(self) -> list[int]:
+        """The ranks still running that are furthest behind."""
+        running = [r for r in range(self.world) if self.children[r].popen.poll() is None and r not in self.codes]
+        if not running:
+            return []
+        behind = min(self.counts[r] for r in running)
+        return [r for r in running if self.counts[r] == behind]
+
+
+def _collect(store, world: int, out: dict[str, Any]) -> None:
+    for r in range(world):
+        if store.check([f"mark/{r}"]):
+            out["marks"][r] = store.get(f"mark/{r}").decode(errors="replace")
+        if store.check([f"result/{r}"]):
+            out["results"][r] = json.loads(store.get(f"result/{r}"))
+        if store.check([f"error/{r}"]):
+            out["errors"][r] = store.get(f"error/{r}").decode(errors="replace")
+
+
 def launch(world: int, device: str, params: dict[str, Any], timeout: float,
            progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
-    """Start ``world`` rank processes, watch them, and always reap them.
+    """Start ``world`` rank processes, watch them with the supervisor, and always reap them.
 
     Returns ``{"ok": bool, "results": {rank: dict}, "errors": {rank: str}, "exit_codes",
     "hung": [ranks] | None, "failed": [ranks], "marks": {rank: str}, "message": str}``.
     """
     import torch.distributed as dist
 
+    from envcheck import proc
+
     say = progress or (lambda f, n="": None)
     store = dist.TCPStore("127.0.0.1", 0, None, True, timedelta(seconds=30), wait_for_workers=False)
     payload = json.dumps(dict(params, timeout=timeout))
     env = _child_env(device)
-    children: list[subprocess.Popen] = []
-    logs = [tempfile.TemporaryFile() for _ in range(world)]  # noqa: SIM115 - closed in finally
     out: dict[str, Any] = {"ok": False, "results": {}, "errors": {}, "exit_codes": {}, "hung": None,
                            "failed": [], "marks": {}, "message": ""}
+    children = []
     try:
         for r in range(world):
-            children.append(subprocess.Popen(
-                [sys.executable, "-m", "envcheck.validate.checks.allreduce", "--rank", str(r),
-                 "--world", str(world), "--port", str(store.port), "--device", device, "--params", payload],
-                env=env, stdin=subprocess.DEVNULL, stdout=logs[r], stderr=subprocess.STDOUT,
-                start_new_session=True,
-            ))
-        counts = [0] * world
-        last_move = time.monotonic()
-        first_failure: float | None = None
-        grace = min(10.0, timeout)
+            args = ["--rank", str(r), "--world", str(world), "--port", str(store.port), "--device", device,
+                    "--params", payload]
+            children.append(proc.start(procs.argv("envcheck.validate.checks.allreduce", args), env=env,
+                                       stdout="file", stderr="stdout"))
         # started, joined, enter+finish of 2 collectives per size, done
         total_marks = 3 + 4 * int(params.get("n_sizes", 10))
-        while True:
-            # A few store round trips per poll; rarely, so the watcher does not compete with the
-            # ranks for the cores (hang detection works at the scale of seconds anyway).
-            time.sleep(0.25)
-            now = time.monotonic()
-            new = [store.add(f"count/{r}", 0) for r in range(world)]
-            if new != counts:
-                counts, last_move = new, now
-                say(min(counts) / total_marks, f"{min(counts)}/{total_marks} steps on the slowest rank")
-            codes = [p.poll() for p in children]
-            for r, c in enumerate(codes):
-                if c is not None and r not in out["exit_codes"]:
-                    out["exit_codes"][r] = c
-                    if c != 0 or not store.check([f"result/{r}"]):
-                        out["failed"].append(r)
-                        first_failure = first_failure or now
-            if all(c is not None for c in codes):
-                break
-            if first_failure is not None and now - first_failure > grace:
-                break
-            if now - last_move > timeout:
-                behind = min(counts[r] for r in range(world) if codes[r] is None)
-                out["hung"] = [r for r in range(world) if codes[r] is None and counts[r] == behind]
-                break
-        for r in range(world):
-            if store.check([f"mark/{r}"]):
-                out["marks"][r] = store.get(f"mark/{r}").decode(errors="replace")
-            if store.check([f"result/{r}"]):
-                out["results"][r] = json.loads(store.get(f"result/{r}"))
-            if store.check([f"error/{r}"]):
-                out["errors"][r] = store.get(f"error/{r}").decode(errors="replace")
+        # A few store round trips per poll, rarely, so the watcher does not compete with the
+        # ranks for the cores (hang detection works at the scale of seconds anyway).
+        with proc.Supervisor(children, stall_s=timeout) as sup:
+            ranks = _Ranks(store, children, sup, world, total_marks, say, grace=min(10.0, timeout))
+            reason = sup.watch(poll=ranks.poll, settle_s=0.0)
+            ranks.poll()
+            if reason == "stall":
+                out["hung"] = ranks.hung()
+            _collect(store, world, out)
+        out["exit_codes"], out["failed"] = dict(ranks.codes), ranks.failed
+        for r, child in enumerate(children):
+            tail = child.stdout_tail(2000).strip()
+            if tail and r not in out["results"]:
+                out.setdefault("logs", {})[r] = tail
     finally:
-        procs.kill_tree([p.pid for p in children])
-        for p in children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=5)
-        for r, f in enumerate(logs):
-            try:
-                f.seek(0)
-                tail = f.read()[-2000:].decode(errors="replace").strip()
-                if tail and r not in out["results"]:
-                    out.setdefault("logs", {})[r] = tail
-                f.close()
-            except OSError:
-                pass
+        for child in children:
+            child.close()
         del store
     out["ok"] = not out["failed"] and out["hung"] is None and len(out["results"]) == world
     return out
@@ -468,4 +482,6 @@ def run(ctx: CheckContext) -> CheckResult:
 
 
 if __name__ == "__main__":
-    sys.exit(rank_main())
+    from envcheck.proc import exit_now
+
+    exit_now(rank_main())

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from gpu_env import gpu_marks
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NDEV, pytestmark = gpu_marks()  # tests/fixtures/gpu_env.py (importable through tests/conftest.py)
 
 

@@ -1,10 +1,10 @@
-"""One rank of the multi-node all-reduce (``python -m envcheck.validate.cluster_rank PARAMS``).
+"""One rank of the multi-node all-reduce (``python -m envcheck.validate.distributed.rank PARAMS``).
 
-Started by the distributed mode (envcheck/cluster/validate_mode.py) on every rank of a
+Started by the distributed mode (envcheck/validate/distributed/mode.py) on every rank of a
 torchrun / srun launch, with ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK`` and ``GROUP_RANK`` (the node) in its environment; it joins the job's process
-group through ``env://`` (NCCL on GPUs, one device per rank at ``cuda:LOCAL_RANK``; gloo on
-CPUs) and runs validate's all-reduce ladder (:func:`envcheck.validate.checks.allreduce.sweep`)
+group through ``env://`` (NCCL on GPUs, on the device the rank was bound to: ``index`` in
+PARAMS, among the GPUs it sees; gloo on CPUs) and runs validate's all-reduce ladder (:func:`envcheck.validate.checks.allreduce.sweep`)
 twice: across the whole world (inter-node) and inside each node (intra-node busbw, compared
 between nodes to find stragglers); with ``--pairwise``, then over node pairs to name a bad
 node (:func:`run_pairwise`). It runs in its own process so that a hang or a crash in a
@@ -24,8 +24,6 @@ import sys
 import time
 from datetime import timedelta
 from typing import Any
-
-from envcheck.validate import procs
 
 
 def _int_env(name: str, default: int | None = None) -> int:
@@ -47,9 +45,9 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
     """
     import torch.distributed as dist
 
-    from envcheck.cluster import pairwise
     from envcheck.validate import faults
     from envcheck.validate.checks.allreduce import sweep
+    from envcheck.validate.distributed import pairwise
     from envcheck.validate.errors import backend_message
 
     world = len(nodes)
@@ -112,7 +110,6 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
 
 
 def main(argv: list[str] | None = None) -> int:
-    procs.set_pdeathsig()
     argv = sys.argv[1:] if argv is None else argv
     params: dict[str, Any] = json.loads(argv[0])
     events = os.fdopen(os.dup(1), "w", buffering=1)
@@ -135,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         local_rank, node = _int_env("LOCAL_RANK", 0), _int_env("GROUP_RANK", 0)
         timeout = timedelta(seconds=float(params["timeout"]) + 30)
         mark("started")
-        device, backend = rank_device(params["device"], local_rank)
+        device, backend = rank_device(params["device"], int(params.get("index", local_rank)))
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout)
         mark("joined the process group")
         kw = {k: int(params[k]) for k in ("max_bytes", "min_bytes", "factor", "warmup", "iters")}
@@ -168,4 +165,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from envcheck.proc import exit_now
+
+    exit_now(main())  # no interpreter teardown: its cost is paid per check otherwise
