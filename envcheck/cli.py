@@ -88,6 +88,15 @@ def _health_outputs(outcome, prom_text, prom_file: str | None, drain: bool) -> N
         _progress(slurm.apply(outcome).message)
 
 
+def _save(snapshot: dict, path: str) -> None:
+    """--save: a failure is a line on stderr; the report is still printed."""
+    try:
+        snap.save(snapshot, path)
+        _progress(f"snapshot saved to {path}")
+    except OSError as exc:
+        _progress(f"envcheck: cannot write --save {path}: {exc.strerror or exc}")
+
+
 class _Group(click.Group):
     """Turns envcheck's own unexpected errors into one line and exit 3 (findings exit 1)."""
 
@@ -139,7 +148,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @FORMAT
 @COLOR
-@click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True), callback=_existing_dir,
               help="Also write the snapshot (all probed facts) to FILE as JSON.")
 @click.option("--snapshot", "snapshot_path", type=click.Path(dir_okay=False),
               help="Diagnose a saved snapshot instead of probing this machine.")
@@ -177,8 +186,7 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
         snapshot = probes.collect(python=python, torch_timeout=timeout, progress=_progress,
                                   while_waiting=lambda: rules.evaluate(snap.new({})))
     if save_path:
-        snap.save(snapshot, save_path)
-        _progress(f"snapshot saved to {save_path}")
+        _save(snapshot, save_path)
     findings = rules.evaluate(snapshot)
     outcome = exitmodes.doctor_outcome(findings, strict=strict)
     decision = exitmodes.decide(outcome, exit_codes)

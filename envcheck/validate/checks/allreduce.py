@@ -120,6 +120,114 @@ def _free_bytes(device) -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
+class _Injected:
+    """Test-only faults of this rank, decided from ENVCHECK_FAULT (validate/faults.py)."""
+
+    def __init__(self, rank: int, corrupt: bool) -> None:
+        self.rank = rank
+        self.hang = faults.active("allreduce", "hang")
+        self.exit = faults.active("allreduce", "exit")
+        wrong = faults.active("allreduce", "wrong")
+        self.corrupt = corrupt or (wrong is not None and rank == int(wrong.get("rank", 1)))
+
+    def before(self, op: int) -> None:
+        if self.hang is not None and self.rank == int(self.hang.get("rank", 1)) and op == int(self.hang.get("op", 0)):
+            while True:  # injected: this rank never enters collective `op`
+                time.sleep(3600)
+        if self.exit is not None and self.rank == int(self.exit.get("rank", 1)) and op == int(self.exit.get("op", 0)):
+            os._exit(int(self.exit.get("code", 3)))
+
+
+def size_row(size: int, count: int, sec: float, wrong: int, first: int | None, n: int) -> dict[str, Any]:
+    """One line of the ladder from the slowest rank's time and the summed wrong count (pure)."""
+    algbw = size / sec / 1e9 if sec > 0 else None
+    return {
+        "bytes": size,
+        "count": count,
+        "time_us": round(sec * 1e6, 3),
+        "algbw_GBps": None if algbw is None else round(algbw, 4),
+        "busbw_GBps": None if algbw is None else round(algbw * busbw_factor(n), 4),
+        "wrong": int(wrong),
+        "first_wrong_index": first if wrong else None,
+    }
+
+
+class _Ladder:
+    """One rank's all-reduces over the ladder of sizes, in an initialised process group."""
+
+    def __init__(self, device, group, say, injected: _Injected, warmup: int, iters: int, delay_s: float) -> None:
+        import torch.distributed as dist
+
+        self.device, self.group, self.say, self.injected = device, group, say, injected
+        self.warmup, self.iters, self.delay_s = warmup, iters, delay_s
+        self.rank, self.n = dist.get_rank(group), dist.get_world_size(group)
+        self.modulus = pattern_modulus(self.n)
+        self.op = 0
+
+    def _collective(self, label: str, body: Callable[[], Any]) -> Any:
+        self.injected.before(self.op)
+        self.say(f"entering {label}")
+        out = body()
+        self.say(f"finished {label}")
+        self.op += 1
+        return out
+
+    def checked(self, t, size: int) -> tuple[int, int | None]:
+        """The checked collective: every element compared with its expected sum."""
+        import torch.distributed as dist
+
+        from envcheck.validate.timing import sync
+
+        _fill(t, 0, self.modulus, float(self.rank + 1))
+        if self.injected.corrupt:
+            t[t.numel() // 2] += 1.0
+
+        def body() -> None:
+            dist.all_reduce(t, group=self.group)
+            sync(self.device)
+
+        self._collective(f"all_reduce #{self.op} ({human_bytes(size)}, checked)", body)
+        return _count_wrong(t, self.modulus, float(self.n * (self.n + 1) // 2))
+
+    def timed(self, t, size: int) -> float:
+        """Seconds per timed collective on this rank; zeros stay zeros, so no refill."""
+        import torch.distributed as dist
+
+        from envcheck.validate.timing import sync
+
+        t.zero_()
+
+        def body() -> float:
+            for _ in range(self.warmup):
+                dist.all_reduce(t, group=self.group)
+            _barrier(self.device, self.group)
+            t0 = time.perf_counter()
+            for _ in range(self.iters):
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+                dist.all_reduce(t, group=self.group)
+            sync(self.device)
+            return time.perf_counter() - t0
+
+        label = f"all_reduce #{self.op} ({human_bytes(size)}, {self.warmup}+{self.iters} timed)"
+        return self._collective(label, body) / max(1, self.iters)
+
+    def size(self, buf, size: int) -> dict[str, Any]:
+        """Checked + timed at one size; the row every rank agrees on (MAX time, SUM wrong)."""
+        import torch
+        import torch.distributed as dist
+
+        count = size // 4
+        t = buf[:count]
+        wrong, first = self.checked(t, size)
+        sec = self.timed(t, size)
+        nonzero = int((t != 0).sum())
+        worst = torch.tensor([sec, float(wrong + nonzero)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(worst[:1], op=dist.ReduceOp.MAX, group=self.group)
+        dist.all_reduce(worst[1:], op=dist.ReduceOp.SUM, group=self.group)
+        return size_row(size, count, float(worst[0]), int(worst[1]), first, self.n)
+
+
 def sweep(
     device,
     *,
@@ -146,83 +254,20 @@ def sweep(
     import torch
     import torch.distributed as dist
 
-    from envcheck.validate.timing import sync
-
     device = torch.device(device)
-    rank, n = dist.get_rank(group), dist.get_world_size(group)
-    say = mark or (lambda _text: None)
-    hang = faults.active("allreduce", "hang")
-    exit_ = faults.active("allreduce", "exit")
-    wrong_fault = faults.active("allreduce", "wrong")
-
-    def inject(op: int) -> None:
-        if hang is not None and rank == int(hang.get("rank", 1)) and op == int(hang.get("op", 0)):
-            while True:  # injected: this rank never enters collective `op`
-                time.sleep(3600)
-        if exit_ is not None and rank == int(exit_.get("rank", 1)) and op == int(exit_.get("op", 0)):
-            os._exit(int(exit_.get("code", 3)))
-
+    ladder_ = _Ladder(device, group, mark or (lambda _text: None),
+                      _Injected(dist.get_rank(group), corrupt), warmup, iters, delay_s)
     cap = torch.tensor([min(int(max_bytes), _free_bytes(device) // memory_share)], dtype=torch.int64,
                        device=device)
     dist.all_reduce(cap, op=dist.ReduceOp.MIN, group=group)
     ladder = size_ladder(min_bytes, int(cap.item()), factor)
     if not ladder:
         raise MemoryError(f"not even {min_bytes} bytes free for the all-reduce buffer")
-    modulus = pattern_modulus(n)
-    total = float(n * (n + 1) // 2)
-    rows: list[dict[str, Any]] = []
-    op = 0
-    buf = torch.empty(ladder[-1] // 4 if ladder else 1, dtype=torch.float32, device=device)
-    for size in ladder:
-        count = size // 4
-        t = buf[:count]
-        _fill(t, 0, modulus, float(rank + 1))
-        if corrupt or (wrong_fault is not None and rank == int(wrong_fault.get("rank", 1))):
-            t[count // 2] += 1.0
-        label = f"all_reduce #{op} ({human_bytes(size)}, checked)"
-        inject(op)
-        say(f"entering {label}")
-        dist.all_reduce(t, group=group)
-        sync(device)
-        say(f"finished {label}")
-        op += 1
-        wrong, first = _count_wrong(t, modulus, total)
-        # Timed: zeros stay zeros, so the buffer is reused without refilling.
-        t.zero_()
-        label = f"all_reduce #{op} ({human_bytes(size)}, {warmup}+{iters} timed)"
-        inject(op)
-        say(f"entering {label}")
-        for _ in range(warmup):
-            dist.all_reduce(t, group=group)
-        _barrier(device, group)
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            if delay_s:
-                time.sleep(delay_s)
-            dist.all_reduce(t, group=group)
-        sync(device)
-        elapsed = time.perf_counter() - t0
-        say(f"finished {label}")
-        op += 1
-        nonzero = int((t != 0).sum())
-        stats = torch.tensor([elapsed / max(1, iters), float(wrong + nonzero)], dtype=torch.float64, device=device)
-        worst = stats.clone()
-        dist.all_reduce(worst[:1], op=dist.ReduceOp.MAX, group=group)
-        dist.all_reduce(worst[1:], op=dist.ReduceOp.SUM, group=group)
-        sec = float(worst[0])
-        algbw = size / sec / 1e9 if sec > 0 else None
-        rows.append({
-            "bytes": size,
-            "count": count,
-            "time_us": round(sec * 1e6, 3),
-            "algbw_GBps": None if algbw is None else round(algbw, 4),
-            "busbw_GBps": None if algbw is None else round(algbw * busbw_factor(n), 4),
-            "wrong": int(worst[1]),
-            "first_wrong_index": first if wrong else None,
-        })
+    buf = torch.empty(ladder[-1] // 4, dtype=torch.float32, device=device)
+    rows = [ladder_.size(buf, size) for size in ladder]
     del buf
-    return {"world_size": n, "rows": rows, "max_bytes": ladder[-1] if ladder else 0,
-            "modulus": modulus, "wrong": sum(r["wrong"] for r in rows)}
+    return {"world_size": ladder_.n, "rows": rows, "max_bytes": ladder[-1],
+            "modulus": ladder_.modulus, "wrong": sum(r["wrong"] for r in rows)}
 
 
 def rank_device(kind: str, index: int):
