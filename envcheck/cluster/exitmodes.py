@@ -1,7 +1,8 @@
 """Exit-code schemes for the tools that run envcheck as a health check (``--exit-codes``).
 
 Pure: an :class:`Outcome` in, an exit code and (for some modes) one stdout line out.
-No single scheme fits every consumer (ecosystem.md §0, §5.1), so the caller picks one:
+No single scheme fits every consumer (Nagios plugin guidelines, Kubernetes node-problem-detector
+custom plugins, Slurm's HealthCheckProgram), so the caller picks one:
 
 =========== ==== ======================= ======================= ======= ================ ==============================
 mode        ok   warning, not a problem  warning that is problem failure envcheck failed  stdout

@@ -3,7 +3,7 @@
 Pure: plain dicts in (doctor: the snapshot and its findings; validate: its JSON report),
 text exposition format out. :func:`envcheck.outfile.write_text` puts it on disk.
 
-Conventions followed (ecosystem.md §4):
+Conventions followed:
 
 * node_exporter's textfile collector reads ``*.prom`` files in the text exposition format and
   does not support timestamps, so none are written; the run time is a metric of its own,

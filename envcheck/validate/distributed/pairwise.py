@@ -2,7 +2,7 @@
 
 Pure planning and blame; the runs themselves belong to the distributed mode. The method is
 the one of Google's cluster-health-scanner NCCL check (src/nccl_healthcheck, "second pass")
-and Meta gcm's ``check-nccl --pairwise-quick`` (validation-anchors.md §5):
+and Meta gcm's ``check-nccl --pairwise-quick`` (facebookresearch/gcm, health_checks):
 
 1. **Round 1**: pair nodes even/odd in order, (0,1), (2,3), ...; with an odd count the last
    node is paired with node 0, which then runs twice (sequentially, never two pairs at once).
