@@ -35,13 +35,33 @@ def _int_env(name: str, default: int | None = None) -> int:
     return int(raw)
 
 
+def gather_json(obj: Any, device) -> list[Any]:
+    """Every rank's JSON-able ``obj``, on every rank, through plain tensor all-gathers (bytes
+    padded to the longest): ``all_gather_object`` needs numpy, which torch does not depend on
+    (issue 10, class 9)."""
+    import torch
+    import torch.distributed as dist
+
+    data = json.dumps(obj).encode("utf-8")
+    world = dist.get_world_size()
+    size = torch.tensor([len(data)], dtype=torch.int64, device=device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    lengths = [int(s.item()) for s in sizes]
+    buf = torch.zeros(max(lengths), dtype=torch.uint8, device=device)
+    buf[: len(data)] = torch.tensor(list(data), dtype=torch.uint8, device=device)
+    out = [torch.zeros_like(buf) for _ in range(world)]
+    dist.all_gather(out, buf)
+    return [json.loads(bytes(t[:n].tolist()).decode("utf-8")) for t, n in zip(out, lengths)]
+
+
 def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, int], mark) -> dict[str, Any]:
     """``--pairwise``: 2-node all-reduces over node pairs, two rounds, then blame a node.
 
     Every rank calls this with the same ``nodes`` (rank -> node), so every rank plans the same
     pairs and waves; each wave's groups are created by all ranks in the same order (new_group
     is collective), each rank runs its own pair's sweep, and the wave's results are shared with
-    all_gather_object so that round 2 is planned from the same facts everywhere.
+    :func:`gather_json` so that round 2 is planned from the same facts everywhere.
     """
     import torch.distributed as dist
 
@@ -89,9 +109,7 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
                     mine = {"pair": [a, b], "busbw_GBps": None, "bytes": None, "wrong": 0,
                             "error": f"{type(exc).__name__}: {text[:300]}"}
                 mine["seconds"] = round(time.perf_counter() - t0, 3)
-            gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, mine)
-            for item in gathered:
+            for item in gather_json(mine, device):
                 if item is None:
                     continue
                 key = (int(item["pair"][0]), int(item["pair"][1]))
@@ -137,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         mark("joined the process group")
         kw = {k: int(params[k]) for k in ("max_bytes", "min_bytes", "factor", "warmup", "iters")}
         result: dict[str, Any] = {"backend": backend, "world": sweep(device, mark=mark, **kw)}
-        nodes: list[Any] = [None] * world
-        dist.all_gather_object(nodes, node)
+        nodes = [int(n) for n in gather_json(node, device)]
         node_ids = sorted(set(nodes))
         result["num_nodes"] = len(node_ids)
         if len(node_ids) > 1:

@@ -47,7 +47,8 @@ def _leftovers(tag: str) -> list[str]:
     return out
 
 
-def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240, nnodes=2, nproc=2, checks="allreduce"):
+def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240, nnodes=2, nproc=2, checks="allreduce",
+                     extra_env=None):
     port = _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
                                                                      "MASTER_", "GROUP_", "TORCHELASTIC"))}
@@ -55,6 +56,7 @@ def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240, nnodes=2, npro
     env["ENVCHECK_TEST_TAG"] = tag = uuid.uuid4().hex
     if fault:
         env["ENVCHECK_FAULT"] = fault
+    env.update(extra_env or {})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "envcheck",
            "--max-restarts", "0", "-m", "envcheck", "validate", "--checks", checks,
@@ -376,3 +378,22 @@ def test_two_local_ranks_each_given_one_gpu_both_run(monkeypatch):
     assert seen == [("checks", "cuda", 1, "2", ("gemm",)), ("allreduce", 0, validate_mode.Binding("cuda", 0, "2")),
                     ("checks", "cuda", 1, "3", ("gemm",)), ("allreduce", 1, validate_mode.Binding("cuda", 0, "3"))]
     assert [[c["status"] for c in r["checks"]] for r in reports] == [["pass", "pass"], ["pass", "pass"]]
+
+
+@needs_torch
+@pytest.mark.slow
+def test_distributed_allreduce_and_pairwise_work_without_numpy(tmp_path):
+    """torch does not depend on numpy, and all_gather_object needs it: the ranks exchange their
+    node ids and pair results through plain tensors (issue 10, class 9). numpy is made
+    unimportable for every process of the job (torch tolerates a missing numpy)."""
+    blocked = tmp_path / "nonumpy" / "numpy"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'numpy' (blocked by the test)\", name='numpy')\n")
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "30", "--pairwise",
+                                            "--straggler-threshold", "0.9", nnodes=2, nproc=1,
+                                            extra_env={"PYTHONPATH": str(blocked.parent)})
+    rep = _json(outs)
+    assert rep["verdict"] == "passed", rep["reasons"]
+    assert rep["pairwise"]["rounds"] and not rep["pairwise"]["bad_nodes"]
+    assert not left, left
