@@ -255,6 +255,8 @@ def kill_tree(children: Sequence[Child], wait: float = 5.0) -> None:
 
     victims: dict[int, Any] = {}
     for child in children:
+        if child.popen.returncode is not None:
+            continue  # reaped: its pid may belong to someone else now (the token finds its tree)
         with contextlib.suppress(psutil.Error):
             proc = psutil.Process(child.pid)
             for p in [proc, *proc.children(recursive=True)]:
