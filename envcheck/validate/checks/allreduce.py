@@ -341,12 +341,20 @@ def _child_env(device: str) -> dict[str, str]:
     return env
 
 
+STARTUP_S = 60.0  # how long ranks may take to start (import torch) before the hang watchdog counts
+
+
 class _Ranks:
-    """What the launcher learns about its ranks each poll: progress marks and exit codes."""
+    """What the launcher learns about its ranks each poll: progress marks and exit codes.
+
+    Until every rank has marked its start (up to STARTUP_S), the hang watchdog is held off:
+    importing torch on a loaded host took 7 s (measured on the CI host with 7 test jobs), which
+    is not a hung collective, and a --timeout of a few seconds would otherwise fire on it."""
 
     def __init__(self, store, children: list, sup, world: int, total_marks: int, say, grace: float) -> None:
         self.store, self.children, self.sup, self.world = store, children, sup, world
         self.total_marks, self.say, self.grace = total_marks, say, grace
+        self.started = time.monotonic()
         self.counts = [0] * world
         self.codes: dict[int, int] = {}
         self.failed: list[int] = []
@@ -360,6 +368,8 @@ class _Ranks:
             self.counts = new
             self.sup.moved()
             self.say(min(new) / self.total_marks, f"{min(new)}/{self.total_marks} steps on the slowest rank")
+        elif min(new) == 0 and now - self.started < STARTUP_S:
+            self.sup.moved()  # a rank is still starting
         for r, child in enumerate(self.children):
             code = child.popen.poll()
             if code is not None and r not in self.codes:
