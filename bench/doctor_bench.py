@@ -23,7 +23,8 @@ bare_no_teardown is the stricter, import-only comparison and is reported next to
 
 Targets (issue 2): doctor <= 1.10x bare, doctor process <= 60 MiB, doctor without torch
 <= 0.5 s. Every command uses the real interpreter binary (sys.executable), never a pyenv or
-conda shim, whose own start-up would be billed to whichever command used it.
+conda shim, whose own start-up would be billed to whichever command used it; in a venv, the
+venv's python (a link to that binary) so that the venv's torch and envcheck are the ones run.
 
     python3 bench/doctor_bench.py [--repeats 7] [--json out.json] [--check]
 """
@@ -106,8 +107,17 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def real_interpreter() -> str:
+    """The interpreter the commands use: in a venv, the venv's own python (resolving its link
+    would give the base interpreter, without the venv's torch and envcheck); elsewhere the
+    real binary behind sys.executable, never a pyenv/conda shim."""
+    if sys.prefix != sys.base_prefix:
+        return sys.executable
+    return os.path.realpath(sys.executable)
+
+
 def _bench(args: argparse.Namespace, work: str) -> int:
-    python = os.path.realpath(sys.executable)
+    python = real_interpreter()
     venv = Path(work) / "notorch"
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
     doctor = envcheck_command(python)

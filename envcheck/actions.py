@@ -6,7 +6,6 @@ Kept apart from the pure engine (envcheck/recommend) so tests can replace it wit
 
 from __future__ import annotations
 
-import subprocess
 from typing import Callable
 
 
@@ -18,17 +17,18 @@ def pip_install_argv(python: str, args: list[str]) -> list[str]:
 def run_pip(python: str, args: list[str], echo: Callable[[str], None] | None = None) -> int:
     """Run pip for ``python``; its output goes line by line to ``echo`` (stderr in the CLI).
 
-    Returns pip's exit status; 127 when the interpreter cannot be started (the reason is echoed).
+    Started by envcheck.proc like every child: a ``pip/`` folder in the working directory is
+    not what runs (the cwd is off sys.path), and pip dies with envcheck. Returns pip's exit
+    status; 127 when the interpreter cannot be started (the reason is echoed).
     """
+    from envcheck import proc
+
     say = echo or (lambda _line: None)
-    argv = pip_install_argv(python, args)
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, errors="replace")
+        child = proc.start(proc.python_argv(python, module="pip", args=["install", *args]), stderr="stdout")
     except OSError as exc:
         say(f"cannot start {python}: {exc.strerror or exc}")
         return 127
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        say(line.rstrip("\n"))
-    return proc.wait()
+    with proc.Supervisor([child]) as sup:
+        sup.watch(on_line=lambda _i, line: say(line.decode("utf-8", "replace").rstrip("\n")))
+    return child.returncode if child.returncode is not None else 1

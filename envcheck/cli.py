@@ -52,9 +52,15 @@ EXIT_CODES = click.option(
 
 
 def _existing_dir(ctx, param, value):
-    # Checked up front (exit 2): a missing textfile directory found after a long run is lost work.
-    if value and not os.path.isdir(os.path.dirname(os.path.abspath(value))):
-        raise click.BadParameter(f"the directory of {value} does not exist", ctx=ctx, param=param)
+    # Checked up front (exit 2): a missing folder, a symlink or a device at the path found
+    # after a long run is lost work (envcheck/outfile.py).
+    from envcheck import outfile
+
+    if value:
+        try:
+            outfile.check(value)
+        except outfile.OutputError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return value
 
 
@@ -115,10 +121,10 @@ def NODE(fn):  # noqa: N802 - an option group, named like the others
 def _health_outputs(outcome, prom_text, prom_file: str | None, drain: bool) -> None:
     """--prom-file and --drain: done after the report; a failure here is a line on stderr."""
     if prom_file:
-        from envcheck.cluster import atomic
+        from envcheck import outfile
 
         try:
-            atomic.write_text(prom_file, prom_text())
+            outfile.write_text(prom_file, prom_text())
         except OSError as exc:
             _progress(f"envcheck: cannot write --prom-file {prom_file}: {exc.strerror or exc}")
     if drain:
@@ -154,6 +160,15 @@ def _one_line(exc: click.UsageError) -> click.ClickException:
     where = exc.ctx.command_path if exc.ctx is not None else "envcheck"
     message = safe.clean_text(" ".join(exc.format_message().split()), one_line=True)
     return _UsageLine(f"Error: {message} (see '{where} --help')")
+
+
+def _save(snapshot: dict, path: str) -> None:
+    """--save: a failure is a line on stderr; the report is still printed."""
+    try:
+        snap.save(snapshot, path)
+        _progress(f"snapshot saved to {path}")
+    except OSError as exc:
+        _progress(f"envcheck: cannot write --save {path}: {exc.strerror or exc}")
 
 
 class _Group(click.Group):
@@ -217,7 +232,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @FORMAT
 @COLOR
-@click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, writable=True), callback=_existing_dir,
               help="Also write the snapshot (all probed facts) to FILE as JSON.")
 @click.option("--snapshot", "snapshot_path", type=click.Path(dir_okay=False),
               help="Diagnose a saved snapshot instead of probing this machine.")
@@ -245,9 +260,8 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
 
     if snapshot_path and python:
         raise click.UsageError("--snapshot and --python exclude each other: a saved snapshot is not probed")
-    if fmt == "json" and exit_codes in ("nagios", "npd"):
-        raise click.UsageError(f"--format json and --exit-codes {exit_codes} exclude each other: "
-                               f"{exit_codes} prints one status line on stdout")
+    if exitmodes.format_conflict(fmt, exit_codes):
+        raise click.UsageError(exitmodes.format_conflict(fmt, exit_codes))
     ctx.ensure_object(dict)["exit_codes"] = exit_codes
     if snapshot_path:
         snapshot = _load_snapshot(snapshot_path)
@@ -259,8 +273,7 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
         snapshot = probes.collect(python=python, torch_timeout=timeout, progress=_progress,
                                   while_waiting=lambda: rules.evaluate(snap.new({})))
     if save_path:
-        snap.save(snapshot, save_path)
-        _progress(f"snapshot saved to {save_path}")
+        _save(snapshot, save_path)
     options = {k: v for k, v in (("xid_window_s", xid_window), ("node_profile", node_profile),
                                  ("expect_gpus", expect_gpus)) if v is not None}
     findings = rules.evaluate(snapshot, options) if options else rules.evaluate(snapshot)
@@ -428,7 +441,8 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
 @click.option("--procs", type=options.count(maximum=1024), metavar="N",
               help="CPU path: all-reduce ranks (gloo processes; default 2).")
 @click.option("--checks", "checks_spec", metavar="LIST", callback=options.non_empty,
-              help="Comma-separated checks to run: cnn, amp, compile, allreduce, gemm, memory (default: all).")
+              help="Comma-separated checks to run: cnn, amp, compile, allreduce, gemm, memory, transformer, "
+                   "collectives, p2p, ddp (default: all).")
 @click.option("--profile", type=click.Choice(["quick", "standard", "burn-in"]),
               help="Workload size (default standard); burn-in repeats the GEMM and memory stress for --duration.")
 @click.option("--quick", is_flag=True,
@@ -460,101 +474,42 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
 @click.option("--pairwise", is_flag=True,
               help="Under torchrun/srun on 2+ nodes: also all-reduce over node pairs (even/odd, then failed "
                    "nodes with known-good ones) to name the bad node, not the bad pair.")
+@click.option("--python", "python", metavar="PATH",
+              help="Run the workload under this Python interpreter (its torch is the one validated; it "
+                   "needs no envcheck installed). Default: this one.")
 @EXIT_CODES
 @PROM_FILE
 @DRAIN
 @HTML
 @click.pass_context
-def validate(ctx, gpus, procs, checks_spec, profile, quick, budget, duration, device, fmt, color, report_path,
-             junit_path, timeout, allreduce_max_mib, isolation, straggler_threshold, pairwise, exit_codes, prom_file,
-             drain, html_path):
+def validate(ctx, fmt, color, report_path, junit_path, exit_codes, prom_file, drain, html_path, **request):
     """Run a real workload on this machine and certify it for large-model work.
 
     \b
     Checks: cnn (training converges, bit-reproducible, matches a CPU reference), amp (fp16 +
     GradScaler, bf16), compile (inductor), allreduce (exact sums, busbw per size), gemm (TFLOPS
-    per dtype, bit-exact repeats), memory (bandwidths, pattern write/verify).
+    per dtype, bit-exact repeats), memory (bandwidths, pattern write/verify), transformer (SDPA,
+    bf16, fused AdamW; tokens/s, MFU), collectives (all-gather, reduce-scatter, all-to-all,
+    broadcast), p2p (GPU pair copies), ddp (replicas stay identical). NVML is watched during
+    every GPU check.
 
     Verdict: certified, degraded (a figure below its floor), failed, or passed (correct, no
     floors known: CPU or an unknown GPU). Exit codes: 0 certified/passed, 1 degraded/failed,
     2 bad usage, 3 envcheck failed, 130 interrupted (the report is still written).
     """
     from envcheck.report import validate as render
-    from envcheck.validate import app
-    from envcheck.validate import runner as vrunner
-    from envcheck.validate.config import ValidateConfig
+    from envcheck.validate import app, output
 
-    started = time.perf_counter()
-    try:
-        plan = app.plan(checks_spec, profile, quick=quick, budget=budget)
-        checks, profile = plan.checks, plan.profile
-        app.check_static(device=device, gpus=gpus, procs=procs, profile=profile, duration=duration)
-    except app.UsageProblem as exc:
-        raise click.UsageError(str(exc)) from None
-    use_color = style.use_color(color)
-    if fmt == "json" and exit_codes in ("nagios", "npd"):
-        raise click.UsageError(f"--format json and --exit-codes {exit_codes} exclude each other: "
-                               f"{exit_codes} prints one status line on stdout")
     ctx.ensure_object(dict)["exit_codes"] = exit_codes
-    # Started by torchrun or srun: join that job as one rank (issue 5, envcheck/cluster/).
-    from envcheck.cluster import launch as cluster_launch
-
+    outputs = output.Outputs(fmt=fmt, color=style.use_color(color), report_path=report_path, junit_path=junit_path,
+                             prom_file=prom_file, drain=drain, exit_codes=exit_codes, html_path=html_path)
+    listener = render.ProgressDisplay(sys.stderr, color=style.use_color(color, sys.stderr))
     try:
-        launched = cluster_launch.detect(os.environ)
-    except cluster_launch.LaunchError as exc:
-        raise click.UsageError(f"torchrun/srun environment: {exc}") from None
-    try:
-        app.check_pairwise(pairwise, launched=launched is not None, checks=checks)
+        code = app.main(app.Request(**request), outputs, env=os.environ, write=_write, progress=_progress,
+                        listener=listener)
     except app.UsageProblem as exc:
         raise click.UsageError(str(exc)) from None
-    if launched is not None:
-        from envcheck.cluster import validate_mode
-
-        if gpus is not None or procs is not None:
-            raise click.UsageError("--gpus/--procs do not apply under torchrun/srun: every task is one rank")
-        opts = validate_mode.Options(checks=checks, profile=profile, device=device, duration=duration,
-                                     timeout=timeout, allreduce_max_mib=allreduce_max_mib, isolation=isolation,
-                                     straggler_threshold=straggler_threshold, budget=plan.budget,
-                                     pairwise=pairwise)
-        sys.exit(validate_mode.main(launched, opts, fmt=fmt, color=use_color, report_path=report_path,
-                                    junit_path=junit_path, exit_codes=exit_codes, prom_file=prom_file,
-                                    drain=drain, write=_write, progress=_progress, html_path=html_path))
-    deadline = time.monotonic() + plan.budget if plan.budget else None
-    _progress("validate: importing torch and probing the machine..."
-              + (f" (budget {plan.budget:g} s)" if plan.budget else ""))
-    prep = app.prepare(isolation=isolation, device=device, timeout=plan.budget)
-    persist = app.outputs_writer(report_path, junit_path, _progress)
-    if not prep.preflight.ok:
-        cfg = ValidateConfig(device=device or "cpu", profile=profile, budget=plan.budget)
-        report = vrunner.failed_report(cfg, checks, prep.preflight.error or "torch is not usable",
-                                       machine=prep.machine)
-        _progress(f"envcheck: validate needs a working torch: {prep.preflight.error} "
-                  "(`envcheck install` prints the right install command)")
-    else:
-        try:
-            cfg = app.resolve(prep.preflight.info, device=device, gpus=gpus, procs=procs, profile=profile,
-                              duration=duration, timeout=timeout, allreduce_max_mib=allreduce_max_mib,
-                              budget=plan.budget)
-        except app.UsageProblem as exc:
-            raise click.UsageError(str(exc)) from None
-        listener = render.ProgressDisplay(sys.stderr, color=style.use_color(color, sys.stderr))
-        report = vrunner.run(cfg, checks, prep.preflight.info, isolation=isolation, listener=listener,
-                             persist=persist, machine=prep.machine, timings=prep.timings, deadline=deadline)
-    report.timings["total_s"] = round(time.perf_counter() - started, 3)
-    persist(report)
-    _html_out(html_path, report.to_dict)
-    from envcheck.cluster import exitmodes, prom
-
-    outcome = exitmodes.validate_outcome(report.to_dict())
-    decision = exitmodes.decide(outcome, exit_codes)
-    if decision.line is not None:
-        _write(decision.line)
-    else:
-        _write(render.to_json(report) if fmt == "json" else render.to_text(report, color=use_color))
-    _health_outputs(outcome, lambda: prom.validate_text(report.to_dict(), time.time()), prom_file, drain)
-    if exit_codes != "default":
-        sys.exit(decision.code)
-    sys.exit(130 if report.interrupted else render.exit_code(report))
+    sys.exit(code)
 
 
 @cli.command()
@@ -587,9 +542,12 @@ def compare(snapshots, golden_path, golden_out, fmt, html_path, color):
     except (cmp.CompareError, snap.SnapshotError) as exc:
         raise click.UsageError(str(exc)) from None
     if golden_out:
-        from envcheck.cluster import atomic
+        from envcheck import outfile
 
-        atomic.write_text(golden_out, json.dumps(result, indent=2) + "\n")
+        try:
+            outfile.write_text(golden_out, json.dumps(result, indent=2) + "\n")
+        except OSError as exc:
+            raise click.UsageError(f"cannot write --write-golden {golden_out}: {exc.strerror or exc}") from None
         _progress(f"golden file written to {golden_out} ({len(result['fields'])} fields from "
                   f"{result['source']['node']}): review it, then `envcheck compare --golden {golden_out} ...`")
         return

@@ -107,7 +107,10 @@ def dumps(snapshot: dict) -> str:
 
 
 def save(snapshot: dict, path: str | Path) -> None:
-    Path(path).write_text(dumps(snapshot), encoding="utf-8")
+    """Write the snapshot through envcheck's one file writer (atomic, never through a link)."""
+    from envcheck import outfile
+
+    outfile.write_text(path, dumps(snapshot))
 
 
 def validate(data: Any, origin: str = "snapshot") -> dict:

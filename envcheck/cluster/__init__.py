@@ -1,6 +1,7 @@
-"""Cluster plumbing: exit-code schemes, Prometheus textfile, Slurm drain, launcher detection.
+"""Launcher-agnostic health-check plumbing shared by doctor and validate.
 
-Pure: ``exitmodes``, ``prom`` (rendering), ``hostlist``, ``launch``, ``slurm.decide``.
-Edges: ``atomic.write_text`` (files) and ``slurm.apply`` (runs ``scontrol``). Nothing here
-imports torch.
+Pure: ``exitmodes`` (exit-code schemes), ``prom`` (Prometheus textfile rendering),
+``hostlist`` (Slurm hostlist expressions), ``launch`` (torchrun/srun detection),
+``slurm.decide``. Edge: ``slurm.apply`` (runs ``scontrol``). Nothing here imports torch or
+anything from envcheck.validate (tests/cluster/test_layering.py).
 """

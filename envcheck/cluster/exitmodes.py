@@ -1,7 +1,8 @@
 """Exit-code schemes for the tools that run envcheck as a health check (``--exit-codes``).
 
 Pure: an :class:`Outcome` in, an exit code and (for some modes) one stdout line out.
-No single scheme fits every consumer (ecosystem.md §0, §5.1), so the caller picks one:
+No single scheme fits every consumer (Nagios plugin guidelines, Kubernetes node-problem-detector
+custom plugins, Slurm's HealthCheckProgram), so the caller picks one:
 
 =========== ==== ======================= ======================= ======= ================ ==============================
 mode        ok   warning, not a problem  warning that is problem failure envcheck failed  stdout
@@ -190,3 +191,11 @@ def decide(outcome: Outcome, mode: str) -> Decision:
     if unknown:
         return Decision(exitcodes.INTERNAL, None)
     return Decision(exitcodes.FINDINGS if outcome.problem else exitcodes.OK, None)
+
+
+def format_conflict(fmt: str, mode: str) -> str | None:
+    """Why ``--format fmt`` cannot go with ``--exit-codes mode`` (None when it can)."""
+    if fmt == "json" and mode in ("nagios", "npd"):
+        return (f"--format json and --exit-codes {mode} exclude each other: "
+                f"{mode} prints one status line on stdout")
+    return None

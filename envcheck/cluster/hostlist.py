@@ -1,7 +1,7 @@
 """Expand Slurm's compressed host lists (``node[01-03,07]``) without calling ``scontrol``.
 
 Pure: a string in, a list of names out. Slurm writes ``SLURM_JOB_NODELIST`` in this form
-(e.g. ``gnode[10,20,25,37]``, ecosystem.md §1.5); the usual shell idiom is
+(e.g. ``gnode[10,20,25,37]``, Slurm sbatch(1), OUTPUT ENVIRONMENT VARIABLES); the usual shell idiom is
 ``scontrol show hostnames "$SLURM_JOB_NODELIST"``, which is not available inside a
 container or a test, hence this re-implementation of the syntax:
 

@@ -4,7 +4,7 @@ Pure: an environment mapping in, a :class:`Launch` (or None) out. The distribute
 ``envcheck validate`` uses it to join the job as one rank instead of spawning its own
 processes (issue 5).
 
-Precedence (ecosystem.md §1.6, inference drawn there from auto-init code in the wild):
+Precedence (the order in which launchers' variables are trusted):
 
 1. **torchrun / torch.distributed.elastic** (or any launcher using the ``env://`` convention):
    ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` are set; torchrun also sets
@@ -55,10 +55,6 @@ class Launch:
     hosts: tuple[str, ...] = ()  # the step's node names (srun); () when the launcher does not say
     job_id: str | None = None  # SLURM_JOB_ID, or torchrun's TORCHELASTIC_RUN_ID
     hostname: str | None = None  # SLURMD_NODENAME when Slurm set it
-
-    @property
-    def is_rank_zero(self) -> bool:
-        return self.rank == 0
 
     def torch_env(self) -> dict[str, str]:
         """Variables ``init_process_group(init_method="env://")`` reads, for this rank."""

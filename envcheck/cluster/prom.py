@@ -1,9 +1,9 @@
 """``--prom-file``: envcheck's results as node_exporter textfile-collector metrics.
 
 Pure: plain dicts in (doctor: the snapshot and its findings; validate: its JSON report),
-text exposition format out. :func:`envcheck.cluster.atomic.write_text` puts it on disk.
+text exposition format out. :func:`envcheck.outfile.write_text` puts it on disk.
 
-Conventions followed (ecosystem.md §4):
+Conventions followed:
 
 * node_exporter's textfile collector reads ``*.prom`` files in the text exposition format and
   does not support timestamps, so none are written; the run time is a metric of its own,
@@ -64,7 +64,6 @@ PREFIX = "envcheck_"
 SEVERITIES = ("error", "warn", "info")
 VERDICTS = ("certified", "passed", "degraded", "failed")
 CHECK_STATUSES = ("pass", "warn", "fail", "skip")
-DTYPES = frozenset({"fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "float32", "float16", "bfloat16"})
 
 
 @dataclass
@@ -206,16 +205,6 @@ _UNITS = (  # (key suffix, name suffix, factor); matched longest suffix first (_
     ("_gib", "_bytes", 2.0**30), ("_mib", "_bytes", 2.0**20), ("_bytes", "_bytes", 1.0),
     ("_pct", "_ratio", 1e-2), ("_percent", "_ratio", 1e-2), ("_ratio", "_ratio", 1.0),
 )
-_SIZE_KEY = re.compile(r"^(\d+)\s*(b|kib|mib|gib|kb|mb|gb)?$", re.I)
-_SIZE_FACTORS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
-# Parent keys whose digit children are indices: {"devices": {"0": {...}}} -> device="0".
-_INDEX_PARENTS = {"devices": "device", "per_device": "device", "device": "device", "gpus": "device",
-                  "ranks": "rank", "per_rank": "rank"}
-_SIZE_PARENTS = frozenset({"sizes", "per_size", "by_size"})
-_LABEL_KEYS = {"device": "device", "index": "device", "rank": "rank", "dtype": "dtype",
-               "size_bytes": "size_bytes", "bytes": "size_bytes", "size": "size_bytes", "name": "item"}
-
-
 def _unit(key: str) -> tuple[str, float]:
     k = key.lower()
     for suffix, unit, factor in sorted(_UNITS, key=lambda u: -len(u[0])):
@@ -224,45 +213,19 @@ def _unit(key: str) -> tuple[str, float]:
     return k, 1.0
 
 
-def _size_label(key: str) -> str | None:
-    m = _SIZE_KEY.match(str(key).strip())
-    if not m:
-        return None
-    return str(int(m.group(1)) * _SIZE_FACTORS[(m.group(2) or "").lower()])
-
-
-def _figures(check: str, obj: Any, path: tuple[str, ...], labels: dict[str, str], parent: str,
-             out: dict[str, Family]) -> None:
-    if _is_num(obj):
-        if not path:
-            return
-        stem, factor = _unit(path[-1])
-        name = metric_name(PREFIX + "_".join((check, *path[:-1], stem)))
-        fam = out.setdefault(name, Family(name, f"Figure {'.'.join(path)} of envcheck validate check {check}."))
-        fam.add(obj * factor, **labels)
+def _metric_families(check: str, metrics: Any, labels: dict[str, str], out: dict[str, Family]) -> None:
+    """A check's own flat numeric metrics (``{"bf16_tflops": 410.0, "copy_time_s": 0.2}``), one
+    family each, in base units; strings, booleans, nested values and na() markers are skipped
+    (the judged figures, with floors and specs, are the figure families)."""
+    if not isinstance(metrics, Mapping) or _na(metrics):
         return
-    if isinstance(obj, Mapping) and not _na(obj):
-        for key, value in obj.items():
-            key_s, low = str(key), str(key).lower()
-            if low in DTYPES:
-                _figures(check, value, path, {**labels, "dtype": low}, low, out)
-            elif parent in _INDEX_PARENTS and (key_s.isdigit() or low.startswith(("cuda:", "cpu"))):
-                _figures(check, value, path, {**labels, _INDEX_PARENTS[parent]: key_s}, low, out)
-            elif parent in _SIZE_PARENTS and _size_label(key_s) is not None:
-                _figures(check, value, path, {**labels, "size_bytes": _size_label(key_s)}, low, out)
-            elif low in _INDEX_PARENTS or low in _SIZE_PARENTS:
-                _figures(check, value, path, labels, low, out)
-            else:
-                _figures(check, value, (*path, low), labels, low, out)
-    elif isinstance(obj, list):
-        for i, item in enumerate(obj):
-            if isinstance(item, Mapping):
-                extra = {_LABEL_KEYS[k]: str(v) for k, v in item.items()
-                         if k in _LABEL_KEYS and not isinstance(v, (dict, list)) and v is not None}
-                rest = {k: v for k, v in item.items() if k not in _LABEL_KEYS}
-                if not extra:
-                    extra = {"item": str(i)}
-                _figures(check, rest, path, {**labels, **extra}, parent, out)
+    for key, value in metrics.items():
+        if not _is_num(value):
+            continue
+        stem, factor = _unit(str(key))
+        name = metric_name(PREFIX + f"{check}_{stem}")
+        out.setdefault(name, Family(name, f"Figure {key} of envcheck validate check {check}.")).add(
+            value * factor, **labels)
 
 
 # validate's Figure.unit -> (metric name suffix, factor to the base unit)
@@ -313,7 +276,7 @@ def _check_families(checks: Iterable[Mapping], labels: dict[str, str], out: dict
             if _is_num(c.get(key)):
                 duration.add(c[key], **labels, check=name)
                 break
-        _figures(metric_name(name), c.get("metrics") or {}, (), dict(labels), "", out)
+        _metric_families(metric_name(name), c.get("metrics") or {}, dict(labels), out)
 
 
 def validate_families(report: Mapping, now: float) -> list[Family]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
@@ -171,16 +171,22 @@ Runner = Callable[[list, float], "tuple[int, str, str]"]
 
 
 def run_command(argv: list, timeout: float) -> tuple[int, str, str]:
-    """Run a command; missing binary -> 127, timeout -> 124, like a shell would report."""
+    """Run a command (through envcheck.proc, like every child); missing binary -> 127,
+    timeout -> 124, like a shell would report."""
+    from envcheck import proc
+
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        child = proc.start(argv, stdout="file", stderr="file")
     except FileNotFoundError:
         return 127, "", f"{argv[0]}: command not found"
-    except subprocess.TimeoutExpired:
-        return 124, "", f"{argv[0]} timed out after {timeout:g} s"
     except OSError as exc:
         return 126, "", f"{argv[0]}: {exc}"
-    return p.returncode, p.stdout, p.stderr
+    with proc.Supervisor([child], deadline=time.monotonic() + timeout, interval=0.02) as sup:
+        reason = sup.watch()
+        out, err = child.stdout_tail(1 << 20), child.stderr_tail(1 << 20)
+    if reason == "deadline":
+        return 124, "", f"{argv[0]} timed out after {timeout:g} s"
+    return child.returncode if child.returncode is not None else 1, out, err
 
 
 @dataclass(frozen=True)

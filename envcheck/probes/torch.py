@@ -9,8 +9,10 @@ arrived before a crash or a hang is kept, and the stage it stopped in is named.
 Not ``-I`` / ``-E`` / ``-s``: the point is to see the torch that *the user's* ``python`` sees,
 including PYTHONPATH and user site-packages (a ``pip install --user`` torch shadowing the
 venv's is a failure mode to report, not to hide). ``-c`` rather than a script path, because
-a script path puts its folder (envcheck/probes, which holds torch.py) first on sys.path; with
-``-c`` sys.path[0] is the working directory, exactly as for the user's ``python -c``.
+a script path puts its folder (envcheck/probes, which holds torch.py) first on sys.path. The
+child is started by :mod:`envcheck.proc`, whose prelude takes the working directory off
+sys.path: a ``json.py`` or ``torch/`` in the user's folder must not break or fool the probe
+(issue 10, class 1).
 
 Sections returned: ``{"python": {...}, "torch": {...}}`` with the keys of
 tests/fixtures/snapshots/example_8xh100.json. ``torch.status``: ok | not_installed |
@@ -21,11 +23,9 @@ timeout_s, stderr_tail}; ``torch.distributions`` (in sys.path order: the first i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from envcheck import redact
+from envcheck import proc, redact
 from envcheck.snapshot import na
 
 MARK = "@@envcheck@@ "
@@ -88,84 +88,37 @@ def _signal_name(num: int) -> str:
 
 
 class _Reader:
-    """Drains the child's pipes on threads, so a deadline can be kept on any platform."""
+    """The script's protocol: MARK-prefixed JSON lines on stdout (anything else is noise from
+    native code and ignored)."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self) -> None:
         self.stages: dict[str, dict] = {}
         self.step = "starting the interpreter"
         self.done = threading.Event()
-        self.stdout_closed = threading.Event()
-        self._stderr = bytearray()
-        self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._read_stdout, args=(proc.stdout,), daemon=True),
-            threading.Thread(target=self._read_stderr, args=(proc.stderr,), daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        self.stderr = ""
 
-    def _read_stdout(self, stream) -> None:
+    def line(self, _index: int, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace")
+        at = text.find(MARK)
+        if at < 0:
+            return  # native code writing to fd 1: not ours
         try:
-            while True:
-                line = stream.readline(STDOUT_LINE_CAP)
-                if not line:
-                    break
-                text = line.decode("utf-8", "replace")
-                at = text.find(MARK)
-                if at < 0:
-                    continue  # native code writing to fd 1: not ours
-                try:
-                    obj = json.loads(text[at + len(MARK):])
-                except ValueError:
-                    continue
-                if not isinstance(obj, dict):
-                    continue
-                stage = obj.get("stage")
-                with self._lock:
-                    if stage == "step":
-                        self.step = str(obj.get("step"))
-                    elif stage == "done":
-                        self.done.set()
-                    elif stage:
-                        self.stages[str(stage)] = obj
-        except (OSError, ValueError):
-            pass
-        finally:
-            self.stdout_closed.set()
-
-    def _read_stderr(self, stream) -> None:
-        try:
-            while True:
-                chunk = stream.read1(8192) if hasattr(stream, "read1") else stream.read(8192)
-                if not chunk:
-                    break
-                with self._lock:
-                    self._stderr += chunk
-                    if len(self._stderr) > STDERR_CAP:
-                        del self._stderr[: len(self._stderr) - STDERR_CAP]
-        except (OSError, ValueError):
-            pass
-
-    def join(self, timeout: float) -> None:
-        end = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, end - time.monotonic()))
+            obj = json.loads(text[at + len(MARK):])
+        except ValueError:
+            return
+        if not isinstance(obj, dict):
+            return
+        stage = obj.get("stage")
+        if stage == "step":
+            self.step = str(obj.get("step"))
+        elif stage == "done":
+            self.done.set()
+        elif stage:
+            self.stages[str(stage)] = obj
 
     def stderr_tail(self) -> str:
-        with self._lock:
-            text = bytes(self._stderr).decode("utf-8", "replace")
-        lines = text.rstrip().splitlines()[-TAIL_LINES:]
+        lines = self.stderr.rstrip().splitlines()[-TAIL_LINES:]
         return "\n".join(lines)[-TAIL_CHARS:]
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """Kill the child and everything it started. Called before the child is reaped, so its
-    process-group id cannot have been reused by an unrelated process."""
-    with contextlib.suppress(OSError):
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
 
 
 def probe(python: str | os.PathLike | None = None, timeout: float = 30.0,
@@ -188,57 +141,19 @@ def _probe(python, timeout, env, cwd, import_torch=True) -> dict:
         script = SCRIPT.read_text(encoding="utf-8")
     except OSError as exc:
         return _failed(f"envcheck is missing {SCRIPT.name}: {exc.strerror}")
-    kwargs: dict[str, Any] = {}
-    if os.name == "posix":
-        kwargs["start_new_session"] = True  # own process group: one killpg ends everything
-    else:
-        kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-    start = time.monotonic()
+    args = [repr(float(timeout))] + ([] if import_torch else ["no-import"])
     try:
-        proc = subprocess.Popen(
-            [exe, "-c", script, repr(float(timeout))] + ([] if import_torch else ["no-import"]),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=None if env is None else dict(env), cwd=cwd, **kwargs,
-        )
+        # envcheck.proc: own session, dies with envcheck, the cwd is not on its sys.path.
+        child = proc.start(proc.python_argv(exe, code=script, args=args), env=env, cwd=cwd)
     except OSError as exc:
         return _failed(f"cannot run {exe}: {exc.strerror or exc}")
-
-    reader = _Reader(proc)
-    deadline = start + timeout
-    timed_out = False
-    # Wait for the script's "done" or for stdout to close (exit or crash), whichever comes first.
-    while not (reader.done.is_set() or reader.stdout_closed.is_set()):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            timed_out = True
-            break
-        reader.done.wait(min(left, 0.05))
-    if timed_out:
-        _kill_tree(proc)
-    elif reader.done.is_set():
-        # All facts are in; the script ends itself with os._exit(0). Give it a moment, then
-        # make sure nothing it started lingers.
-        try:
-            proc.wait(timeout=max(0.0, min(2.0, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            _kill_tree(proc)
-    else:  # stdout closed: the child exited or died; reap it (bounded)
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_tree(proc)
-    with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL was sent; nothing more to do
-        proc.wait(timeout=5)
-    if os.name == "posix" and proc.returncode is not None:
-        # Grandchildren (if any) share the group and were not waited for: end them too.
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    reader.join(1.0)
-    for stream in (proc.stdout, proc.stderr):
-        with contextlib.suppress(OSError):
-            stream.close()
-    return _assemble(exe, reader, proc.returncode, timed_out, timeout, import_torch)
+    reader = _Reader()
+    # Until the script's "done" (then a moment for it to exit), its exit, or the deadline; a
+    # result in before the deadline is kept, and nothing waits for the pipes' end-of-file.
+    with proc.Supervisor([child], deadline=time.monotonic() + timeout, interval=0.05) as sup:
+        reason = sup.watch(on_line=reader.line, poll=reader.done.is_set, settle_s=2.0)
+        reader.stderr = child.stderr_tail(STDERR_CAP)
+    return _assemble(exe, reader, child.returncode, reason == "deadline", timeout, import_torch)
 
 
 def _assemble(exe: str, reader: _Reader, returncode: int | None, timed_out: bool,

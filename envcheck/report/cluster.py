@@ -1,4 +1,4 @@
-"""Render a cluster report (envcheck.cluster.aggregate.cluster_report): text and JUnit XML.
+"""Render a cluster report (envcheck.validate.distributed.aggregate.cluster_report): text and JUnit XML.
 
 JUnit follows the Jenkins/Surefire-derived schema (pytest's junit-10.xsd; ecosystem.md §4.3):
 ``<testsuite>`` needs name, tests, failures, errors; ``<testcase>`` needs name; results are

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from envcheck.validate import runner
+from envcheck import redact
+from envcheck.validate import output, runner
 from envcheck.validate.config import (
     CHECK_NAMES,
     DEFAULT_BURN_IN_S,
@@ -19,7 +21,6 @@ from envcheck.validate.config import (
     MiB,
     ValidateConfig,
 )
-from envcheck.validate.results import ValidationReport
 
 
 class UsageProblem(ValueError):
@@ -124,17 +125,18 @@ class Prepared:
 
 
 def prepare(isolation: str = "subprocess", device: str | None = None, machine: bool = True,
-            timeout: float | None = None) -> Prepared:
+            timeout: float | None = None, python: str | None = None) -> Prepared:
     """Import torch in a worker and probe the machine at the same time (both mostly wait).
 
-    ``timeout`` bounds the torch import: the run's --budget when it has one, else
-    runner.PREFLIGHT_TIMEOUT_S."""
+    The preflight is the run's one torch import before the checks: the machine probes do not
+    import torch (the summary takes torch's facts from the preflight). ``timeout`` bounds the
+    torch import: the run's --budget when it has one, else runner.PREFLIGHT_TIMEOUT_S."""
     timeout = float(timeout or runner.PREFLIGHT_TIMEOUT_S)
     box: dict[str, Any] = {}
 
     def probe() -> None:
         t = time.perf_counter()
-        box["machine"] = runner.collect_machine(min(60.0, timeout))
+        box["machine"] = runner.collect_machine(min(60.0, timeout), python=python)
         box["machine_s"] = round(time.perf_counter() - t, 3)
 
     thread = threading.Thread(target=probe, daemon=True) if machine else None
@@ -142,31 +144,96 @@ def prepare(isolation: str = "subprocess", device: str | None = None, machine: b
         thread.start()
     try:
         with runner.sigterm_as_interrupt():
-            pre = runner.preflight(isolation=isolation, device=device, timeout=timeout)
+            pre = runner.preflight(isolation=isolation, device=device, timeout=timeout, python=python)
             if thread:
                 thread.join(timeout=min(90.0, timeout))
     except KeyboardInterrupt:  # the report must still be written: see runner.failed_report
         pre = runner.Preflight(False, {}, runner.INTERRUPTED_BEFORE_CHECKS)
-    return Prepared(pre, box.get("machine", {}), {"preflight_s": pre.seconds, "machine_s": box.get("machine_s")})
+    found = runner.with_torch(box.get("machine", {}), pre.info) if pre.ok else box.get("machine", {})
+    return Prepared(pre, found, {"preflight_s": pre.seconds, "machine_s": box.get("machine_s")})
 
 
-def outputs_writer(report_path: str | None, junit_path: str | None,
-                   on_error: Callable[[str], None]) -> Callable[[ValidationReport], None]:
-    """persist(report): the JSON report and the JUnit file, each written atomically."""
-    from envcheck.report import validate as render
+@dataclass(frozen=True)
+class Request:
+    """Every option of ``envcheck validate`` that is not about output (see cli.py)."""
 
-    said: set[str] = set()
+    checks_spec: str | None = None
+    profile: str | None = None
+    quick: bool = False
+    budget: float | None = None
+    gpus: int | None = None
+    procs: int | None = None
+    duration: float | None = None
+    device: str | None = None
+    timeout: float = 120.0
+    allreduce_max_mib: int | None = None
+    isolation: str = "subprocess"
+    straggler_threshold: float = 0.10
+    pairwise: bool = False
+    python: str | None = None
 
-    def persist(report: ValidationReport) -> None:
-        for path, text in ((report_path, render.to_json), (junit_path, render.to_junit)):
-            if not path:
-                continue
-            try:
-                runner.write_atomic(path, text(report))
-            except OSError as exc:
-                line = f"envcheck: cannot write {path}: {exc.strerror or exc}"
-                if line not in said:  # once, not after every check
-                    said.add(line)
-                    on_error(line)
 
-    return persist
+def _check_request(req: Request, outputs: output.Outputs, env: Mapping[str, str]) -> tuple[Plan, Any]:
+    """Every usage check that needs no torch: (the plan, the launch or None). UsageProblem."""
+    from envcheck import outfile, proc
+    from envcheck.cluster import launch
+
+    p = plan(req.checks_spec, req.profile, quick=req.quick, budget=req.budget)
+    check_static(device=req.device, gpus=req.gpus, procs=req.procs, profile=p.profile, duration=req.duration)
+    try:
+        outputs.check()
+    except (outfile.OutputError, ValueError) as exc:
+        raise UsageProblem(str(exc)) from None
+    try:
+        launched = launch.detect(env)
+    except launch.LaunchError as exc:
+        raise UsageProblem(f"torchrun/srun environment: {exc}") from None
+    check_pairwise(req.pairwise, launched=launched is not None, checks=p.checks)
+    if launched is not None and (req.gpus is not None or req.procs is not None):
+        raise UsageProblem("--gpus/--procs do not apply under torchrun/srun: every task is one rank")
+    if req.python is not None:
+        why = proc.is_python(req.python)
+        if why:
+            raise UsageProblem(f"--python {why}")
+    return p, launched
+
+
+def main(req: Request, outputs: output.Outputs, *, env: Mapping[str, str], write: Callable[[str], None],
+         progress: Callable[[str], None], listener: runner.Listener | None = None) -> int:
+    """The whole of ``envcheck validate``: usage checks (UsageProblem, before any work), then
+    the local mode, or one rank of a torchrun/srun job. Returns the exit code."""
+    p, launched = _check_request(req, outputs, env)
+    if launched is not None:
+        from envcheck.validate.distributed import mode
+
+        opts = mode.Options(checks=p.checks, profile=p.profile, device=req.device, duration=req.duration,
+                            timeout=req.timeout, allreduce_max_mib=req.allreduce_max_mib, isolation=req.isolation,
+                            straggler_threshold=req.straggler_threshold, budget=p.budget, pairwise=req.pairwise,
+                            python=req.python)
+        return mode.main(launched, opts, outputs, write=write, progress=progress)
+    return run_local(req, p, outputs, write=write, progress=progress, listener=listener)
+
+
+def run_local(req: Request, p: Plan, outputs: output.Outputs, *, write: Callable[[str], None],
+              progress: Callable[[str], None], listener: runner.Listener | None = None) -> int:
+    """This machine: one worker per check, the all-reduce ranks; the report always written."""
+    started = time.perf_counter()
+    deadline = time.monotonic() + p.budget if p.budget else None
+    progress("validate: importing torch and probing the machine..." + (f" (budget {p.budget:g} s)" if p.budget else ""))
+    prep = prepare(isolation=req.isolation, device=req.device, timeout=p.budget, python=req.python)
+    persist = output.persister(outputs, progress)
+    if not prep.preflight.ok:
+        cfg = ValidateConfig(device=req.device or "cpu", profile=p.profile, budget=p.budget)
+        report = runner.failed_report(cfg, p.checks, prep.preflight.error or "torch is not usable",
+                                      machine=prep.machine)
+        progress(f"envcheck: validate needs a working torch: {redact.scrub_text(str(prep.preflight.error))} "
+                 "(`envcheck install` prints the right install command)")
+    else:
+        cfg = resolve(prep.preflight.info, device=req.device, gpus=req.gpus, procs=req.procs, profile=p.profile,
+                      duration=req.duration, timeout=req.timeout, allreduce_max_mib=req.allreduce_max_mib,
+                      budget=p.budget)
+        report = runner.run(cfg, p.checks, prep.preflight.info, isolation=req.isolation, listener=listener,
+                            persist=persist, machine=prep.machine, timings=prep.timings, deadline=deadline,
+                            python=req.python)
+    report.timings["total_s"] = round(time.perf_counter() - started, 3)
+    return output.emit(report.to_dict(), outputs, write=write, progress=progress)

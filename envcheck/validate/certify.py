@@ -73,71 +73,84 @@ def _cap_tuple(text: str | None) -> tuple[int, ...] | None:
         return None
 
 
+def _gemm_figures(gemm: CheckResult, models: dict, f: dict) -> list[Figure]:
+    out = []
+    for row in gemm.details.get("devices", []):
+        model = models.get(row.get("device"))
+        for dt, m in (row.get("dtypes") or {}).items():
+            if m.get("tflops") is None:
+                continue
+            rule = f.get("gemm", {}).get(dt, {})
+            spec = (model or {}).get("peak_tflops", {}).get(rule.get("spec_key", dt)) if model else None
+            out.append(_judge(Figure("gemm", f"{dt}_tflops", row["device"], m["tflops"], "TFLOPS", spec,
+                                     _floor(spec, rule.get("fraction_of_spec")), note=f"n={m.get('n')}")))
+    return out
+
+
+def _memory_figures(mem: CheckResult, models: dict, f: dict) -> list[Figure]:
+    out = []
+    for row in mem.details.get("devices", []):
+        model = models.get(row.get("device"))
+        for key in ("d2d_GBps", "h2d_GBps", "d2h_GBps"):
+            if row.get(key) is None:
+                continue
+            rule = f.get("memory", {}).get(key, {})
+            spec = model.get(rule.get("spec_key", "")) if model else None
+            out.append(_judge(Figure("memory", key, row["device"], row[key], "GB/s", spec,
+                                     _floor(spec, rule.get("fraction_of_spec")))))
+    return out
+
+
+def _allreduce_figure(ar: CheckResult, models: dict, f: dict, world_size: int) -> Figure:
+    rule = f.get("allreduce", {}).get("busbw_GBps", {})
+    distinct = {m["id"] if m else None for m in models.values()}
+    model = next(iter(models.values())) if len(distinct) == 1 else None
+    spec = None
+    note = f"{ar.metrics.get('world_size')} ranks, largest message {ar.metrics.get('max_bytes')} B"
+    nvlink = (model or {}).get("nvlink") or {}
+    if model and str(nvlink.get("class", "")).startswith("NVLink") and world_size >= int(rule.get("min_ranks", 2)):
+        spec = nvlink.get("unidirectional_GBps")
+    elif model:
+        note += "; not judged (needs NVLink-class GPUs and >= 2 ranks)"
+    return _judge(Figure("allreduce", "busbw_GBps", "all", ar.metrics["busbw_GBps"], "GB/s", spec,
+                         _floor(spec, rule.get("fraction_of_spec")), note=note))
+
+
+def _amp_figures(amp: CheckResult, models: dict, f: dict) -> list[Figure]:
+    rule = f.get("amp", {}).get("speedup", {})
+    first = next(iter(models), None)
+    model = models.get(first) if first else None
+    tensor_cores = bool(model) and (_cap_tuple(model.get("compute_capability")) or (0,)) >= (
+        _cap_tuple(rule.get("min_compute_capability")) or (7, 0))
+    floor = float(rule["minimum"]) if tensor_cores and "minimum" in rule else None
+    return [_judge(Figure("amp", f"{mode}_speedup", first or "cpu", row["speedup"], "x", None, floor,
+                          note="over fp32 (TF32 off)"))
+            for mode, row in (amp.details.get("modes") or {}).items() if row.get("speedup") is not None]
+
+
 def figures_for(checks: list[CheckResult], models: dict[str, dict[str, Any] | None],
                 floors: dict[str, Any], world_size: int) -> list[Figure]:
     """Every figure of the checks, next to the spec and floor of its device's model."""
     f = floors.get("floors", {})
     out: list[Figure] = []
     by_name = {c.name: c for c in checks}
-
-    gemm = by_name.get("gemm")
-    if gemm is not None and gemm.status != SKIP:
-        for row in gemm.details.get("devices", []):
-            model = models.get(row.get("device"))
-            for dt, m in (row.get("dtypes") or {}).items():
-                if m.get("tflops") is None:
-                    continue
-                rule = f.get("gemm", {}).get(dt, {})
-                spec = (model or {}).get("peak_tflops", {}).get(rule.get("spec_key", dt)) if model else None
-                out.append(_judge(Figure("gemm", f"{dt}_tflops", row["device"], m["tflops"], "TFLOPS", spec,
-                                         _floor(spec, rule.get("fraction_of_spec")),
-                                         note=f"n={m.get('n')}")))
-    mem = by_name.get("memory")
-    if mem is not None and mem.status != SKIP:
-        for row in mem.details.get("devices", []):
-            model = models.get(row.get("device"))
-            for key in ("d2d_GBps", "h2d_GBps", "d2h_GBps"):
-                if row.get(key) is None:
-                    continue
-                rule = f.get("memory", {}).get(key, {})
-                spec = model.get(rule.get("spec_key", "")) if model else None
-                out.append(_judge(Figure("memory", key, row["device"], row[key], "GB/s", spec,
-                                         _floor(spec, rule.get("fraction_of_spec")))))
-    ar = by_name.get("allreduce")
-    if ar is not None and ar.status != SKIP and ar.metrics.get("busbw_GBps") is not None:
-        rule = f.get("allreduce", {}).get("busbw_GBps", {})
-        distinct = {m["id"] if m else None for m in models.values()}
-        model = next(iter(models.values())) if len(distinct) == 1 else None
-        spec = None
-        note = f"{ar.metrics.get('world_size')} ranks, largest message {ar.metrics.get('max_bytes')} B"
-        nvlink = (model or {}).get("nvlink") or {}
-        if model and str(nvlink.get("class", "")).startswith("NVLink") and world_size >= int(rule.get("min_ranks", 2)):
-            spec = nvlink.get("unidirectional_GBps")
-        elif model:
-            note += "; not judged (needs NVLink-class GPUs and >= 2 ranks)"
-        out.append(_judge(Figure("allreduce", "busbw_GBps", "all", ar.metrics["busbw_GBps"], "GB/s", spec,
-                                 _floor(spec, rule.get("fraction_of_spec")), note=note)))
-    amp = by_name.get("amp")
-    if amp is not None and amp.status != SKIP:
-        rule = f.get("amp", {}).get("speedup", {})
-        first = next(iter(models), None)
-        model = models.get(first) if first else None
-        tensor_cores = bool(model) and (_cap_tuple(model.get("compute_capability")) or (0,)) >= (
-            _cap_tuple(rule.get("min_compute_capability")) or (7, 0))
-        for mode, row in (amp.details.get("modes") or {}).items():
-            if row.get("speedup") is None:
-                continue
-            floor = float(rule["minimum"]) if tensor_cores and "minimum" in rule else None
-            out.append(_judge(Figure("amp", f"{mode}_speedup", first or "cpu", row["speedup"], "x", None, floor,
-                                     note="over fp32 (TF32 off)")))
+    ran = {n: c for n, c in by_name.items() if c.status != SKIP}
+    if "gemm" in ran:
+        out += _gemm_figures(ran["gemm"], models, f)
+    if "memory" in ran:
+        out += _memory_figures(ran["memory"], models, f)
+    if "allreduce" in ran and ran["allreduce"].metrics.get("busbw_GBps") is not None:
+        out.append(_allreduce_figure(ran["allreduce"], models, f, world_size))
+    if "amp" in ran:
+        out += _amp_figures(ran["amp"], models, f)
+    first = next(iter(models), "cpu")
     cnn = by_name.get("cnn")
     if cnn is not None and cnn.metrics.get("samples_per_s") is not None:
-        out.append(Figure("cnn", "samples_per_s", next(iter(models), "cpu"), cnn.metrics["samples_per_s"], "samples/s"))
+        out.append(Figure("cnn", "samples_per_s", first, cnn.metrics["samples_per_s"], "samples/s"))
     comp = by_name.get("compile")
     if comp is not None and comp.metrics.get("speedup") is not None:
-        dev = next(iter(models), "cpu")
-        out.append(Figure("compile", "compile_s", dev, comp.metrics.get("compile_s"), "s"))
-        out.append(Figure("compile", "speedup", dev, comp.metrics["speedup"], "x", note="eager / compiled step time"))
+        out.append(Figure("compile", "compile_s", first, comp.metrics.get("compile_s"), "s"))
+        out.append(Figure("compile", "speedup", first, comp.metrics["speedup"], "x", note="eager / compiled step time"))
     return out
 
 

@@ -24,7 +24,11 @@ fault always travels the same path as a real failure. Kinds understood:
 ``ddp.skew``          rank ``rank`` (default 1) nudges one DDP parameter after the first step
 ====================  ===========================================================
 
-Example: ``ENVCHECK_FAULT=allreduce.hang:rank=1:op=2``.
+Example: ``ENVCHECK_TEST_FAULTS=1 ENVCHECK_FAULT=allreduce.hang:rank=1:op=2``.
+
+Honoured only when ``ENVCHECK_TEST_FAULTS=1`` is set as well (the test suite sets it in
+tests/validate/conftest.py): a stray ``ENVCHECK_FAULT`` in a user's environment never fails a
+real run (issue 10, class 10).
 """
 
 from __future__ import annotations
@@ -35,10 +39,13 @@ import time
 from typing import Any
 
 ENV = "ENVCHECK_FAULT"
+ENABLE_ENV = "ENVCHECK_TEST_FAULTS"
 
 
 def active(check: str, kind: str) -> dict[str, Any] | None:
-    """The parameters of fault ``check.kind`` when injected, else None."""
+    """The parameters of fault ``check.kind`` when injected (and enabled), else None."""
+    if os.environ.get(ENABLE_ENV) != "1":
+        return None
     spec = os.environ.get(ENV, "")
     for item in filter(None, (s.strip() for s in spec.split(","))):
         head, *args = item.split(":")

@@ -65,14 +65,6 @@ class CheckResult:
         )
 
 
-def skipped(name: str, reason: str) -> CheckResult:
-    return CheckResult(name=name, status=SKIP, message=reason)
-
-
-def failed(name: str, message: str, error: dict[str, Any] | None = None, **metrics: Any) -> CheckResult:
-    return CheckResult(name=name, status=FAIL, message=message, error=error, metrics=dict(metrics))
-
-
 @dataclass
 class Figure:
     """One measured figure next to the spec of this hardware and its pass floor."""

@@ -13,19 +13,13 @@ SIGTERM, so a report file exists whatever happens to the run. Nothing here impor
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import queue
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from envcheck import recipes
+from envcheck import proc, recipes
 from envcheck import snapshot as snap
 from envcheck.validate import certify as cert
 from envcheck.validate import errors, procs, watch
@@ -55,13 +49,19 @@ class Preflight:
     seconds: float = 0.0
 
 
-def _worker_cmd() -> list[str]:
-    return [sys.executable, "-m", "envcheck.validate.worker"]
+def _event(line: bytes) -> dict[str, Any]:
+    """One JSON event line of a worker; {} for anything else (a library's stray output)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
 
 
 def preflight(isolation: str = "subprocess", timeout: float = PREFLIGHT_TIMEOUT_S,
-              device: str | None = None) -> Preflight:
-    """Import torch (in a worker) and describe it and its devices."""
+              device: str | None = None, python: str | None = None) -> Preflight:
+    """Import torch (in a worker under ``python``, default this interpreter) and describe it
+    and its devices. The one torch import of a run's set-up."""
     t0 = time.perf_counter()
     if isolation == "inprocess":
         try:
@@ -71,29 +71,26 @@ def preflight(isolation: str = "subprocess", timeout: float = PREFLIGHT_TIMEOUT_
         except Exception as exc:  # noqa: BLE001 - a broken torch is a finding
             return Preflight(False, {}, f"torch is not usable here: {type(exc).__name__}: {exc}",
                              round(time.perf_counter() - t0, 3))
-    proc = subprocess.Popen(_worker_cmd(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=procs.child_env(device), start_new_session=True)
+    exe = python or sys.executable
     try:
-        out, err = proc.communicate(json.dumps({"mode": "info"}).encode(), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        procs.kill_tree([proc.pid])
-        proc.communicate()
-        return Preflight(False, {}, f"importing torch did not finish within {timeout:g} s (hung)",
-                         round(time.perf_counter() - t0, 3))
-    finally:
-        procs.kill_tree([proc.pid])
-    for line in out.decode(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if event.get("event") == "info":
-            return Preflight(True, event["info"], None, round(time.perf_counter() - t0, 3))
-    msg, _ = errors.describe_exit(proc.returncode, err.decode(errors="replace"))
-    tail = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
-    why = tail[-1].strip() if tail else msg
-    return Preflight(False, {}, f"torch is not usable in {sys.executable}: {why}",
-                     round(time.perf_counter() - t0, 3))
+        child = proc.start(procs.argv("envcheck.validate.worker", python=exe), env=procs.child_env(device),
+                           stdin=json.dumps({"mode": "info"}).encode())
+    except OSError as exc:
+        return Preflight(False, {}, f"cannot run {exe}: {exc.strerror or exc}", round(time.perf_counter() - t0, 3))
+    box: dict[str, Any] = {}
+    with proc.Supervisor([child], deadline=time.monotonic() + timeout) as sup:
+        reason = sup.watch(on_line=lambda _i, line: box.update(_event(line)),
+                           poll=lambda: box.get("event") == "info", settle_s=5.0)
+        tail = child.stderr_tail()
+    seconds = round(time.perf_counter() - t0, 3)
+    if box.get("event") == "info":
+        return Preflight(True, box["info"], None, seconds)
+    if reason == "deadline":
+        return Preflight(False, {}, f"importing torch did not finish within {timeout:g} s (hung)", seconds)
+    msg, _ = errors.describe_exit(child.returncode if child.returncode is not None else -9, tail)
+    lines = [ln for ln in tail.splitlines() if ln.strip()]
+    why = lines[-1].strip() if lines else msg
+    return Preflight(False, {}, f"torch is not usable in {exe}: {why}", seconds)
 
 
 def machine_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -131,14 +128,22 @@ def machine_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def collect_machine(timeout: float = 60.0) -> dict[str, Any]:
-    """A machine summary from the doctor's probes; never raises."""
+def collect_machine(timeout: float = 60.0, python: str | None = None) -> dict[str, Any]:
+    """A machine summary from the doctor's probes, without importing torch (the preflight
+    does: :func:`with_torch`); never raises."""
     try:
         from envcheck import probes
 
-        return machine_summary(probes.collect(torch_timeout=timeout))
+        return machine_summary(probes.collect(python=python, torch_timeout=timeout, import_torch=False))
     except Exception as exc:  # noqa: BLE001 - the summary is context, not a check
         return {"unavailable": f"probes failed: {type(exc).__name__}: {exc}"}
+
+
+def with_torch(machine: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """The machine summary with torch's facts from the preflight (the one torch import)."""
+    if not machine or "unavailable" in machine:
+        return machine
+    return {**machine, "torch": {"status": "ok", "version": info.get("torch"), "cuda": info.get("cuda")}}
 
 
 def versions(info: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +157,7 @@ def versions(info: dict[str, Any]) -> dict[str, Any]:
 
 def sigterm_as_interrupt():
     """SIGTERM (a scheduler's kill, a timeout) ends the run like Ctrl-C: report still written."""
-    return procs.sigterm_raises(lambda _signum: KeyboardInterrupt())
+    return proc.sigterm_raises(lambda _signum: KeyboardInterrupt())
 
 
 def out_of_budget(name: str, budget: float | None, note: str = "") -> CheckResult:
@@ -162,70 +167,116 @@ def out_of_budget(name: str, budget: float | None, note: str = "") -> CheckResul
                        error={"kind": "budget", "type": "BudgetExceeded", "message": note, "traceback": ""})
 
 
+class _Watched:
+    """What a check's worker said, event by event (its stdout lines)."""
+
+    def __init__(self, name: str, listener: Listener, sup: proc.Supervisor) -> None:
+        self.name, self.listener, self.sup = name, listener, sup
+        self.note = "starting"
+        self.result: CheckResult | None = None
+
+    def line(self, _index: int, raw: bytes) -> None:
+        self.sup.moved()  # any line is progress
+        event = _event(raw)
+        if event.get("event") == "progress":
+            self.note = str(event.get("note") or self.note)
+            self.listener.progress(self.name, float(event.get("fraction") or 0.0), self.note)
+        elif event.get("event") == "result":
+            self.result = CheckResult.from_dict(event["result"])
+
+
 def _run_subprocess(name: str, config: ValidateConfig, info: dict[str, Any], listener: Listener,
-                    stall_s: float, deadline: float | None = None) -> CheckResult:
+                    stall_s: float, deadline: float | None = None, python: str | None = None,
+                    env: dict[str, str] | None = None) -> CheckResult:
     request = json.dumps({"mode": "check", "check": name, "config": config.to_dict(), "info": info})
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(_worker_cmd(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                env=procs.child_env(config.device), start_new_session=True)
-        lines: queue.Queue = queue.Queue()
+    child = proc.start(procs.argv("envcheck.validate.worker", python=python),
+                       env={**procs.child_env(config.device), **(env or {})}, stdin=request.encode())
+    with proc.Supervisor([child], deadline=deadline, stall_s=stall_s) as sup:
+        seen = _Watched(name, listener, sup)
+        reason = sup.watch(on_line=seen.line, poll=lambda: seen.result is not None)
+        tail = child.stderr_tail()
+    if seen.result is not None:
+        return seen.result
+    if reason == "deadline":
+        return out_of_budget(name, config.budget, seen.note)
+    if reason == "stall":
+        return CheckResult(name, FAIL, {}, f"no progress for {stall_s:g} s (last: {seen.note}): the check hung; "
+                           "its processes were killed",
+                           error={"kind": "hang", "type": "Stall", "message": seen.note, "traceback": ""})
+    msg, error = errors.describe_exit(child.returncode if child.returncode is not None else -9, tail)
+    return CheckResult(name, FAIL, {}, msg, error=error)
 
-        def reader() -> None:
-            for raw in proc.stdout:  # type: ignore[union-attr]
-                lines.put(raw)
-            lines.put(None)
 
-        threading.Thread(target=reader, daemon=True).start()
-        result: CheckResult | None = None
-        stalled = over = False
-        last_note = "starting"
+@dataclass
+class _Run:
+    """One run's fixed inputs: how each check is started and where the report goes."""
+
+    config: ValidateConfig
+    checks: list[str]
+    info: dict[str, Any]
+    isolation: str
+    listener: Listener
+    persist: Callable[[ValidationReport], None] | None
+    registry: dict
+    stall_s: float
+    deadline: float | None
+    python: str | None
+    env: dict[str, str]
+
+    def save(self, report: ValidationReport, final: bool) -> None:
+        if self.persist is None:
+            return
         try:
-            proc.stdin.write(request.encode())  # type: ignore[union-attr]
-            proc.stdin.close()  # type: ignore[union-attr]
-            last = time.monotonic()
-            while True:
-                try:
-                    raw = lines.get(timeout=0.25)
-                except queue.Empty:
-                    raw = b""
-                if raw is None:
-                    break
-                if raw:
-                    last = time.monotonic()
-                    try:
-                        event = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if event.get("event") == "progress":
-                        last_note = str(event.get("note") or last_note)
-                        listener.progress(name, float(event.get("fraction") or 0.0), last_note)
-                    elif event.get("event") == "result":
-                        result = CheckResult.from_dict(event["result"])
-                elif time.monotonic() - last > stall_s:
-                    stalled = True
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    over = True
-                    break
-            if not (stalled or over):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=30)
-        finally:
-            procs.kill_tree([proc.pid])
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-        if over:
-            return out_of_budget(name, config.budget, last_note)
-        if stalled:
-            return CheckResult(name, FAIL, {}, f"no progress for {stall_s:g} s (last: {last_note}): the check hung; "
-                               "its processes were killed",
-                               error={"kind": "hang", "type": "Stall", "message": last_note, "traceback": ""})
-        if result is not None:
-            return result
-        err.seek(0)
-        tail = err.read()[-8000:].decode(errors="replace")
-        msg, error = errors.describe_exit(proc.returncode if proc.returncode is not None else -9, tail)
-        return CheckResult(name, FAIL, {}, msg, error=error)
+            self.persist(report if final else _as_if_stopped(report, self.checks))
+        except Exception:  # noqa: BLE001 - a failed write must not end the run; the CLI reports it
+            if final:
+                raise
+
+    def one(self, name: str) -> CheckResult:
+        """Run (or skip) one check, isolated as asked, with NVML watched while it runs (issue 16:
+        a new DBE, a hardware XID or throttling under load is judged into its result)."""
+        watching = watch.begin(self.config.device, self.config.ndevices)
+        return watch.finish(watching, self._one(name))
+
+    def _one(self, name: str) -> CheckResult:
+        why = self.registry[name].unmet(self.config, self.info)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return CheckResult(name, SKIP, {}, f"not run: the run's {self.config.budget or 0:g} s budget was spent")
+        if why:
+            return CheckResult(name, SKIP, {}, why)
+        if self.isolation == "inprocess":
+            from envcheck.validate import worker
+
+            return worker.execute(name, self.config, self.info,
+                                  lambda f, n="": self.listener.progress(name, f, n), registry=self.registry)
+        return _run_subprocess(name, self.config, self.info, self.listener, self.stall_s, self.deadline,
+                               python=self.python, env=self.env)
+
+
+def new_report(config: ValidateConfig, info: dict[str, Any], machine: dict[str, Any] | None,
+               timings: dict[str, Any] | None) -> ValidationReport:
+    """An empty report for this run (devices, options, versions, machine)."""
+    if config.device == "cuda":
+        devices = [dict(d) for d in (info.get("devices") or [])[: config.ndevices]]
+    else:
+        devices = [{"index": 0, "name": (machine or {}).get("cpu") or "cpu"}]
+    report = ValidationReport(device=config.device, devices=devices, world_size=config.world_size,
+                              profile=config.profile, options=config.to_dict(), versions=versions(info),
+                              machine=dict(machine or {}))
+    report.timings = {**(timings or {}), "checks": {}}
+    return report
+
+
+def _interrupted(report: ValidationReport, current: str | None, checks: list[str], listener: Listener) -> None:
+    """Ctrl-C/SIGTERM: the running check failed, the others were not run."""
+    report.interrupted = True
+    if current is not None:
+        result = CheckResult(current, FAIL, {}, "interrupted (Ctrl-C or SIGTERM) while running; "
+                             "its processes were killed",
+                             error={"kind": "interrupted", "type": "KeyboardInterrupt", "message": "",
+                                    "traceback": ""})
+        report.checks.append(result)
+        listener.end(result)
 
 
 def run(
@@ -241,6 +292,8 @@ def run(
     registry: dict | None = None,
     stall_grace: float = STALL_GRACE_S,
     deadline: float | None = None,
+    python: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> ValidationReport:
     """Run ``checks`` in order and return the certified report (also on Ctrl-C/SIGTERM).
 
@@ -248,79 +301,34 @@ def run(
     ``config.timeout`` for the stall watchdog of subprocess workers. ``deadline``
     (``time.monotonic()``; the end of ``config.budget``) stops the run: the check running then
     fails and is killed (subprocess isolation; in-process it finishes first), and the checks
-    not started are skipped.
+    not started are skipped. ``python``: the interpreter of the workers (default this one);
+    ``env``: variables set for the workers only (this process's environment is not changed).
     """
-    listener = listener or Listener()
-    registry = registry or REGISTRY
+    ctx = _Run(config, checks, info, isolation, listener or Listener(), persist, registry or REGISTRY,
+               float(config.timeout) + float(stall_grace), deadline, python, dict(env or {}))
     t0 = time.perf_counter()
-    if config.device == "cuda":
-        devices = [dict(d) for d in (info.get("devices") or [])[: config.ndevices]]
-    else:
-        devices = [{"index": 0, "name": (machine or {}).get("cpu") or "cpu"}]
-    report = ValidationReport(device=config.device, devices=devices, world_size=config.world_size,
-                              profile=config.profile, options=config.to_dict(), versions=versions(info),
-                              machine=dict(machine or {}))
-    report.timings = dict(timings or {})
-    report.timings["checks"] = {}
-    stall_s = float(config.timeout) + float(stall_grace)
+    report = new_report(config, info, machine, timings)
     current: str | None = None
-
-    def save(final: bool) -> None:
-        if persist is None:
-            return
-        snapshot = report if final else _as_if_stopped(report, checks)
-        try:
-            persist(snapshot)
-        except Exception:  # noqa: BLE001 - a failed write must not end the run; the CLI reports it
-            if final:
-                raise
-
     try:
         with sigterm_as_interrupt():
-            save(False)
+            ctx.save(report, False)
             for i, name in enumerate(checks):
-                spec = registry[name]
-                listener.start(name, i, len(checks))
-                current = name
-                t = time.perf_counter()
-                why = spec.unmet(config, info)
-                watching = watch.begin(config.device, config.ndevices)  # issue 16: NVML during the check
-                if deadline is not None and time.monotonic() >= deadline:
-                    result = CheckResult(name, SKIP, {}, f"not run: the run's {config.budget or 0:g} s budget was spent")
-                elif why:
-                    result = CheckResult(name, SKIP, {}, why)
-                elif isolation == "inprocess":
-                    from envcheck.validate import worker
-
-                    result = worker.execute(name, config, info,
-                                            lambda f, n="", name=name: listener.progress(name, f, n),
-                                            registry=registry)
-                else:
-                    result = _run_subprocess(name, config, info, listener, stall_s, deadline)
-                result = watch.finish(watching, result)
+                ctx.listener.start(name, i, len(checks))
+                current, t = name, time.perf_counter()
+                result = ctx.one(name)
                 report.timings["checks"][name] = round(time.perf_counter() - t, 3)
-                if not result.seconds:
-                    result.seconds = report.timings["checks"][name]
+                result.seconds = result.seconds or report.timings["checks"][name]
                 report.checks.append(result)
                 current = None
-                listener.end(result)
-                save(False)
+                ctx.listener.end(result)
+                ctx.save(report, False)
     except KeyboardInterrupt:
-        report.interrupted = True
-        if current is not None:
-            result = CheckResult(current, FAIL, {}, "interrupted (Ctrl-C or SIGTERM) while running; "
-                                 "its processes were killed",
-                                 error={"kind": "interrupted", "type": "KeyboardInterrupt", "message": "",
-                                        "traceback": ""})
-            report.checks.append(result)
-            listener.end(result)
+        _interrupted(report, current, checks, ctx.listener)
     done = {c.name for c in report.checks}
-    for name in checks:
-        if name not in done:
-            report.checks.append(CheckResult(name, SKIP, {}, "not run: the run was interrupted"))
+    report.checks.extend(CheckResult(n, SKIP, {}, "not run: the run was interrupted") for n in checks if n not in done)
     report.timings["run_s"] = round(time.perf_counter() - t0, 3)
     finish(report)
-    save(True)
+    ctx.save(report, True)
     return report
 
 
@@ -363,17 +371,3 @@ def failed_report(config: ValidateConfig, checks: list[str], reason: str,
                                                                 "message": reason, "traceback": ""})
                          for n in checks]
     return finish(report)
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".envcheck-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

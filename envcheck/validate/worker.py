@@ -124,4 +124,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from envcheck.proc import exit_now
+
+    exit_now(main())  # no interpreter teardown: its cost is paid per check otherwise

@@ -9,7 +9,8 @@ import json
 import os
 import time
 
-from envcheck.cluster import aggregate, channel, launch
+from envcheck.cluster import launch
+from envcheck.validate.distributed import aggregate, channel
 
 info = launch.detect(os.environ)
 port = channel.report_port(info.master_port)

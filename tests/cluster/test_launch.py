@@ -39,7 +39,7 @@ def test_torchrun():
     assert (info.rank, info.world_size, info.local_rank, info.local_world_size) == (3, 4, 1, 2)
     assert (info.node_rank, info.num_nodes) == (1, 2)
     assert (info.master_addr, info.master_port, info.job_id) == ("10.0.0.1", 29400, "job42")
-    assert not info.is_rank_zero
+    assert info.rank != 0
     assert info.torch_env()["RANK"] == "3" and info.torch_env()["MASTER_PORT"] == "29400"
 
 
@@ -47,7 +47,7 @@ def test_plain_env_launcher_and_defaults():
     info = detect({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "h"})
     assert info.launcher == "env"
     assert info.local_world_size == 2 and info.node_rank == 0 and info.num_nodes == 1
-    assert info.master_port == DEFAULT_MASTER_PORT and info.is_rank_zero
+    assert info.master_port == DEFAULT_MASTER_PORT and info.rank == 0
 
 
 def test_torchrun_wins_over_slurm_under_srun_torchrun():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from envcheck import __version__
 from envcheck.cli import cli
-from envcheck.cluster import atomic, prom
+from envcheck.cluster import prom
 from envcheck.findings import Finding, Severity
 
 SNAPSHOT_PATH = "tests/fixtures/snapshots/example_8xh100.json"
@@ -68,13 +67,10 @@ VALIDATE = {
     "verdict": "degraded",
     "checks": [
         {"name": "gemm", "status": "warn", "duration_s": 12.5, "metrics": {
-            "devices": {"0": {"bf16": {"tflops": 650.5}, "fp32": {"tflops": 51.2}},
-                        "1": {"bf16": {"tflops": 410.0}, "fp32": {"tflops": 50.9}}},
-            "bitexact_mismatches": 0}},
+            "bf16_tflops": 410.0, "fp32_tflops": 50.9, "bitexact_mismatches": 0}},
         {"name": "allreduce", "status": "pass", "metrics": {
-            "nccl_version": "2.21.5", "world_size": 8,
-            "sizes": [{"size_bytes": 1024, "algbw_gbps": 0.5, "busbw_gbps": 0.875, "time_ms": 2.0},
-                      {"size_bytes": 1073741824, "algbw_gbps": 200.0, "busbw_gbps": 350.0, "time_ms": 5.0}]}},
+            "nccl_version": "2.21.5", "world_size": 8, "busbw_gbps": 350.0, "time_ms": 5.0,
+            "rows": [{"bytes": 1024, "busbw_gbps": 0.875}]}},
         {"name": "memory", "status": "pass", "metrics": {"d2d_gb_s": 2900.0, "pattern_ok": True,
                                                            "free_fraction_ratio": 0.9}},
         {"name": "compile", "status": "skip", "metrics": {"unavailable": "no C compiler"}},
@@ -90,10 +86,12 @@ def test_validate_metrics_parse_back_with_units_and_labels():
     assert m[("envcheck_check_status", (("check", "gemm"), ("status", "pass")))] == 0
     assert m[("envcheck_check_status", (("check", "compile"), ("status", "skip")))] == 1
     assert m[("envcheck_check_duration_seconds", (("check", "gemm"),))] == 12.5
-    assert m[("envcheck_gemm_tflops", (("device", "1"), ("dtype", "bf16")))] == 410.0
+    assert m[("envcheck_gemm_bf16_tflops", ())] == 410.0
     assert m[("envcheck_gemm_bitexact_mismatches", ())] == 0
-    assert m[("envcheck_allreduce_busbw_bytes_per_second", (("size_bytes", "1073741824"),))] == 350e9
-    assert m[("envcheck_allreduce_time_seconds", (("size_bytes", "1024"),))] == pytest.approx(0.002)
+    assert m[("envcheck_allreduce_busbw_bytes_per_second", ())] == 350e9
+    assert m[("envcheck_allreduce_time_seconds", ())] == pytest.approx(0.005)
+    # nested values are not flattened into series (no check emits them; figures carry the detail)
+    assert not any("rows" in k[0] for k in m)
     assert m[("envcheck_memory_d2d_bytes_per_second", ())] == 2900e9
     assert m[("envcheck_memory_free_fraction_ratio", ())] == 0.9
     # strings and booleans are not figures; na() markers are skipped
@@ -104,7 +102,7 @@ def test_cluster_report_labels_nodes_and_ranks():
     report = {"verdict": "failed", "world_size": 4, "nodes": [
         {"node_rank": 0, "hostname": "gpu01", "verdict": "certified", "straggler": False,
          "ranks": [{"rank": 0, "checks": [{"name": "gemm", "status": "pass",
-                                           "metrics": {"devices": {"0": {"bf16": {"tflops": 700}}}}}]}]},
+                                           "metrics": {"bf16_tflops": 700}}]}]},
         {"node_rank": 1, "hostname": "gpu02", "verdict": "failed", "straggler": True,
          "checks": [{"name": "memory", "status": "fail", "metrics": {}}]},
     ]}
@@ -113,7 +111,7 @@ def test_cluster_report_labels_nodes_and_ranks():
     assert m[("envcheck_node_verdict", (("node", "gpu02"), ("verdict", "failed")))] == 1
     assert m[("envcheck_node_straggler", (("node", "gpu02"),))] == 1
     assert m[("envcheck_node_straggler", (("node", "gpu01"),))] == 0
-    assert m[("envcheck_gemm_tflops", (("device", "0"), ("dtype", "bf16"), ("node", "gpu01"), ("rank", "0")))] == 700
+    assert m[("envcheck_gemm_bf16_tflops", (("node", "gpu01"), ("rank", "0")))] == 700
     assert m[("envcheck_check_status", (("check", "memory"), ("node", "gpu02"), ("status", "fail")))] == 1
 
 
@@ -134,49 +132,6 @@ def test_no_timestamps_in_the_file():
     for line in prom.doctor_text(SNAPSHOT, FINDINGS, NOW).splitlines():
         if not line.startswith("#"):
             assert len(line.rsplit("}", 1)[-1].split()) == 1, line
-
-
-# ---- atomic write ------------------------------------------------------------------------
-
-
-def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path):
-    target = tmp_path / "envcheck.prom"
-    target.write_text("old\n")
-    atomic.write_text(target, "new\n")
-    assert target.read_text() == "new\n"
-    assert os.listdir(tmp_path) == ["envcheck.prom"]
-    assert (target.stat().st_mode & 0o777) == 0o644
-
-
-def test_atomic_write_failure_keeps_the_old_file_and_cleans_up(tmp_path, monkeypatch):
-    target = tmp_path / "envcheck.prom"
-    target.write_text("old\n")
-
-    def fail(src, dst):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError):
-        atomic.write_text(target, "new\n")
-    assert target.read_text() == "old\n"
-    assert os.listdir(tmp_path) == ["envcheck.prom"]
-
-
-def test_reader_never_sees_a_partial_file(tmp_path):
-    target = tmp_path / "m.prom"
-    big = [("# " + str(i) + "x" * 200_000 + "\n") for i in range(2)]
-    atomic.write_text(target, big[0])
-    seen, stop = set(), threading.Event()
-
-    def reader():
-        while not stop.is_set():
-            seen.add(len(target.read_text()))
-    t = threading.Thread(target=reader)
-    t.start()
-    for i in range(30):
-        atomic.write_text(target, big[i % 2])
-    stop.set()
-    t.join()
-    assert seen <= {len(big[0]), len(big[1])}
 
 
 # ---- through the CLI ---------------------------------------------------------------------

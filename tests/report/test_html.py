@@ -445,8 +445,9 @@ def test_report_command_bad_output_path_exit_2(tmp_path):
     if hasattr(os, "mkfifo"):
         os.mkfifo(tmp_path / "fifo")
         r = invoke("report", "--html", str(tmp_path / "fifo"), str(REPORTS / "validate_cpu.json"))
-        assert r.exit_code == 2 and r.stderr.strip() == f"envcheck: cannot write {tmp_path / 'fifo'}: " \
-            f"{tmp_path / 'fifo'} exists and is not a regular file"
+        # refused up front, before any work, by the one output-path check (envcheck.outfile)
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"{tmp_path / 'fifo'} exists and is not a regular file" in r.stderr
 
 
 def test_report_command_needs_html():
@@ -465,7 +466,7 @@ def test_doctor_html_writes_the_same_page_as_report(tmp_path):
     assert r2.exit_code == 0 and (tmp_path / "d2.html").read_text(encoding="utf-8") == out.read_text(encoding="utf-8")
 
 
-def test_doctor_html_to_a_directory_is_usage_and_to_a_fifo_one_line_not_a_crash(tmp_path):
+def test_doctor_html_to_a_directory_or_a_fifo_is_refused_up_front(tmp_path):
     snap = str(FIXTURES / "snapshots" / "healthy_8xh100.json")
     (tmp_path / "d.html").mkdir()
     r = invoke("doctor", "--snapshot", snap, "--html", str(tmp_path / "d.html"))
@@ -473,8 +474,9 @@ def test_doctor_html_to_a_directory_is_usage_and_to_a_fifo_one_line_not_a_crash(
     if hasattr(os, "mkfifo"):
         os.mkfifo(tmp_path / "fifo")
         r = invoke("doctor", "--snapshot", snap, "--html", str(tmp_path / "fifo"))
-        assert r.exit_code == 0  # the report itself was fine; the page is a side output
-        assert f"envcheck: cannot write --html {tmp_path / 'fifo'}: " in r.stderr
+        # envcheck.outfile checks every output path before any work: one line, exit 2
+        assert r.exit_code == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1
+        assert "not a regular file" in r.stderr
 
 
 def test_validate_html_is_written_when_torch_is_broken(monkeypatch, tmp_path):
@@ -488,16 +490,17 @@ def test_validate_html_is_written_when_torch_is_broken(monkeypatch, tmp_path):
 
 
 def test_cluster_validate_writes_html_through_the_report_files(monkeypatch, tmp_path):
-    from envcheck.cluster import launch, validate_mode
+    from envcheck.cluster import launch
+    from envcheck.validate import output
+    from envcheck.validate.distributed import mode
 
     rep = load("cluster_16nodes.json")
-    monkeypatch.setattr(validate_mode, "run", lambda *a, **k: rep)
+    monkeypatch.setattr(mode, "run", lambda *a, **k: rep)
     info = launch.detect({"RANK": "0", "WORLD_SIZE": "32", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
                           "MASTER_PORT": "29500"})
     out, said = tmp_path / "c.html", []
-    code = validate_mode.main(info, validate_mode.Options(checks=["allreduce"]), fmt="json", color=False,
-                              report_path=None, junit_path=None, exit_codes="default", prom_file=None, drain=False,
-                              write=said.append, progress=said.append, html_path=str(out))
+    code = mode.main(info, mode.Options(checks=["allreduce"]), output.Outputs(fmt="json", html_path=str(out)),
+                     write=said.append, progress=said.append)
     assert code == 1
     assert out.read_text(encoding="utf-8") == html.render_html(rep)
 

@@ -39,3 +39,5 @@ def _quiet_cpu(monkeypatch):
     # The checks' torch threads must not spin against other test processes on the CI host.
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     monkeypatch.delenv("ENVCHECK_FAULT", raising=False)
+    # Fault injection is honoured only with this switch (envcheck/validate/faults.py).
+    monkeypatch.setenv("ENVCHECK_TEST_FAULTS", "1")

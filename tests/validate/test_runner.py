@@ -103,14 +103,6 @@ def test_unmet_needs_skip_with_the_reason():
     assert report.verdict == "passed"
 
 
-def test_write_atomic_replaces_whole_files(tmp_path):
-    path = tmp_path / "r.json"
-    runner.write_atomic(str(path), "one")
-    runner.write_atomic(str(path), "two")
-    assert path.read_text() == "two"
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
-
-
 def test_machine_summary_reads_the_snapshot_contract():
     snapshot = json.loads((FIXTURES / "snapshots" / "example_8xh100.json").read_text())
     m = runner.machine_summary(snapshot)

@@ -262,3 +262,16 @@ def test_backend_message_drops_source_locations_and_decorations():
     raw = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] "
            "Timed out waiting 15000ms for recv operation to complete \u2014 \x1b")
     assert errors.backend_message(raw) == "Timed out waiting 15000ms for recv operation to complete"
+
+
+def test_fault_injection_needs_the_test_switch(monkeypatch):
+    """A stray ENVCHECK_FAULT in a user's environment does nothing (issue 10, class 10)."""
+    from envcheck.validate import faults
+
+    monkeypatch.setenv("ENVCHECK_FAULT", "cnn.raise,allreduce.hang:rank=1")
+    assert faults.active("allreduce", "hang") == {"rank": 1}
+    monkeypatch.delenv("ENVCHECK_TEST_FAULTS")
+    assert faults.active("allreduce", "hang") is None
+    faults.at_start("cnn")  # does not raise
+    monkeypatch.setenv("ENVCHECK_TEST_FAULTS", "yes")
+    assert faults.active("cnn", "raise") is None

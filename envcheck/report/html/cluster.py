@@ -1,4 +1,4 @@
-"""The cluster report (schema "envcheck.cluster", envcheck/cluster/aggregate.py) as HTML.
+"""The cluster report (schema "envcheck.cluster", envcheck/validate/distributed/aggregate.py) as HTML.
 
 A node x metric heat map coloured by each node's distance from the cluster median (the value
 written in every cell, stragglers hatched and marked), the --pairwise matrix with failed pairs
@@ -13,7 +13,6 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping
 
-from envcheck.cluster import aggregate
 from envcheck.report.html.base import (
     badge,
     c,
@@ -30,6 +29,7 @@ from envcheck.report.html.base import (
 )
 from envcheck.report.html.charts import curve_chart
 from envcheck.report.html.validate import WATCH_LEGEND, checks_table, notable, watch_blocks
+from envcheck.validate.distributed import aggregate
 
 MAX_MATRIX_NODES = 64  # beyond, an N x N matrix is mostly empty cells: the failed pairs are listed instead
 _WORSE, _BETTER, _MID = "#b35806", "#2166ac", "#f7f7f7"  # ColorBrewer PuOr/RdBu ends: colour-blind safe

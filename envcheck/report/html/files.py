@@ -29,11 +29,8 @@ def load(path: str | os.PathLike) -> dict:
 
 
 def write(path: str | os.PathLike, html_text: str) -> Path:
-    """Write the page atomically (readers see the old file or the new one); refuses to replace
-    anything but a regular file (a device or a FIFO given as the output). Raises OSError."""
-    from envcheck.cluster import atomic
+    """Write the page through envcheck's one writer (atomic; refuses to replace anything but a
+    regular file, e.g. a device or a FIFO given as the output). Raises OSError."""
+    from envcheck import outfile
 
-    p = str(path)
-    if os.path.lexists(p) and not os.path.isfile(p):
-        raise OSError(f"{p} exists and is not a regular file")
-    return atomic.write_text(p, html_text)
+    return outfile.write_text(str(path), html_text)

@@ -25,9 +25,7 @@ import contextlib
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from typing import Any, Callable
@@ -114,9 +112,120 @@ def _free_bytes(device) -> int:
 
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    import psutil
+    try:  # psutil may be missing from a --python target interpreter
+        import psutil
 
-    return int(psutil.virtual_memory().available)
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+class _Injected:
+    """Test-only faults of this rank, decided from ENVCHECK_FAULT (validate/faults.py)."""
+
+    def __init__(self, rank: int, corrupt: bool) -> None:
+        self.rank = rank
+        self.hang = faults.active("allreduce", "hang")
+        self.exit = faults.active("allreduce", "exit")
+        wrong = faults.active("allreduce", "wrong")
+        self.corrupt = corrupt or (wrong is not None and rank == int(wrong.get("rank", 1)))
+
+    def before(self, op: int) -> None:
+        if self.hang is not None and self.rank == int(self.hang.get("rank", 1)) and op == int(self.hang.get("op", 0)):
+            while True:  # injected: this rank never enters collective `op`
+                time.sleep(3600)
+        if self.exit is not None and self.rank == int(self.exit.get("rank", 1)) and op == int(self.exit.get("op", 0)):
+            os._exit(int(self.exit.get("code", 3)))
+
+
+def size_row(size: int, count: int, sec: float, wrong: int, first: int | None, n: int) -> dict[str, Any]:
+    """One line of the ladder from the slowest rank's time and the summed wrong count (pure)."""
+    algbw = size / sec / 1e9 if sec > 0 else None
+    return {
+        "bytes": size,
+        "count": count,
+        "time_us": round(sec * 1e6, 3),
+        "algbw_GBps": None if algbw is None else round(algbw, 4),
+        "busbw_GBps": None if algbw is None else round(algbw * busbw_factor(n), 4),
+        "wrong": int(wrong),
+        "first_wrong_index": first if wrong else None,
+    }
+
+
+class _Ladder:
+    """One rank's all-reduces over the ladder of sizes, in an initialised process group."""
+
+    def __init__(self, device, group, say, injected: _Injected, warmup: int, iters: int, delay_s: float) -> None:
+        import torch.distributed as dist
+
+        self.device, self.group, self.say, self.injected = device, group, say, injected
+        self.warmup, self.iters, self.delay_s = warmup, iters, delay_s
+        self.rank, self.n = dist.get_rank(group), dist.get_world_size(group)
+        self.modulus = pattern_modulus(self.n)
+        self.op = 0
+
+    def _collective(self, label: str, body: Callable[[], Any]) -> Any:
+        self.injected.before(self.op)
+        self.say(f"entering {label}")
+        out = body()
+        self.say(f"finished {label}")
+        self.op += 1
+        return out
+
+    def checked(self, t, size: int) -> tuple[int, int | None]:
+        """The checked collective: every element compared with its expected sum."""
+        import torch.distributed as dist
+
+        from envcheck.validate.timing import sync
+
+        _fill(t, 0, self.modulus, float(self.rank + 1))
+        if self.injected.corrupt:
+            t[t.numel() // 2] += 1.0
+
+        def body() -> None:
+            dist.all_reduce(t, group=self.group)
+            sync(self.device)
+
+        self._collective(f"all_reduce #{self.op} ({human_bytes(size)}, checked)", body)
+        return _count_wrong(t, self.modulus, float(self.n * (self.n + 1) // 2))
+
+    def timed(self, t, size: int) -> float:
+        """Seconds per timed collective on this rank; zeros stay zeros, so no refill."""
+        import torch.distributed as dist
+
+        from envcheck.validate.timing import sync
+
+        t.zero_()
+
+        def body() -> float:
+            for _ in range(self.warmup):
+                dist.all_reduce(t, group=self.group)
+            _barrier(self.device, self.group)
+            t0 = time.perf_counter()
+            for _ in range(self.iters):
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+                dist.all_reduce(t, group=self.group)
+            sync(self.device)
+            return time.perf_counter() - t0
+
+        label = f"all_reduce #{self.op} ({human_bytes(size)}, {self.warmup}+{self.iters} timed)"
+        return self._collective(label, body) / max(1, self.iters)
+
+    def size(self, buf, size: int) -> dict[str, Any]:
+        """Checked + timed at one size; the row every rank agrees on (MAX time, SUM wrong)."""
+        import torch
+        import torch.distributed as dist
+
+        count = size // 4
+        t = buf[:count]
+        wrong, first = self.checked(t, size)
+        sec = self.timed(t, size)
+        nonzero = int((t != 0).sum())
+        worst = torch.tensor([sec, float(wrong + nonzero)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(worst[:1], op=dist.ReduceOp.MAX, group=self.group)
+        dist.all_reduce(worst[1:], op=dist.ReduceOp.SUM, group=self.group)
+        return size_row(size, count, float(worst[0]), int(worst[1]), first, self.n)
 
 
 def sweep(
@@ -145,83 +254,20 @@ def sweep(
     import torch
     import torch.distributed as dist
 
-    from envcheck.validate.timing import sync
-
     device = torch.device(device)
-    rank, n = dist.get_rank(group), dist.get_world_size(group)
-    say = mark or (lambda _text: None)
-    hang = faults.active("allreduce", "hang")
-    exit_ = faults.active("allreduce", "exit")
-    wrong_fault = faults.active("allreduce", "wrong")
-
-    def inject(op: int) -> None:
-        if hang is not None and rank == int(hang.get("rank", 1)) and op == int(hang.get("op", 0)):
-            while True:  # injected: this rank never enters collective `op`
-                time.sleep(3600)
-        if exit_ is not None and rank == int(exit_.get("rank", 1)) and op == int(exit_.get("op", 0)):
-            os._exit(int(exit_.get("code", 3)))
-
+    ladder_ = _Ladder(device, group, mark or (lambda _text: None),
+                      _Injected(dist.get_rank(group), corrupt), warmup, iters, delay_s)
     cap = torch.tensor([min(int(max_bytes), _free_bytes(device) // memory_share)], dtype=torch.int64,
                        device=device)
     dist.all_reduce(cap, op=dist.ReduceOp.MIN, group=group)
     ladder = size_ladder(min_bytes, int(cap.item()), factor)
     if not ladder:
         raise MemoryError(f"not even {min_bytes} bytes free for the all-reduce buffer")
-    modulus = pattern_modulus(n)
-    total = float(n * (n + 1) // 2)
-    rows: list[dict[str, Any]] = []
-    op = 0
-    buf = torch.empty(ladder[-1] // 4 if ladder else 1, dtype=torch.float32, device=device)
-    for size in ladder:
-        count = size // 4
-        t = buf[:count]
-        _fill(t, 0, modulus, float(rank + 1))
-        if corrupt or (wrong_fault is not None and rank == int(wrong_fault.get("rank", 1))):
-            t[count // 2] += 1.0
-        label = f"all_reduce #{op} ({human_bytes(size)}, checked)"
-        inject(op)
-        say(f"entering {label}")
-        dist.all_reduce(t, group=group)
-        sync(device)
-        say(f"finished {label}")
-        op += 1
-        wrong, first = _count_wrong(t, modulus, total)
-        # Timed: zeros stay zeros, so the buffer is reused without refilling.
-        t.zero_()
-        label = f"all_reduce #{op} ({human_bytes(size)}, {warmup}+{iters} timed)"
-        inject(op)
-        say(f"entering {label}")
-        for _ in range(warmup):
-            dist.all_reduce(t, group=group)
-        _barrier(device, group)
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            if delay_s:
-                time.sleep(delay_s)
-            dist.all_reduce(t, group=group)
-        sync(device)
-        elapsed = time.perf_counter() - t0
-        say(f"finished {label}")
-        op += 1
-        nonzero = int((t != 0).sum())
-        stats = torch.tensor([elapsed / max(1, iters), float(wrong + nonzero)], dtype=torch.float64, device=device)
-        worst = stats.clone()
-        dist.all_reduce(worst[:1], op=dist.ReduceOp.MAX, group=group)
-        dist.all_reduce(worst[1:], op=dist.ReduceOp.SUM, group=group)
-        sec = float(worst[0])
-        algbw = size / sec / 1e9 if sec > 0 else None
-        rows.append({
-            "bytes": size,
-            "count": count,
-            "time_us": round(sec * 1e6, 3),
-            "algbw_GBps": None if algbw is None else round(algbw, 4),
-            "busbw_GBps": None if algbw is None else round(algbw * busbw_factor(n), 4),
-            "wrong": int(worst[1]),
-            "first_wrong_index": first if wrong else None,
-        })
+    buf = torch.empty(ladder[-1] // 4, dtype=torch.float32, device=device)
+    rows = [ladder_.size(buf, size) for size in ladder]
     del buf
-    return {"world_size": n, "rows": rows, "max_bytes": ladder[-1] if ladder else 0,
-            "modulus": modulus, "wrong": sum(r["wrong"] for r in rows)}
+    return {"world_size": ladder_.n, "rows": rows, "max_bytes": ladder[-1],
+            "modulus": ladder_.modulus, "wrong": sum(r["wrong"] for r in rows)}
 
 
 def rank_device(kind: str, index: int):
@@ -240,7 +286,6 @@ def rank_main(argv: list[str] | None = None) -> int:
     """Entry of one rank process (``python -m envcheck.validate.checks.allreduce``)."""
     import argparse
 
-    procs.set_pdeathsig()
     ap = argparse.ArgumentParser()
     ap.add_argument("--rank", type=int, required=True)
     ap.add_argument("--world", type=int, required=True)
@@ -296,10 +341,67 @@ def _child_env(device: str) -> dict[str, str]:
     return env
 
 
+STARTUP_S = 60.0  # how long ranks may take to start (import torch) before the hang watchdog counts
+
+
+class _Ranks:
+    """What the launcher learns about its ranks each poll: progress marks and exit codes.
+
+    Until every rank has marked its start (up to STARTUP_S), the hang watchdog is held off:
+    importing torch on a loaded host took 7 s (measured on the CI host with 7 test jobs), which
+    is not a hung collective, and a --timeout of a few seconds would otherwise fire on it."""
+
+    def __init__(self, store, children: list, sup, world: int, total_marks: int, say, grace: float) -> None:
+        self.store, self.children, self.sup, self.world = store, children, sup, world
+        self.total_marks, self.say, self.grace = total_marks, say, grace
+        self.started = time.monotonic()
+        self.counts = [0] * world
+        self.codes: dict[int, int] = {}
+        self.failed: list[int] = []
+        self.first_failure: float | None = None
+
+    def poll(self) -> bool:
+        """True once a failed rank's peers had ``grace`` seconds to fail too (the run is over)."""
+        now = time.monotonic()
+        new = [self.store.add(f"count/{r}", 0) for r in range(self.world)]
+        if new != self.counts:
+            self.counts = new
+            self.sup.moved()
+            self.say(min(new) / self.total_marks, f"{min(new)}/{self.total_marks} steps on the slowest rank")
+        elif min(new) == 0 and now - self.started < STARTUP_S:
+            self.sup.moved()  # a rank is still starting
+        for r, child in enumerate(self.children):
+            code = child.popen.poll()
+            if code is not None and r not in self.codes:
+                self.codes[r] = code
+                if code != 0 or not self.store.check([f"result/{r}"]):
+                    self.failed.append(r)
+                    self.first_failure = self.first_failure or now
+        return self.first_failure is not None and now - self.first_failure > self.grace
+
+    def hung(self) -> list[int]:
+        """The ranks still running that are furthest behind."""
+        running = [r for r in range(self.world) if self.children[r].popen.poll() is None and r not in self.codes]
+        if not running:
+            return []
+        behind = min(self.counts[r] for r in running)
+        return [r for r in running if self.counts[r] == behind]
+
+
+def _collect(store, world: int, out: dict[str, Any]) -> None:
+    for r in range(world):
+        if store.check([f"mark/{r}"]):
+            out["marks"][r] = store.get(f"mark/{r}").decode(errors="replace")
+        if store.check([f"result/{r}"]):
+            out["results"][r] = json.loads(store.get(f"result/{r}"))
+        if store.check([f"error/{r}"]):
+            out["errors"][r] = store.get(f"error/{r}").decode(errors="replace")
+
+
 def launch(world: int, device: str, params: dict[str, Any], timeout: float,
            progress: Callable[[float, str], None] | None = None,
            module: str = "envcheck.validate.checks.allreduce") -> dict[str, Any]:
-    """Start ``world`` rank processes, watch them, and always reap them.
+    """Start ``world`` rank processes, watch them with the supervisor, and always reap them.
 
     ``module`` is the rank entry (``python -m module --rank ...``); the collectives check
     passes its own, which speaks the same store protocol (mark/count/result/error keys).
@@ -309,73 +411,39 @@ def launch(world: int, device: str, params: dict[str, Any], timeout: float,
     """
     import torch.distributed as dist
 
+    from envcheck import proc
+
     say = progress or (lambda f, n="": None)
     store = dist.TCPStore("127.0.0.1", 0, None, True, timedelta(seconds=30), wait_for_workers=False)
     payload = json.dumps(dict(params, timeout=timeout))
     env = _child_env(device)
-    children: list[subprocess.Popen] = []
-    logs = [tempfile.TemporaryFile() for _ in range(world)]  # noqa: SIM115 - closed in finally
     out: dict[str, Any] = {"ok": False, "results": {}, "errors": {}, "exit_codes": {}, "hung": None,
                            "failed": [], "marks": {}, "message": ""}
+    children = []
     try:
         for r in range(world):
-            children.append(subprocess.Popen(
-                [sys.executable, "-m", module, "--rank", str(r),
-                 "--world", str(world), "--port", str(store.port), "--device", device, "--params", payload],
-                env=env, stdin=subprocess.DEVNULL, stdout=logs[r], stderr=subprocess.STDOUT,
-                start_new_session=True,
-            ))
-        counts = [0] * world
-        last_move = time.monotonic()
-        first_failure: float | None = None
-        grace = min(10.0, timeout)
+            args = ["--rank", str(r), "--world", str(world), "--port", str(store.port), "--device", device,
+                    "--params", payload]
+            children.append(proc.start(procs.argv(module, args), env=env, stdout="file", stderr="stdout"))
         # started, joined, enter+finish of 2 collectives per size, done
         total_marks = 3 + 4 * int(params.get("n_sizes", 10))
-        while True:
-            # A few store round trips per poll; rarely, so the watcher does not compete with the
-            # ranks for the cores (hang detection works at the scale of seconds anyway).
-            time.sleep(0.25)
-            now = time.monotonic()
-            new = [store.add(f"count/{r}", 0) for r in range(world)]
-            if new != counts:
-                counts, last_move = new, now
-                say(min(counts) / total_marks, f"{min(counts)}/{total_marks} steps on the slowest rank")
-            codes = [p.poll() for p in children]
-            for r, c in enumerate(codes):
-                if c is not None and r not in out["exit_codes"]:
-                    out["exit_codes"][r] = c
-                    if c != 0 or not store.check([f"result/{r}"]):
-                        out["failed"].append(r)
-                        first_failure = first_failure or now
-            if all(c is not None for c in codes):
-                break
-            if first_failure is not None and now - first_failure > grace:
-                break
-            if now - last_move > timeout:
-                behind = min(counts[r] for r in range(world) if codes[r] is None)
-                out["hung"] = [r for r in range(world) if codes[r] is None and counts[r] == behind]
-                break
-        for r in range(world):
-            if store.check([f"mark/{r}"]):
-                out["marks"][r] = store.get(f"mark/{r}").decode(errors="replace")
-            if store.check([f"result/{r}"]):
-                out["results"][r] = json.loads(store.get(f"result/{r}"))
-            if store.check([f"error/{r}"]):
-                out["errors"][r] = store.get(f"error/{r}").decode(errors="replace")
+        # A few store round trips per poll, rarely, so the watcher does not compete with the
+        # ranks for the cores (hang detection works at the scale of seconds anyway).
+        with proc.Supervisor(children, stall_s=timeout) as sup:
+            ranks = _Ranks(store, children, sup, world, total_marks, say, grace=min(10.0, timeout))
+            reason = sup.watch(poll=ranks.poll, settle_s=0.0)
+            ranks.poll()
+            if reason == "stall":
+                out["hung"] = ranks.hung()
+            _collect(store, world, out)
+        out["exit_codes"], out["failed"] = dict(ranks.codes), ranks.failed
+        for r, child in enumerate(children):
+            tail = child.stdout_tail(2000).strip()
+            if tail and r not in out["results"]:
+                out.setdefault("logs", {})[r] = tail
     finally:
-        procs.kill_tree([p.pid for p in children])
-        for p in children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=5)
-        for r, f in enumerate(logs):
-            try:
-                f.seek(0)
-                tail = f.read()[-2000:].decode(errors="replace").strip()
-                if tail and r not in out["results"]:
-                    out.setdefault("logs", {})[r] = tail
-                f.close()
-            except OSError:
-                pass
+        for child in children:
+            child.close()
         del store
     out["ok"] = not out["failed"] and out["hung"] is None and len(out["results"]) == world
     return out
@@ -472,4 +540,6 @@ def run(ctx: CheckContext) -> CheckResult:
 
 
 if __name__ == "__main__":
-    sys.exit(rank_main())
+    from envcheck.proc import exit_now
+
+    exit_now(rank_main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from typing import Any
 
 from envcheck import recipes
 from envcheck.validate import faults
@@ -33,16 +34,12 @@ def _deterministic(device: str) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def run(ctx: CheckContext) -> CheckResult:
-    import torch
-
+def _train_twice(ctx: CheckContext, dev) -> tuple[Any, list[float], list[float], list[float], list[str]]:
+    """Two training runs from the same seed: (model of run 1, its losses, run 2's losses, run 1's
+    step times, torch's nondeterminism warnings)."""
     from envcheck.validate import model as M
 
-    faults.at_start("cnn")
     p = ctx.params
-    dev = torch.device(ctx.device)
-    tol = recipes.load("validate_floors")["tolerances"]["cnn"]
-    _deterministic(ctx.device)
     steps, batch = int(p["steps"]), int(p["batch"])
     x, y = M.make_task(dev, int(p["samples"]), ctx.config.seed)
     order = M.batch_order(dev, int(p["samples"]), batch, steps, ctx.config.seed)
@@ -63,18 +60,21 @@ def run(ctx: CheckContext) -> CheckResult:
         _, losses2 = one_run("run 2 (same seed)", 0.45, None)
     nondeterministic = sorted({str(w.message).split("\n")[0][:160] for w in caught
                                if "deterministic" in str(w.message)})
-    ctx.progress(0.92, "forward vs CPU reference")
-    ref = M.reference_error(model, x[:batch], rtol=float(tol["forward_rtol"]), atol=float(tol["forward_atol"]))
+    return model, losses, losses2, times, nondeterministic
 
+
+def figures(losses: list[float], losses2: list[float], times: list[float], p: dict[str, Any],
+            ref: dict[str, Any]) -> dict[str, Any]:
+    """The check's metrics from the two runs and the reference comparison (pure)."""
+    steps, batch = int(p["steps"]), int(p["batch"])
     k = min(10, max(1, steps // 5))
     first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
     finite = all(math.isfinite(v) for v in losses + losses2)
     drop = first / last if finite and last > 0 else None
-    identical = losses == losses2
     # Steady state: skip the first steps (allocator warm-up, first-call kernel selection).
     steady = times[min(5, len(times) - 1):] or times
     step_s = sum(steady) / len(steady)
-    metrics = {
+    return {
         "steps": steps,
         "batch": batch,
         "loss_first": round(first, 6) if math.isfinite(first) else None,
@@ -82,20 +82,29 @@ def run(ctx: CheckContext) -> CheckResult:
         "loss_drop": None if drop is None else round(drop, 3),
         "loss_drop_required": float(p["loss_drop"]),
         "finite": finite,
-        "bit_identical": identical,
+        "bit_identical": losses == losses2,
         "step_ms": round(step_s * 1e3, 4),
         "samples_per_s": round(batch / step_s, 1) if step_s > 0 else None,
         "forward_max_abs_err": ref["max_abs_err"],
         "forward_vs_tolerance": round(ref["worst_vs_tolerance"], 6),
     }
-    details = {"nondeterministic_warnings": nondeterministic, "tolerance": tol}
+
+
+def judge(losses: list[float], losses2: list[float], p: dict[str, Any], ref: dict[str, Any],
+          tol: dict[str, Any]) -> list[str]:
+    """What is wrong with the training runs (pure); [] when the check passes."""
+    steps = int(p["steps"])
+    k = min(10, max(1, steps // 5))
+    first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+    finite = all(math.isfinite(v) for v in losses + losses2)
+    drop = first / last if finite and last > 0 else None
     problems = []
     if not finite:
         bad = next(i for i, v in enumerate(losses + losses2) if not math.isfinite(v)) % steps
         problems.append(f"loss is NaN/Inf from step {bad}")
     elif drop is None or drop < float(p["loss_drop"]):
         problems.append(f"loss fell only {first:.3f} -> {last:.3f} (x{drop or 0:.2f}, need x{p['loss_drop']:g})")
-    if finite and not identical:
+    if finite and losses != losses2:
         diverge = next(i for i, (a, b) in enumerate(zip(losses, losses2)) if a != b)
         problems.append(f"same seed, different losses from step {diverge} "
                         f"({losses[diverge]!r} vs {losses2[diverge]!r}): not reproducible")
@@ -103,8 +112,30 @@ def run(ctx: CheckContext) -> CheckResult:
         problems.append(f"forward differs from the CPU float64 reference by {ref['max_abs_err']:.3g} "
                         f"({ref['worst_vs_tolerance']:.3g}x the tolerance rtol={tol['forward_rtol']}, "
                         f"atol={tol['forward_atol']})")
+    return problems
+
+
+def run(ctx: CheckContext) -> CheckResult:
+    import torch
+
+    from envcheck.validate import model as M
+
+    faults.at_start("cnn")
+    p = ctx.params
+    dev = torch.device(ctx.device)
+    tol = recipes.load("validate_floors")["tolerances"]["cnn"]
+    _deterministic(ctx.device)
+    model, losses, losses2, times, nondeterministic = _train_twice(ctx, dev)
+    ctx.progress(0.92, "forward vs CPU reference")
+    x, _ = M.make_task(dev, int(p["samples"]), ctx.config.seed)
+    ref = M.reference_error(model, x[: int(p["batch"])], rtol=float(tol["forward_rtol"]),
+                            atol=float(tol["forward_atol"]))
+    metrics = figures(losses, losses2, times, p, ref)
+    details = {"nondeterministic_warnings": nondeterministic, "tolerance": tol}
+    problems = judge(losses, losses2, p, ref, tol)
     if problems:
         return CheckResult("cnn", FAIL, metrics, "; ".join(problems), details=details)
-    msg = (f"loss {first:.3f} -> {last:.3f} (x{drop:.1f}) in {steps} steps, "
-           f"{metrics['samples_per_s']:.0f} samples/s, bit-identical rerun, matches CPU reference")
+    msg = (f"loss {metrics['loss_first']:.3f} -> {metrics['loss_last']:.3f} (x{metrics['loss_drop']:.1f}) in "
+           f"{metrics['steps']} steps, {metrics['samples_per_s']:.0f} samples/s, bit-identical rerun, "
+           "matches CPU reference")
     return CheckResult("cnn", PASS, metrics, msg, details=details)

@@ -9,6 +9,7 @@ exception and the environment (:func:`environment`), decided by the pure :func:`
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -122,67 +123,69 @@ def _first_line(text: str) -> str:
     return (lines[-1] if lines else "unknown error")[:300]
 
 
-def run(ctx: CheckContext) -> CheckResult:
+def judge(metrics: dict[str, Any], tol: dict[str, Any]) -> list[str]:
+    """What is wrong with the measured figures (pure); [] when the compiled model is right."""
+    problems = []
+    worst = metrics["err_vs_tolerance"]
+    if not (worst <= 1.0):
+        problems.append(f"compiled output differs from eager by {metrics['max_abs_err']:.3g} ({worst:.3g}x the "
+                        f"tolerance rtol={tol['output_rtol']}, atol={tol['output_atol']})")
+    if not metrics["train_finite"]:
+        problems.append("compiled training produced a NaN/Inf loss")
+    return problems
+
+
+@contextlib.contextmanager
+def _heartbeat(ctx: CheckContext):
+    """Compiling is progress: keep the runner's stall watchdog informed every 5 s."""
+    stop = threading.Event()
+    t_start = time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(5.0):
+            ctx.progress(0.1, f"compiling ({time.perf_counter() - t_start:.0f} s)")
+
+    threading.Thread(target=beat, daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _compile(model, xb, yb, dev):
+    """(eager output, compiled model, its first output, seconds to build and run it once)."""
     import torch
+    import torch.nn.functional as F
+
+    from envcheck.validate import model as M
+
+    with M.exact_fp32():
+        eager_out = model(xb).detach()
+        compiled = torch.compile(model)
+        t0 = time.perf_counter()
+        out = compiled(xb)
+        F.cross_entropy(out, yb).backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+    return eager_out, compiled, out, time.perf_counter() - t0
+
+
+def _measure(ctx: CheckContext, model, optim, compiled, eager_out, out, xb, yb, dev, tol) -> dict[str, Any]:
+    """Compiled vs eager: output error, a few training steps, and the step times."""
     import torch.nn.functional as F
 
     from envcheck.validate import model as M
     from envcheck.validate.timing import time_loop
 
-    faults.at_start("compile")
     p = ctx.params
-    cnn_p = ctx.config.check_params("cnn")
-    tol = recipes.load("validate_floors")["tolerances"]["compile"]
-    dev = torch.device(ctx.device)
-    facts = environment(dev.type)
-    details: dict[str, Any] = {"environment": facts, "tolerance": tol}
-    x, y = M.make_task(dev, int(cnn_p["samples"]), ctx.config.seed)
-    batch = int(p["batch"])
-    gen = torch.Generator(device=dev).manual_seed(ctx.config.seed + 7)
-    idx = torch.randint(0, x.shape[0], (batch,), generator=gen, device=dev)
-    xb, yb = x[idx], y[idx]
-    model = M.build(ctx.config.seed + 3, dev)
-    opt = torch.optim.Adam(model.parameters(), lr=float(cnn_p["lr"]))
-
-    stop = threading.Event()
-    t_start = time.perf_counter()
-
-    def heartbeat() -> None:  # compiling is progress: keep the stall watchdog informed
-        while not stop.wait(5.0):
-            ctx.progress(0.1, f"compiling ({time.perf_counter() - t_start:.0f} s)")
-
-    beat = threading.Thread(target=heartbeat, daemon=True)
-    beat.start()
-    try:
-        with M.exact_fp32():
-            eager_out = model(xb).detach()
-            compiled = torch.compile(model)
-            t0 = time.perf_counter()
-            out = compiled(xb)
-            F.cross_entropy(out, yb).backward()
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            compile_s = time.perf_counter() - t0
-    except Exception as exc:  # noqa: BLE001 - every compile failure is a finding
-        stop.set()
-        text = "".join(traceback.format_exception_only(type(exc), exc))
-        cause = diagnose(text, facts, torch.__version__)
-        return CheckResult("compile", FAIL, {"compiled": False}, cause, details=details,
-                           error={"kind": "compile", "type": type(exc).__name__,
-                                  "message": text.strip()[-2000:], "traceback": traceback.format_exc()[-4000:]})
-    finally:
-        stop.set()
-    ctx.progress(0.6, f"compiled in {compile_s:.1f} s; comparing with eager")
     diff = (out.detach() - eager_out).abs()
     bound = float(tol["output_atol"]) + float(tol["output_rtol"]) * eager_out.abs()
-    worst = float((diff / bound).max())
-    max_err = float(diff.max())
 
     def step(fwd):
         loss = F.cross_entropy(fwd(xb), yb)
-        opt.zero_grad(set_to_none=True)
+        optim.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optim.step()
         return loss
 
     with M.exact_fp32():
@@ -190,26 +193,44 @@ def run(ctx: CheckContext) -> CheckResult:
         ctx.progress(0.75, "timing eager vs compiled")
         eager_s = time_loop(lambda: step(model), int(p["speed_steps"]), int(p["warmup"]), dev)
         compiled_s = time_loop(lambda: step(compiled), int(p["speed_steps"]), int(p["warmup"]), dev)
-    finite = all(math.isfinite(v) for v in losses)
-    metrics = {
-        "compiled": True,
-        "compile_s": round(compile_s, 3),
-        "max_abs_err": max_err,
-        "err_vs_tolerance": round(worst, 6),
-        "train_steps": len(losses),
-        "train_finite": finite,
-        "eager_step_ms": round(eager_s * 1e3, 4),
-        "compiled_step_ms": round(compiled_s * 1e3, 4),
-        "speedup": round(eager_s / compiled_s, 3) if compiled_s > 0 else None,
-    }
-    problems = []
-    if not (worst <= 1.0):
-        problems.append(f"compiled output differs from eager by {max_err:.3g} ({worst:.3g}x the tolerance "
-                        f"rtol={tol['output_rtol']}, atol={tol['output_atol']})")
-    if not finite:
-        problems.append("compiled training produced a NaN/Inf loss")
+    return {"max_abs_err": float(diff.max()), "err_vs_tolerance": round(float((diff / bound).max()), 6),
+            "train_steps": len(losses), "train_finite": all(math.isfinite(v) for v in losses),
+            "eager_step_ms": round(eager_s * 1e3, 4), "compiled_step_ms": round(compiled_s * 1e3, 4),
+            "speedup": round(eager_s / compiled_s, 3) if compiled_s > 0 else None}
+
+
+def run(ctx: CheckContext) -> CheckResult:
+    import torch
+
+    from envcheck.validate import model as M
+
+    faults.at_start("compile")
+    cnn_p = ctx.config.check_params("cnn")
+    tol = recipes.load("validate_floors")["tolerances"]["compile"]
+    dev = torch.device(ctx.device)
+    facts = environment(dev.type)
+    details: dict[str, Any] = {"environment": facts, "tolerance": tol}
+    x, y = M.make_task(dev, int(cnn_p["samples"]), ctx.config.seed)
+    gen = torch.Generator(device=dev).manual_seed(ctx.config.seed + 7)
+    idx = torch.randint(0, x.shape[0], (int(ctx.params["batch"]),), generator=gen, device=dev)
+    xb, yb = x[idx], y[idx]
+    model = M.build(ctx.config.seed + 3, dev)
+    optim = torch.optim.Adam(model.parameters(), lr=float(cnn_p["lr"]))
+    try:
+        with _heartbeat(ctx):
+            eager_out, compiled, out, compile_s = _compile(model, xb, yb, dev)
+    except Exception as exc:  # noqa: BLE001 - every compile failure is a finding
+        text = "".join(traceback.format_exception_only(type(exc), exc))
+        cause = diagnose(text, facts, torch.__version__)
+        return CheckResult("compile", FAIL, {"compiled": False}, cause, details=details,
+                           error={"kind": "compile", "type": type(exc).__name__,
+                                  "message": text.strip()[-2000:], "traceback": traceback.format_exc()[-4000:]})
+    ctx.progress(0.6, f"compiled in {compile_s:.1f} s; comparing with eager")
+    metrics = {"compiled": True, "compile_s": round(compile_s, 3),
+               **_measure(ctx, model, optim, compiled, eager_out, out, xb, yb, dev, tol)}
+    problems = judge(metrics, tol)
     if problems:
         return CheckResult("compile", FAIL, metrics, "; ".join(problems), details=details)
-    msg = (f"inductor built in {compile_s:.1f} s, matches eager (max err {max_err:.2g}), "
-           f"{len(losses)} train steps, x{metrics['speedup']:.2f} vs eager")
+    msg = (f"inductor built in {compile_s:.1f} s, matches eager (max err {metrics['max_abs_err']:.2g}), "
+           f"{metrics['train_steps']} train steps, x{metrics['speedup']:.2f} vs eager")
     return CheckResult("compile", PASS, metrics, msg, details=details)

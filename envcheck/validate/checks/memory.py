@@ -114,71 +114,75 @@ def pattern_test(dev, chunks: list, progress=None) -> dict[str, Any]:
             "GBps": round(2 * 4 * words * steps / seconds / 1e9, 3) if seconds > 0 else None}
 
 
-def run(ctx: CheckContext) -> CheckResult:
+def _bandwidths(ctx: CheckContext, dev, name: str, base: float, nd: int) -> dict[str, Any]:
+    """Device copy bandwidth, and pinned host<->device bandwidth on CUDA."""
     import torch
 
-    faults.at_start("memory")
     p = ctx.params
-    rows: list[dict[str, Any]] = []
-    problems: list[str] = []
-    nd = len(ctx.devices)
-    for k, name in enumerate(ctx.devices):
-        dev = torch.device(name)
-        base = k / nd
-        row: dict[str, Any] = {"device": name}
-        if dev.type == "cuda":
-            free = int(torch.cuda.mem_get_info(dev)[0])
-            copy_bytes = min(int(p["copy_bytes"]), free // 4)
+    copy_bytes = int(p["copy_bytes"])
+    if dev.type == "cuda":
+        copy_bytes = min(copy_bytes, int(torch.cuda.mem_get_info(dev)[0]) // 4)
+    ctx.progress(base, f"{name}: copy bandwidth")
+    row: dict[str, Any] = {"device": name, "d2d_GBps": round(copy_bandwidth(dev, copy_bytes, int(p["copy_iters"])), 3),
+                           "copy_bytes": copy_bytes}
+    if dev.type == "cuda" and int(p.get("transfer_bytes") or 0):
+        ctx.progress(base + 0.1 / nd, f"{name}: pinned host<->device bandwidth")
+        h2d, d2h = host_bandwidth(dev, int(p["transfer_bytes"]), int(p["copy_iters"]))
+        row["h2d_GBps"], row["d2h_GBps"] = round(h2d, 3), round(d2h, 3)
+    else:
+        row["host_transfer"] = {"status": SKIP, "reason": "no device: host<->device copies need CUDA"}
+    return row
+
+
+def _pattern(ctx: CheckContext, dev, name: str, base: float, nd: int) -> dict[str, Any]:
+    """The pattern write/verify over most of the free memory, repeated for the burn-in duration."""
+    import torch
+
+    p = ctx.params
+    free = None
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        free = int(torch.cuda.mem_get_info(dev)[0])
+        target = int(free * float(p["pattern_fraction"]))
+    else:
+        target = int(p["pattern_bytes"])
+    chunks = _allocate(dev, target)
+    duration = p.get("duration")
+    started = time.monotonic()
+    passes = 0
+    total: dict[str, Any] | None = None
+    note = f"{name}: pattern write/verify over {human_bytes(4 * sum(c.numel() for c in chunks))}"
+    while True:
+        res = pattern_test(dev, chunks, lambda f: ctx.progress(base + (0.2 + 0.8 * f) / nd, note))
+        passes += 1
+        if total is None:
+            total = res
         else:
-            free = None
-            copy_bytes = int(p["copy_bytes"])
-        ctx.progress(base, f"{name}: copy bandwidth")
-        row["d2d_GBps"] = round(copy_bandwidth(dev, copy_bytes, int(p["copy_iters"])), 3)
-        row["copy_bytes"] = copy_bytes
-        if dev.type == "cuda" and int(p.get("transfer_bytes") or 0):
-            ctx.progress(base + 0.1 / nd, f"{name}: pinned host<->device bandwidth")
-            h2d, d2h = host_bandwidth(dev, int(p["transfer_bytes"]), int(p["copy_iters"]))
-            row["h2d_GBps"], row["d2h_GBps"] = round(h2d, 3), round(d2h, 3)
-        else:
-            row["host_transfer"] = {"status": SKIP, "reason": "no device: host<->device copies need CUDA"}
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-            free = int(torch.cuda.mem_get_info(dev)[0])
-            target = int(free * float(p["pattern_fraction"]))
-        else:
-            target = int(p["pattern_bytes"])
-        chunks = _allocate(dev, target)
-        duration = p.get("duration")
-        started = time.monotonic()
-        passes = 0
-        total: dict[str, Any] | None = None
-        note = f"{name}: pattern write/verify over {human_bytes(4 * sum(c.numel() for c in chunks))}"
-        while True:
-            res = pattern_test(dev, chunks, lambda f, base=base, note=note: ctx.progress(
-                base + (0.2 + 0.8 * f) / nd, note))
-            passes += 1
-            if total is None:
-                total = res
-            else:
-                total["mismatched_words"] += res["mismatched_words"]
-                total["first_mismatch"] = total["first_mismatch"] or res["first_mismatch"]
-            if not duration or time.monotonic() - started >= float(duration) / nd:
-                break
-        del chunks
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-        total["passes"] = passes
-        total["target_bytes"] = target
-        total["free_bytes_before"] = free
-        row["pattern"] = total
-        rows.append(row)
-        if total["mismatched_words"]:
-            f = total["first_mismatch"]
-            problems.append(f"{name}: {total['mismatched_words']} word(s) read back wrong in the pattern test "
-                            f"(first: pattern {f['pattern']}, chunk {f['chunk']}, byte {f['byte_offset']})")
-        if total["bytes"] < 0.5 * target:
-            problems.append(f"{name}: could allocate only {human_bytes(total['bytes'])} of the "
-                            f"{human_bytes(target)} free for the pattern test")
+            total["mismatched_words"] += res["mismatched_words"]
+            total["first_mismatch"] = total["first_mismatch"] or res["first_mismatch"]
+        if not duration or time.monotonic() - started >= float(duration) / nd:
+            break
+    del chunks
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return {**total, "passes": passes, "target_bytes": target, "free_bytes_before": free}
+
+
+def judge(name: str, pattern: dict[str, Any]) -> list[str]:
+    """What the pattern test of one device found wrong (pure)."""
+    problems = []
+    if pattern["mismatched_words"]:
+        f = pattern["first_mismatch"]
+        problems.append(f"{name}: {pattern['mismatched_words']} word(s) read back wrong in the pattern test "
+                        f"(first: pattern {f['pattern']}, chunk {f['chunk']}, byte {f['byte_offset']})")
+    if pattern["bytes"] < 0.5 * pattern["target_bytes"]:
+        problems.append(f"{name}: could allocate only {human_bytes(pattern['bytes'])} of the "
+                        f"{human_bytes(pattern['target_bytes'])} free for the pattern test")
+    return problems
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The check's metrics: the worst device's figures (pure)."""
     metrics: dict[str, Any] = {}
     for key in ("d2d_GBps", "h2d_GBps", "d2h_GBps"):
         vals = [r[key] for r in rows if r.get(key) is not None]
@@ -187,6 +191,23 @@ def run(ctx: CheckContext) -> CheckResult:
     metrics["pattern_bytes"] = min(r["pattern"]["bytes"] for r in rows)
     metrics["pattern_mismatched_words"] = sum(r["pattern"]["mismatched_words"] for r in rows)
     metrics["pattern_passes"] = min(r["pattern"]["passes"] for r in rows)
+    return metrics
+
+
+def run(ctx: CheckContext) -> CheckResult:
+    import torch
+
+    faults.at_start("memory")
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    nd = len(ctx.devices)
+    for k, name in enumerate(ctx.devices):
+        dev = torch.device(name)
+        row = _bandwidths(ctx, dev, name, k / nd, nd)
+        row["pattern"] = _pattern(ctx, dev, name, k / nd, nd)
+        rows.append(row)
+        problems += judge(name, row["pattern"])
+    metrics = summary(rows)
     details = {"devices": rows}
     if problems:
         return CheckResult("memory", FAIL, metrics, "; ".join(problems), details=details)

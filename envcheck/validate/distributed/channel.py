@@ -172,7 +172,7 @@ class Collector:
             return all(st.has_result for st in self.ranks.values())
 
     def entries(self, expected_hosts: Mapping[int, str] | None = None) -> list[dict]:
-        """One entry per rank for :func:`envcheck.cluster.aggregate.cluster_report`."""
+        """One entry per rank for :func:`envcheck.validate.distributed.aggregate.cluster_report`."""
         now = self.clock()
         out = []
         with self._cond:

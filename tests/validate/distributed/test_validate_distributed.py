@@ -22,8 +22,9 @@ import xml.etree.ElementTree as ET
 import psutil
 import pytest
 
-from envcheck.cluster import validate_mode
 from envcheck.cluster.launch import detect
+from envcheck.validate import output
+from envcheck.validate.distributed import mode as validate_mode
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
 
@@ -46,7 +47,8 @@ def _leftovers(tag: str) -> list[str]:
     return out
 
 
-def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240, nnodes=2, nproc=2, checks="allreduce"):
+def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240, nnodes=2, nproc=2, checks="allreduce",
+                     extra_env=None):
     port = _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
                                                                      "MASTER_", "GROUP_", "TORCHELASTIC"))}
@@ -54,6 +56,7 @@ def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240, nnodes=2, npro
     env["ENVCHECK_TEST_TAG"] = tag = uuid.uuid4().hex
     if fault:
         env["ENVCHECK_FAULT"] = fault
+    env.update(extra_env or {})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "envcheck",
            "--max-restarts", "0", "-m", "envcheck", "validate", "--checks", checks,
@@ -208,14 +211,30 @@ PRE = {"device_count": 2, "devices": [{"index": 0, "name": "A"}, {"index": 1, "n
 
 
 def test_pick_device():
-    assert validate_mode.pick_device(INFO, PRE, None, {}) == ("cuda", "1")
-    assert validate_mode.pick_device(INFO, PRE, None, {"CUDA_VISIBLE_DEVICES": "4,6"}) == ("cuda", "6")
-    assert validate_mode.pick_device(INFO, PRE, "cpu", {}) == ("cpu", None)
-    assert validate_mode.pick_device(INFO, {"device_count": 0}, None, {}) == ("cpu", None)
+    Binding = validate_mode.Binding
+    assert validate_mode.pick_device(INFO, PRE, None, {}) == Binding("cuda", 1, "1")
+    assert validate_mode.pick_device(INFO, PRE, None, {"CUDA_VISIBLE_DEVICES": "4,6"}) == Binding("cuda", 1, "6")
+    assert validate_mode.pick_device(INFO, PRE, "cpu", {}) == Binding("cpu")
+    assert validate_mode.pick_device(INFO, {"device_count": 0}, None, {}) == Binding("cpu")
+    three = detect({"RANK": "2", "WORLD_SIZE": "3", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "3",
+                    "MASTER_ADDR": "h", "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "x"})
     with pytest.raises(validate_mode.RankProblem, match="one task per GPU"):
-        validate_mode.pick_device(INFO, {"device_count": 1, "devices": [{}]}, None, {})
+        validate_mode.pick_device(three, PRE, None, {})
     with pytest.raises(validate_mode.RankProblem):
         validate_mode.pick_device(INFO, {"device_count": 0}, "cuda", {})
+
+
+@pytest.mark.parametrize("local_rank, visible", [(0, "2"), (1, "3")])
+def test_a_task_given_one_gpu_uses_it_whatever_its_local_rank(local_rank, visible):
+    """srun --gpus-per-task=1: each local rank sees one device (its own CUDA_VISIBLE_DEVICES
+    entry) as cuda:0; issue 9 found LOCAL_RANK >= 1 picking cuda:LOCAL_RANK and failing."""
+    info = detect({"SLURM_STEP_ID": "0", "SLURM_PROCID": str(local_rank), "SLURM_NTASKS": "2",
+                   "SLURM_STEP_NUM_TASKS": "2", "SLURM_LOCALID": str(local_rank), "SLURM_NODEID": "0",
+                   "SLURM_STEP_NODELIST": "n1", "SLURM_JOB_ID": "7", "SLURM_STEP_TASKS_PER_NODE": "2"})
+    pre = {"device_count": 1, "devices": [{"index": 0, "name": f"GPU {visible}"}]}
+    b = validate_mode.pick_device(info, pre, None, {"CUDA_VISIBLE_DEVICES": visible})
+    assert b == validate_mode.Binding("cuda", 0, visible)
+    assert validate_mode.narrowed_info(pre, b.kind, b.index)["devices"] == [{"index": 0, "name": f"GPU {visible}"}]
 
 
 def test_narrowed_info():
@@ -257,7 +276,7 @@ def test_allreduce_result_failures():
 
 def test_drain_nodes_acts_per_node(cluster_rep):
     calls = []
-    validate_mode.drain_nodes(cluster_rep, apply=lambda outcome, node: calls.append((node, outcome)))
+    output.drain_nodes(cluster_rep, apply=lambda outcome, node: calls.append((node, outcome)))
     assert [(n, o.problem) for n, o in calls] == [("gpu00", False), ("gpu01", True)]
     assert "bf16_tflops" in calls[1][1].problems or "bf16" in calls[1][1].problems
     assert "rank 3" in calls[1][1].problems
@@ -295,9 +314,8 @@ def test_rank_zero_port_in_use_is_one_line_and_exit_2():
         info = detect({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(port - 1)})
         said = []
-        code = validate_mode.main(info, validate_mode.Options(checks=["allreduce"]), fmt="text", color=False,
-                                  report_path=None, junit_path=None, exit_codes="default", prom_file=None,
-                                  drain=False, write=said.append, progress=said.append)
+        code = validate_mode.main(info, validate_mode.Options(checks=["allreduce"]), output.Outputs(),
+                                  write=said.append, progress=said.append)
     assert code == 2 and f"cannot listen on port {port}" in said[-1] and "ENVCHECK_REPORT_PORT" in said[-1]
 
 
@@ -318,4 +336,64 @@ def test_quick_budget_ends_a_distributed_run_with_every_rank_reported(tmp_path):
         assert status["memory"][0] == "skip"
         assert status["allreduce"] == ("fail", "budget")
     assert elapsed < 15 + 45, elapsed  # the budget, plus torchrun start-up and rank 0's grace
+    assert not left, left
+
+
+def test_two_local_ranks_each_given_one_gpu_both_run(monkeypatch):
+    """Both local ranks of an srun --gpus-per-task=1 step bind cuda:0 of what they see and run
+    their checks and their all-reduce part (the workers and the all-reduce child are CPU fakes
+    here; tests/validate/distributed/test_gpu_distributed.py has the real-GPU test)."""
+    from envcheck.validate import app, runner
+    from envcheck.validate.results import PASS, CheckResult
+
+    seen = []
+
+    def fake_prepare(**kw):
+        pre = runner.Preflight(True, {"device_count": 1, "torch": "2.x", "cuda": "12.6",
+                                      "devices": [{"index": 0, "name": "NVIDIA H100 80GB HBM3",
+                                                   "total_memory_bytes": 80 << 30}]})
+        return app.Prepared(pre, {}, {})
+
+    def fake_run(cfg, checks, info, **kw):
+        seen.append(("checks", cfg.device, cfg.ndevices, kw["env"]["CUDA_VISIBLE_DEVICES"], tuple(checks)))
+        report = runner.new_report(cfg, info, None, None)
+        report.checks = [CheckResult(c, PASS, {}, "ok") for c in checks]
+        return report
+
+    def fake_allreduce(info, binding, params, timeout, phase, **kw):
+        seen.append(("allreduce", info.local_rank, binding))
+        return CheckResult("allreduce", PASS, {}, "ok")
+
+    monkeypatch.setattr(app, "prepare", fake_prepare)
+    monkeypatch.setattr(runner, "run", fake_run)
+    monkeypatch.setattr(validate_mode, "run_allreduce", fake_allreduce)
+    reports = []
+    for local_rank, visible in ((0, "2"), (1, "3")):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        info = detect({"SLURM_STEP_ID": "0", "SLURM_PROCID": str(local_rank), "SLURM_STEP_NUM_TASKS": "2",
+                       "SLURM_LOCALID": str(local_rank), "SLURM_STEP_NODELIST": "n1", "SLURM_JOB_ID": "7",
+                       "SLURM_STEP_TASKS_PER_NODE": "2"})
+        reports.append(validate_mode.rank_report(info, validate_mode.Options(checks=["gemm", "allreduce"]),
+                                                 lambda _p: None, lambda _m: None))
+    assert seen == [("checks", "cuda", 1, "2", ("gemm",)), ("allreduce", 0, validate_mode.Binding("cuda", 0, "2")),
+                    ("checks", "cuda", 1, "3", ("gemm",)), ("allreduce", 1, validate_mode.Binding("cuda", 0, "3"))]
+    assert [[c["status"] for c in r["checks"]] for r in reports] == [["pass", "pass"], ["pass", "pass"]]
+
+
+@needs_torch
+@pytest.mark.slow
+def test_distributed_allreduce_and_pairwise_work_without_numpy(tmp_path):
+    """torch does not depend on numpy, and all_gather_object needs it: the ranks exchange their
+    node ids and pair results through plain tensors (issue 10, class 9). numpy is made
+    unimportable for every process of the job (torch tolerates a missing numpy)."""
+    blocked = tmp_path / "nonumpy" / "numpy"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'numpy' (blocked by the test)\", name='numpy')\n")
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "30", "--pairwise",
+                                            "--straggler-threshold", "0.9", nnodes=2, nproc=1,
+                                            extra_env={"PYTHONPATH": str(blocked.parent)})
+    rep = _json(outs)
+    assert rep["verdict"] == "passed", rep["reasons"]
+    assert rep["pairwise"]["rounds"] and not rep["pairwise"]["bad_nodes"]
     assert not left, left

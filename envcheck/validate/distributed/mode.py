@@ -3,17 +3,19 @@
 When :func:`envcheck.cluster.launch.detect` finds a launcher, ``envcheck validate`` does not
 spawn its own processes. Each rank (no torch in this module; workers import it):
 
-1. imports torch in a worker and probes the machine (validate's preflight), and picks its
-   device: ``cuda:LOCAL_RANK`` of the GPUs the task sees (CPU when there are none);
+1. imports torch in a worker and probes the machine (validate's preflight), and binds its
+   device from what the task sees (:func:`pick_device`): a task given one GPU by its launcher
+   (``srun --gpus-per-task=1``, one ``CUDA_VISIBLE_DEVICES`` entry) uses that GPU; a task that
+   sees every GPU of the node uses the ``LOCAL_RANK``-th; CPU when there are none;
 2. runs the per-device checks (cnn, amp, compile, gemm, memory) on that one device with
-   validate's isolated runner (``CUDA_VISIBLE_DEVICES`` narrowed to it for the workers);
+   validate's isolated runner (the workers' ``CUDA_VISIBLE_DEVICES`` narrowed to it);
 3. runs the all-reduce with every rank of the job in a supervised child
-   (``python -m envcheck.validate.cluster_rank``: ``env://`` rendezvous, NCCL or gloo,
+   (:mod:`envcheck.validate.distributed.rank`: ``env://`` rendezvous, NCCL or gloo,
    world sweep then intra-node sweep), killed after ``--timeout`` seconds without progress;
 4. certifies its own results, and sends its report to rank 0 over
-   :mod:`envcheck.cluster.channel`.
+   :mod:`envcheck.validate.distributed.channel`.
 
-Rank 0 builds the cluster report (:mod:`envcheck.cluster.aggregate`: per-node verdicts,
+Rank 0 builds the cluster report (:mod:`envcheck.validate.distributed.aggregate`: per-node verdicts,
 stragglers against the cluster median, ranks that failed, hung or never joined, by host) and
 prints / writes it. Other ranks print nothing on stdout and exit 0 once their report is
 delivered (so ``srun --kill-on-bad-exit`` never kills rank 0 before it reports); the exit code
@@ -25,20 +27,13 @@ command line), so read the verdict from the report, ``--junit`` or ``--exit-code
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import queue
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from envcheck.cluster import distributed
 from envcheck.cluster.launch import Launch
+from envcheck.validate.distributed import join
 
 PREFLIGHT_BUDGET_S = 300.0  # validate's own cap on a cold `import torch` in a worker
 BUDGET_GRACE_S = 10.0  # with --budget: how long rank 0 waits past it for the other ranks' reports
@@ -61,7 +56,7 @@ class Options:
     straggler_threshold: float = 0.10  # aggregate.DEFAULT_THRESHOLD
     budget: float | None = None  # --budget / --quick: every rank ends its work by then
     pairwise: bool = False  # --pairwise: 2-node all-reduces over node pairs to name a bad node
-    extra: dict[str, Any] = field(default_factory=dict)
+    python: str | None = None  # --python: the interpreter of the workers and the all-reduce child
 
     @property
     def total_timeout(self) -> float:
@@ -72,49 +67,46 @@ class Options:
                 + (len(self.checks) + 1) * (float(self.timeout) + 60.0))
 
 
+@dataclass(frozen=True)
+class Binding:
+    """This rank's device: ``kind`` cuda|cpu; ``index`` among the GPUs this rank sees; ``visible``
+    the CUDA_VISIBLE_DEVICES value that shows the per-device workers only that GPU."""
+
+    kind: str
+    index: int = 0
+    visible: str | None = None
+
+
 def pick_device(info: Launch, preflight: dict[str, Any], device: str | None,
-                env: dict[str, str]) -> tuple[str, str | None]:
-    """("cuda", the CUDA_VISIBLE_DEVICES entry of this rank) or ("cpu", None). Pure."""
+                env: dict[str, str]) -> Binding:
+    """Bind this rank from what it can see (pure). One visible GPU: that one, whatever
+    LOCAL_RANK is (srun --gpus-per-task, --gpu-bind, a CUDA_VISIBLE_DEVICES set per task);
+    several: the LOCAL_RANK-th (torchrun --nproc-per-node, srun with every GPU visible)."""
     count = int(preflight.get("device_count") or 0)
     if device == "cpu" or count == 0:
         if device == "cuda":
             raise RankProblem("--device cuda: torch sees no GPU on this node")
-        return "cpu", None
-    if info.local_rank >= count:
-        raise RankProblem(f"{info.local_world_size} ranks on this node but torch sees {count} GPU(s): "
-                          "start one task per GPU (srun --ntasks-per-node / torchrun --nproc-per-node)")
+        return Binding("cpu")
     visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     if len(visible) < count:
         visible = [str(i) for i in range(count)]
-    return "cuda", visible[info.local_rank]
+    if count == 1:
+        return Binding("cuda", 0, visible[0])
+    if info.local_rank >= count:
+        raise RankProblem(f"{info.local_world_size} ranks on this node but this task sees {count} GPUs: "
+                          "start one task per GPU (srun --ntasks-per-node / torchrun --nproc-per-node), "
+                          "or give each task its own GPU (srun --gpus-per-task=1)")
+    return Binding("cuda", info.local_rank, visible[info.local_rank])
 
 
-def narrowed_info(preflight: dict[str, Any], dev: str, local_rank: int) -> dict[str, Any]:
-    """What the per-device workers will see once CUDA_VISIBLE_DEVICES holds only this rank's GPU."""
+def narrowed_info(preflight: dict[str, Any], dev: str, index: int) -> dict[str, Any]:
+    """What the per-device workers will see once CUDA_VISIBLE_DEVICES holds only this rank's
+    GPU (``index`` among the GPUs the rank sees)."""
     if dev != "cuda":
         return dict(preflight)
-    d = dict((preflight.get("devices") or [])[local_rank])
+    d = dict((preflight.get("devices") or [])[index])
     d["index"] = 0
     return {**preflight, "device_count": 1, "devices": [d]}
-
-
-def _setenv(values: dict[str, str | None]) -> None:
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-@contextlib.contextmanager
-def _env(**values: str | None):
-    """Environment variables set (None: unset) inside, restored after."""
-    old = {k: os.environ.get(k) for k in values}
-    try:
-        _setenv(values)
-        yield
-    finally:
-        _setenv(old)
 
 
 # ---- the all-reduce child ----------------------------------------------------------------
@@ -192,71 +184,65 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
     return CheckResult("allreduce", PASS, metrics, msg, details=details)
 
 
-def run_allreduce(info: Launch, dev: str, params: dict[str, Any], timeout: float,
-                  phase: Callable[[str], None], deadline: float | None = None, budget: float | None = None) -> Any:
-    """Run this rank's all-reduce child; kill it (and its tree) when it stalls for ``timeout``
-    or is still running at ``deadline`` (monotonic; the end of the run's ``budget``)."""
+class _Marks:
+    """The all-reduce child's events: progress marks, its result or its error."""
+
+    def __init__(self, sup, phase: Callable[[str], None]) -> None:
+        self.sup, self.phase = sup, phase
+        self.out: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.last: str | None = None
+        self.count = 0
+
+    def line(self, _index: int, raw: bytes) -> None:
+        import json
+
+        try:
+            ev = json.loads(raw)
+        except ValueError:
+            return
+        if not isinstance(ev, dict):
+            return
+        if ev.get("event") == "mark":
+            self.count, self.last = self.count + 1, str(ev.get("text"))
+            self.sup.moved()  # only a mark is progress: the child marks every collective
+            self.phase(f"allreduce: {self.last}")
+        elif ev.get("event") == "result":
+            self.out = ev.get("result")
+        elif ev.get("event") == "error":
+            self.error = str(ev.get("error"))
+
+
+def run_allreduce(info: Launch, binding: Binding, params: dict[str, Any], timeout: float,
+                  phase: Callable[[str], None], deadline: float | None = None, budget: float | None = None,
+                  python: str | None = None) -> Any:
+    """Run this rank's all-reduce child under the supervisor: killed (with its tree) when it
+    makes no progress for ``timeout`` or is still running at ``deadline`` (monotonic; the end
+    of the run's ``budget``)."""
+    import json
+
+    from envcheck import proc
     from envcheck.validate import procs
 
-    env = procs.child_env(dev)
+    env = procs.child_env(binding.kind)
     env.update(info.torch_env())
-    backend = "nccl" if dev == "cuda" else "gloo"
-    cmd = [sys.executable, "-m", "envcheck.validate.cluster_rank", json.dumps({**params, "device": dev,
-                                                                                 "timeout": timeout})]
-    events: queue.Queue = queue.Queue()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                start_new_session=True)
-
-        def read() -> None:
-            for line in proc.stdout:
-                with contextlib.suppress(ValueError):
-                    events.put(json.loads(line))
-            events.put(None)
-
-        threading.Thread(target=read, daemon=True).start()
-        out = error = last = None
-        marks, hung, over, eof = 0, False, False, False
-        last_move = time.monotonic()
-        try:
-            while not eof:
-                try:
-                    ev = events.get(timeout=0.2)
-                except queue.Empty:
-                    ev = {}
-                if ev is None:
-                    eof = True
-                elif ev.get("event") == "mark":
-                    marks, last, last_move = marks + 1, str(ev.get("text")), time.monotonic()
-                    phase(f"allreduce: {last}")
-                elif ev.get("event") == "result":
-                    out = ev.get("result")
-                elif ev.get("event") == "error":
-                    error = str(ev.get("error"))
-                if not eof and time.monotonic() - last_move > timeout:
-                    hung = True
-                    break
-                if not eof and deadline is not None and time.monotonic() > deadline:
-                    over = True
-                    break
-        finally:
-            # Reap it ourselves first: kill_tree's reaping would hide the exit status.
-            if not (hung or over):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=10)
-            procs.kill_tree([proc.pid])
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-        err.seek(0)
-        tail = err.read()[-2000:].decode(errors="replace").strip() if out is None else ""
-    if over:
+    backend = "nccl" if binding.kind == "cuda" else "gloo"
+    args = [json.dumps({**params, "device": binding.kind, "index": binding.index, "timeout": timeout})]
+    child = proc.start(procs.argv("envcheck.validate.distributed.rank", args, python=python), env=env)
+    with proc.Supervisor([child], deadline=deadline, stall_s=timeout, interval=0.2) as sup:
+        seen = _Marks(sup, phase)
+        reason = sup.watch(on_line=seen.line, poll=lambda: seen.out is not None or seen.error is not None,
+                           settle_s=10.0)
+        tail = child.stderr_tail(2000).strip() if seen.out is None else ""
+    if reason == "deadline":
         from envcheck.validate.runner import out_of_budget
 
-        res = out_of_budget("allreduce", budget, last or "start-up")
-        res.metrics = {"world_size": info.world_size, "progress_marks": marks, "last_mark": last}
+        res = out_of_budget("allreduce", budget, seen.last or "start-up")
+        res.metrics = {"world_size": info.world_size, "progress_marks": seen.count, "last_mark": seen.last}
         return res
-    return allreduce_result(world=info.world_size, backend=backend, timeout=timeout, out=out, error=error,
-                            exit_code=proc.returncode, hung=hung, last_mark=last, marks=marks, stderr_tail=tail)
+    return allreduce_result(world=info.world_size, backend=backend, timeout=timeout, out=seen.out,
+                            error=seen.error, exit_code=child.returncode, hung=reason == "stall",
+                            last_mark=seen.last, marks=seen.count, stderr_tail=tail)
 
 
 # ---- one rank ----------------------------------------------------------------------------
@@ -278,54 +264,63 @@ class _PhaseListener:
         self._progress(f"{result.name}: {result.status} {result.message}".rstrip())
 
 
+def _allreduce_params(cfg, opts: Options, binding: Binding) -> dict[str, Any]:
+    from envcheck.validate.config import CPU_ALLREDUCE_MAX_BYTES, GPU_ALLREDUCE_MAX_BYTES
+
+    p = cfg.check_params("allreduce")
+    default = GPU_ALLREDUCE_MAX_BYTES if binding.kind == "cuda" else CPU_ALLREDUCE_MAX_BYTES
+    out = {"max_bytes": cfg.allreduce_max_bytes or default, "min_bytes": p["min_bytes"], "factor": p["factor"],
+           "warmup": p["warmup"], "iters": p["iters"]}
+    if opts.pairwise:
+        out["pairwise"] = {"threshold": opts.straggler_threshold}
+    return out
+
+
+def _add_allreduce(report, info: Launch, opts: Options, cfg, binding: Binding, listener: _PhaseListener,
+                   phase: Callable[[str], None], progress: Callable[[str], None], deadline: float | None) -> None:
+    """This rank's part of the world all-reduce, appended to its report in check order."""
+    from envcheck.validate.config import CHECK_NAMES
+
+    phase("allreduce")
+    progress("allreduce (all ranks)...")
+    t0 = time.perf_counter()
+    result = run_allreduce(info, binding, _allreduce_params(cfg, opts, binding), float(opts.timeout), phase,
+                           deadline=deadline, budget=opts.budget, python=opts.python)
+    result.seconds = round(time.perf_counter() - t0, 3)
+    report.timings.setdefault("checks", {})["allreduce"] = result.seconds
+    listener.end(result)
+    report.checks.append(result)
+    report.checks.sort(key=lambda c: CHECK_NAMES.index(c.name) if c.name in CHECK_NAMES else 99)
+
+
 def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
                 progress: Callable[[str], None]) -> dict[str, Any]:
     """This rank's validate report (dict), per-device checks + its part of the world all-reduce."""
     from envcheck.validate import app
     from envcheck.validate import runner as vrunner
-    from envcheck.validate.config import (
-        CHECK_NAMES,
-        CPU_ALLREDUCE_MAX_BYTES,
-        GPU_ALLREDUCE_MAX_BYTES,
-        ValidateConfig,
-    )
+    from envcheck.validate.config import ValidateConfig
 
     deadline = time.monotonic() + opts.budget if opts.budget else None
     phase("preflight")
-    prep = app.prepare(isolation=opts.isolation, device=opts.device, timeout=opts.budget)
+    prep = app.prepare(isolation=opts.isolation, device=opts.device, timeout=opts.budget, python=opts.python)
     if not prep.preflight.ok:
         cfg = ValidateConfig(device=opts.device or "cpu", profile=opts.profile, budget=opts.budget)
         report = vrunner.failed_report(cfg, opts.checks, prep.preflight.error or "torch is not usable",
                                        machine=prep.machine)
         report.world_size = info.world_size
         return report.to_dict()
-    dev, visible = pick_device(info, prep.preflight.info, opts.device, dict(os.environ))
-    info_one = narrowed_info(prep.preflight.info, dev, info.local_rank)
-    cfg = app.resolve(info_one, device=dev, gpus=1 if dev == "cuda" else None, procs=None, profile=opts.profile,
-                      duration=opts.duration, timeout=opts.timeout, allreduce_max_mib=opts.allreduce_max_mib,
-                      budget=opts.budget)
-    local = [c for c in opts.checks if c != "allreduce"]
+    binding = pick_device(info, prep.preflight.info, opts.device, dict(os.environ))
+    info_one = narrowed_info(prep.preflight.info, binding.kind, binding.index)
+    cfg = app.resolve(info_one, device=binding.kind, gpus=1 if binding.kind == "cuda" else None, procs=None,
+                      profile=opts.profile, duration=opts.duration, timeout=opts.timeout,
+                      allreduce_max_mib=opts.allreduce_max_mib, budget=opts.budget)
     listener = _PhaseListener(phase, progress)
-    with _env(CUDA_VISIBLE_DEVICES=visible if dev == "cuda" else os.environ.get("CUDA_VISIBLE_DEVICES")):
-        report = vrunner.run(cfg, local, info_one, isolation=opts.isolation, listener=listener,
-                             machine=prep.machine, timings=prep.timings, deadline=deadline)
+    env = {"CUDA_VISIBLE_DEVICES": binding.visible} if binding.kind == "cuda" else {}
+    report = vrunner.run(cfg, [c for c in opts.checks if c != "allreduce"], info_one, isolation=opts.isolation,
+                         listener=listener, machine=prep.machine, timings=prep.timings, deadline=deadline,
+                         python=opts.python, env=env)
     if "allreduce" in opts.checks:
-        phase("allreduce")
-        progress("allreduce (all ranks)...")
-        params = cfg.check_params("allreduce")
-        max_bytes = cfg.allreduce_max_bytes or (GPU_ALLREDUCE_MAX_BYTES if dev == "cuda" else CPU_ALLREDUCE_MAX_BYTES)
-        t0 = time.perf_counter()
-        ar = {"max_bytes": max_bytes, "min_bytes": params["min_bytes"], "factor": params["factor"],
-              "warmup": params["warmup"], "iters": params["iters"]}
-        if opts.pairwise:
-            ar["pairwise"] = {"threshold": opts.straggler_threshold}
-        result = run_allreduce(info, dev, ar, float(opts.timeout), phase,
-                                deadline=deadline, budget=opts.budget)
-        result.seconds = round(time.perf_counter() - t0, 3)
-        report.timings.setdefault("checks", {})["allreduce"] = result.seconds
-        listener.end(result)
-        report.checks.append(result)
-        report.checks.sort(key=lambda c: CHECK_NAMES.index(c.name) if c.name in CHECK_NAMES else 99)
+        _add_allreduce(report, info, opts, cfg, binding, listener, phase, progress, deadline)
     report.world_size = info.world_size
     report.options = {**report.options, "distributed": info.to_dict()}
     vrunner.finish(report)
@@ -335,51 +330,21 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
 def run(info: Launch, opts: Options, progress: Callable[[str], None], hostname: str) -> dict | None:
     """This rank's part; rank 0 returns the cluster report, the other ranks None."""
     say = progress if info.rank == 0 else (lambda _m: None)
-    return distributed.run(
+    return join.run(
         info, lambda phase: rank_report(info, opts, phase, say),
         timeout=opts.total_timeout, join_timeout=float(opts.join_timeout or opts.timeout), hostname=hostname,
         threshold=opts.straggler_threshold,
     )
 
 
-# ---- rank 0's outputs (what the CLI calls) ----------------------------------------------
-
-
-def drain_nodes(report: dict[str, Any], apply=None) -> list:
-    """--drain in a cluster run: each node by its own verdict (rank 0 runs scontrol for all)."""
-    from envcheck.cluster import slurm
-    from envcheck.cluster.exitmodes import Outcome
-
-    apply = apply or slurm.apply
-    done = []
-    for n in report.get("nodes") or []:
-        host = n.get("hostname")
-        if not host:
-            continue
-        bad = n.get("verdict") in ("failed", "degraded")
-        why = [f["metric"] for f in n.get("straggler_figures") or []]
-        why += [str(r["rank"]) for r in n.get("ranks") or [] if r.get("error") or r.get("verdict") == "failed"]
-        outcome = Outcome("fail" if bad else "ok", bad, f"validate {n.get('verdict')}" +
-                          (" (straggler)" if n.get("straggler") else ""), tuple(
-                              f"rank {w}" if w.isdigit() else w for w in why) if bad else ())
-        done.append(apply(outcome, node=str(host)))
-    return done
-
-
-def _html(rep: dict) -> str:
-    from envcheck.report.html import render_html
-
-    return render_html(rep)
-
-
-def main(info: Launch, opts: Options, *, fmt: str, color: bool, report_path: str | None, junit_path: str | None,
-         exit_codes: str, prom_file: str | None, drain: bool, write: Callable[[str], None],
-         progress: Callable[[str], None], html_path: str | None = None) -> int:
-    """The whole distributed run for this rank; returns the exit code."""
+def main(info: Launch, opts: Options, outputs, *, write: Callable[[str], None],
+         progress: Callable[[str], None]) -> int:
+    """The whole distributed run for this rank; rank 0 hands the cluster report to validate's
+    output stage. Returns the exit code."""
     import socket
 
-    from envcheck.cluster import atomic, channel, exitmodes, prom
-    from envcheck.report import cluster as render
+    from envcheck.validate import output
+    from envcheck.validate.distributed import channel
 
     if info.rank == 0:
         progress(f"validate: distributed mode, rank 0 of {info.world_size} ({info.launcher}, "
@@ -396,34 +361,4 @@ def main(info: Launch, opts: Options, *, fmt: str, color: bool, report_path: str
         return 2
     if rep is None:
         return 0
-    for path, text in ((report_path, lambda: json.dumps(rep, indent=2, sort_keys=True) + "\n"),
-                       (junit_path, lambda: render.to_junit(rep)),
-                       (prom_file, lambda: prom.validate_text(rep, time.time())),
-                       (html_path, lambda: _html(rep))):
-        if path:
-            try:
-                atomic.write_text(path, text())
-            except OSError as exc:
-                progress(f"envcheck: cannot write {path}: {exc.strerror or exc}")
-    outcome = exitmodes.validate_outcome(rep)
-    decision = exitmodes.decide(outcome, exit_codes)
-    if decision.line is not None:
-        write(decision.line)
-    elif fmt == "json":
-        write(json.dumps(rep, indent=2, sort_keys=True) + "\n")
-    else:
-        write(render.to_text(rep, color=color))
-    if drain:
-        for res in drain_nodes(rep):
-            progress(res.message)
-    code = decision.code
-    if exit_codes == "default":
-        code = 0 if rep.get("verdict") in ("certified", "passed") else 1
-    if code and info.launcher == "torchrun":
-        # A failed worker makes torchrun's other agents wait at its exit barrier (300 s, not
-        # configurable from the torchrun command line) before they give up: the verdict is in
-        # the report, and the job ends now.
-        progress(f"envcheck: verdict {rep.get('verdict')} (exit {code} without torchrun); exiting 0 so "
-                 "torchrun's other agents are not held at its exit barrier")
-        return 0
-    return code
+    return output.emit(rep, outputs, write=write, progress=progress, cluster=True, launcher=info.launcher)

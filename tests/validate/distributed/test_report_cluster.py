@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from envcheck.cluster import atomic
+from envcheck import outfile
 from envcheck.report import cluster as render
 
 
 def test_junit_one_testcase_per_check_per_rank_plus_straggler(tmp_path, cluster_rep):
     rep = cluster_rep
-    path = atomic.write_text(tmp_path / "junit.xml", render.to_junit(rep))
+    path = outfile.write_text(tmp_path / "junit.xml", render.to_junit(rep))
     root = ET.parse(path).getroot()
     assert root.tag == "testsuites"
     suites = root.findall("testsuite")

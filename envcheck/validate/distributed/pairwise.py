@@ -2,7 +2,7 @@
 
 Pure planning and blame; the runs themselves belong to the distributed mode. The method is
 the one of Google's cluster-health-scanner NCCL check (src/nccl_healthcheck, "second pass")
-and Meta gcm's ``check-nccl --pairwise-quick`` (validation-anchors.md §5):
+and Meta gcm's ``check-nccl --pairwise-quick`` (facebookresearch/gcm, health_checks):
 
 1. **Round 1**: pair nodes even/odd in order, (0,1), (2,3), ...; with an odd count the last
    node is paired with node 0, which then runs twice (sequentially, never two pairs at once).
@@ -116,7 +116,7 @@ RunRound = Callable[[list[tuple[Any, Any]], str], list[dict[str, Any]]]
 def run(node_ids: Sequence[Any], run_round: RunRound, threshold: float) -> dict[str, Any]:
     """Both rounds and the blame. ``run_round(pairs, label)`` measures pairs and returns one
     ``{"pair": [a, b], "busbw_GBps", "wrong", "error", ...}`` per pair that ran (the torch part,
-    in envcheck/validate/cluster_rank.py; every rank must get the same answers)."""
+    in envcheck/validate/distributed/rank.py; every rank must get the same answers)."""
     if len(node_ids) < 2:
         return {"skipped": "one node: --pairwise needs two or more", "rounds": [], "blame": None}
     r1 = run_round(round1(node_ids), "pairwise round 1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from envcheck.cluster import exitmodes, prom
-from envcheck.cluster.aggregate import cluster_report, stragglers, worst_verdict
+from envcheck.validate.distributed.aggregate import cluster_report, stragglers, worst_verdict
 
 
 def rank(r, node, verdict="certified", tflops=700.0, busbw=400.0, step_s=0.10, error=None, host=None):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from gpu_env import gpu_marks
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NDEV, pytestmark = gpu_marks()  # tests/fixtures/gpu_env.py (importable through tests/conftest.py)
 
 
@@ -93,3 +93,36 @@ def test_quick_on_cuda_ends_inside_its_budget():
     assert doc["device"] == "cuda"
     assert all(c["status"] in ("pass", "warn") for c in doc["checks"]), doc["reasons"]
     assert doc["timings"]["total_s"] < 50
+
+
+@pytest.mark.skipif(NDEV < 2, reason="two GPUs needed: one per task")
+def test_srun_gpus_per_task_each_local_rank_uses_the_gpu_it_was_given():
+    """srun --gpus-per-task=1 on one node: two tasks, LOCAL_RANK 0 and 1, each seeing only its own
+    GPU as cuda:0 (issue 9: LOCAL_RANK 1 used to pick cuda:1 and fail). The srun environment is
+    set by hand, as srun sets it, so no Slurm GRES is needed."""
+    port, host = _port(), socket.gethostname().split(".")[0]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
+                                                                      "MASTER_", "GROUP_", "TORCHELASTIC"))}
+    tasks = []
+    for r in range(2):
+        env = dict(base, SLURM_STEP_ID="0", SLURM_PROCID=str(r), SLURM_STEP_NUM_TASKS="2", SLURM_NTASKS="2",
+                   SLURM_LOCALID=str(r), SLURM_NODEID="0", SLURM_STEP_NODELIST=host, SLURM_JOB_ID="4242",
+                   SLURM_STEP_TASKS_PER_NODE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                   CUDA_VISIBLE_DEVICES=str(r))
+        tasks.append(subprocess.Popen([sys.executable, "-m", "envcheck", "validate", "--format", "json", "--checks",
+                                       "gemm,allreduce", "--profile", "quick"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, start_new_session=True))
+    outs = []
+    try:
+        for t in tasks:
+            outs.append(t.communicate(timeout=600))
+    finally:
+        for t in tasks:
+            if t.poll() is None:
+                os.killpg(t.pid, signal.SIGKILL)
+                t.wait(timeout=10)
+    rep = json.loads(outs[0][0])
+    show(rep)
+    ranks = rep["nodes"][0]["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert all(c["status"] in ("pass", "warn") for r in ranks for c in r["checks"]), rep["reasons"]

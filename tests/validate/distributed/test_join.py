@@ -13,12 +13,13 @@ import time
 
 import pytest
 
-from envcheck.cluster import distributed
 from envcheck.cluster.launch import detect
+from envcheck.validate.distributed import join as distributed
 
 WORKER = textwrap.dedent("""
     import json, os, sys, time
-    from envcheck.cluster import distributed, launch
+    from envcheck.cluster import launch
+    from envcheck.validate.distributed import join as distributed
     info = launch.detect(os.environ)
     mode = os.environ.get("MODE_RANK_%d" % info.rank, "ok")
 

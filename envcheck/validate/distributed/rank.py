@@ -1,10 +1,10 @@
-"""One rank of the multi-node all-reduce (``python -m envcheck.validate.cluster_rank PARAMS``).
+"""One rank of the multi-node all-reduce (``python -m envcheck.validate.distributed.rank PARAMS``).
 
-Started by the distributed mode (envcheck/cluster/validate_mode.py) on every rank of a
+Started by the distributed mode (envcheck/validate/distributed/mode.py) on every rank of a
 torchrun / srun launch, with ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK`` and ``GROUP_RANK`` (the node) in its environment; it joins the job's process
-group through ``env://`` (NCCL on GPUs, one device per rank at ``cuda:LOCAL_RANK``; gloo on
-CPUs) and runs validate's all-reduce ladder (:func:`envcheck.validate.checks.allreduce.sweep`)
+group through ``env://`` (NCCL on GPUs, on the device the rank was bound to: ``index`` in
+PARAMS, among the GPUs it sees; gloo on CPUs) and runs validate's all-reduce ladder (:func:`envcheck.validate.checks.allreduce.sweep`)
 twice: across the whole world (inter-node) and inside each node (intra-node busbw, compared
 between nodes to find stragglers); with ``--pairwise``, then over node pairs to name a bad
 node (:func:`run_pairwise`). It runs in its own process so that a hang or a crash in a
@@ -25,8 +25,6 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from envcheck.validate import procs
-
 
 def _int_env(name: str, default: int | None = None) -> int:
     raw = os.environ.get(name)
@@ -37,19 +35,39 @@ def _int_env(name: str, default: int | None = None) -> int:
     return int(raw)
 
 
+def gather_json(obj: Any, device) -> list[Any]:
+    """Every rank's JSON-able ``obj``, on every rank, through plain tensor all-gathers (bytes
+    padded to the longest): ``all_gather_object`` needs numpy, which torch does not depend on
+    (issue 10, class 9)."""
+    import torch
+    import torch.distributed as dist
+
+    data = json.dumps(obj).encode("utf-8")
+    world = dist.get_world_size()
+    size = torch.tensor([len(data)], dtype=torch.int64, device=device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    lengths = [int(s.item()) for s in sizes]
+    buf = torch.zeros(max(lengths), dtype=torch.uint8, device=device)
+    buf[: len(data)] = torch.tensor(list(data), dtype=torch.uint8, device=device)
+    out = [torch.zeros_like(buf) for _ in range(world)]
+    dist.all_gather(out, buf)
+    return [json.loads(bytes(t[:n].tolist()).decode("utf-8")) for t, n in zip(out, lengths)]
+
+
 def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, int], mark) -> dict[str, Any]:
     """``--pairwise``: 2-node all-reduces over node pairs, two rounds, then blame a node.
 
     Every rank calls this with the same ``nodes`` (rank -> node), so every rank plans the same
     pairs and waves; each wave's groups are created by all ranks in the same order (new_group
     is collective), each rank runs its own pair's sweep, and the wave's results are shared with
-    all_gather_object so that round 2 is planned from the same facts everywhere.
+    :func:`gather_json` so that round 2 is planned from the same facts everywhere.
     """
     import torch.distributed as dist
 
-    from envcheck.cluster import pairwise
     from envcheck.validate import faults
     from envcheck.validate.checks.allreduce import sweep
+    from envcheck.validate.distributed import pairwise
     from envcheck.validate.errors import backend_message
 
     world = len(nodes)
@@ -91,9 +109,7 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
                     mine = {"pair": [a, b], "busbw_GBps": None, "bytes": None, "wrong": 0,
                             "error": f"{type(exc).__name__}: {text[:300]}"}
                 mine["seconds"] = round(time.perf_counter() - t0, 3)
-            gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, mine)
-            for item in gathered:
+            for item in gather_json(mine, device):
                 if item is None:
                     continue
                 key = (int(item["pair"][0]), int(item["pair"][1]))
@@ -112,7 +128,6 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
 
 
 def main(argv: list[str] | None = None) -> int:
-    procs.set_pdeathsig()
     argv = sys.argv[1:] if argv is None else argv
     params: dict[str, Any] = json.loads(argv[0])
     events = os.fdopen(os.dup(1), "w", buffering=1)
@@ -135,13 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         local_rank, node = _int_env("LOCAL_RANK", 0), _int_env("GROUP_RANK", 0)
         timeout = timedelta(seconds=float(params["timeout"]) + 30)
         mark("started")
-        device, backend = rank_device(params["device"], local_rank)
+        device, backend = rank_device(params["device"], int(params.get("index", local_rank)))
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout)
         mark("joined the process group")
         kw = {k: int(params[k]) for k in ("max_bytes", "min_bytes", "factor", "warmup", "iters")}
         result: dict[str, Any] = {"backend": backend, "world": sweep(device, mark=mark, **kw)}
-        nodes: list[Any] = [None] * world
-        dist.all_gather_object(nodes, node)
+        nodes = [int(n) for n in gather_json(node, device)]
         node_ids = sorted(set(nodes))
         result["num_nodes"] = len(node_ids)
         if len(node_ids) > 1:
@@ -168,4 +182,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from envcheck.proc import exit_now
+
+    exit_now(main())  # no interpreter teardown: its cost is paid per check otherwise

@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 
-from envcheck.cluster import pairwise
-from envcheck.cluster.aggregate import cluster_report
-from envcheck.cluster.pairwise import blame, known_good, round1, round2
 from envcheck.report import cluster as render
+from envcheck.validate.distributed import pairwise
+from envcheck.validate.distributed.aggregate import cluster_report
+from envcheck.validate.distributed.pairwise import blame, known_good, round1, round2
 
 
 def simulate(nodes, bad, bad_links=()):

@@ -167,10 +167,9 @@ def pairwise_section(pw: Mapping, hosts: Mapping[int, Any]) -> dict:
     }
 
 
-def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float = DEFAULT_THRESHOLD,
-                   checks: tuple[str, ...] = STRAGGLER_CHECKS) -> dict:
-    """The cluster report: ``verdict``, ``world_size``, ``nodes`` (one per node), ``missing_ranks``."""
-    entries = sorted((dict(e) for e in entries), key=lambda e: e.get("rank", 0))
+def _group_by_node(entries: list[dict], world_size: int) -> tuple[dict[int, list[dict]], list[dict]]:
+    """(node_rank -> its ranks, missing ranks). A rank that never said who it is (never joined)
+    belongs to the node of its expected host when one reported; otherwise it is missing."""
     seen = {e.get("rank") for e in entries}
     missing = [{"rank": r, "hostname": None, "error": "no result from this rank"}
                for r in range(world_size) if r not in seen]
@@ -178,8 +177,6 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
     for e in entries:
         if isinstance(e.get("node_rank"), int):
             by_node.setdefault(e["node_rank"], []).append(e)
-    # A rank that never said who it is (never joined) belongs to the node of its expected host
-    # when one reported; otherwise it is listed on its own.
     host_node = {r.get("hostname"): n for n, rs in by_node.items() for r in rs if r.get("hostname")}
     for e in entries:
         if not isinstance(e.get("node_rank"), int):
@@ -189,69 +186,91 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
                 missing.append({"rank": e.get("rank"), "hostname": e.get("hostname"),
                                 "error": e.get("error") or "no result from this rank"})
     missing.sort(key=lambda m: m["rank"] if isinstance(m["rank"], int) else -1)
-    figures = {n: _node_figures(ranks, checks) for n, ranks in by_node.items()}
-    slow = stragglers(figures, threshold)
+    return by_node, missing
 
-    nodes = []
-    for n in sorted(by_node):
-        ranks = by_node[n]
-        verdicts = [(r.get("report") or {}).get("verdict") if r.get("report") else "failed" for r in ranks]
-        verdict = worst_verdict(verdicts)
-        if slow[n]:
-            verdict = worst_verdict([verdict, "degraded"])
-        nodes.append({
-            "node_rank": n,
-            "hostname": next((r.get("hostname") for r in ranks if r.get("hostname")), None),
-            "verdict": verdict,
-            "straggler": bool(slow[n]),
-            "straggler_figures": slow[n],
-            "ranks": [{
-                "rank": r.get("rank"), "local_rank": r.get("local_rank"),
-                "verdict": (r.get("report") or {}).get("verdict") if r.get("report") else "failed",
-                "error": r.get("error"),
-                "checks": (r.get("report") or {}).get("checks") or [],
-                "figures": (r.get("report") or {}).get("figures") or [],
-            } for r in ranks],
-        })
-    pw_raw = _pairwise_result(entries)
-    pw = pairwise_section(pw_raw, {n["node_rank"]: n["hostname"] for n in nodes}) if pw_raw else None
-    extra: list[str] = []
-    if pw:
-        blamed = {b["node_rank"]: b for b in pw["bad_nodes"]}
-        for n in nodes:
-            if n["node_rank"] in blamed:
-                n["verdict"] = worst_verdict([n["verdict"], blamed[n["node_rank"]]["verdict"]])
-                n["pairwise_bad"] = True
-        if pw["failed_pairs"] and not blamed:
-            # Something between nodes is wrong, but no single node can be named (two nodes, a
-            # bad link, or no known-good partner): the cluster is not fine, no node is drained.
-            extra.append("degraded")
-    verdict = worst_verdict([n["verdict"] for n in nodes] + (["failed"] if missing else []) + extra)
+
+def _rank_verdict(r: Mapping) -> str | None:
+    return (r.get("report") or {}).get("verdict") if r.get("report") else "failed"
+
+
+def _node(n: int, ranks: list[dict], slow: list) -> dict:
+    verdict = worst_verdict([_rank_verdict(r) for r in ranks])
+    if slow:
+        verdict = worst_verdict([verdict, "degraded"])
+    return {
+        "node_rank": n,
+        "hostname": next((r.get("hostname") for r in ranks if r.get("hostname")), None),
+        "verdict": verdict,
+        "straggler": bool(slow),
+        "straggler_figures": slow,
+        "ranks": [{
+            "rank": r.get("rank"), "local_rank": r.get("local_rank"), "verdict": _rank_verdict(r),
+            "error": r.get("error"),
+            "checks": (r.get("report") or {}).get("checks") or [],
+            "figures": (r.get("report") or {}).get("figures") or [],
+        } for r in ranks],
+    }
+
+
+def _apply_pairwise(nodes: list[dict], pw: dict | None) -> list[str]:
+    """Mark the nodes pairwise blamed; "degraded" when pairs failed but no node can be named."""
+    if not pw:
+        return []
+    blamed = {b["node_rank"]: b for b in pw["bad_nodes"]}
+    for n in nodes:
+        if n["node_rank"] in blamed:
+            n["verdict"] = worst_verdict([n["verdict"], blamed[n["node_rank"]]["verdict"]])
+            n["pairwise_bad"] = True
+    # Something between nodes is wrong, but no single node can be named (two nodes, a bad
+    # link, or no known-good partner): the cluster is not fine, no node is drained.
+    return ["degraded"] if pw["failed_pairs"] and not blamed else []
+
+
+def _pairwise_reasons(pw: dict | None) -> list[str]:
+    if not pw:
+        return []
+    reasons = [f"pairwise: node {b['node_rank']} ({b['hostname']}) is bad: {'; '.join(b['why'])}"
+               for b in pw["bad_nodes"]]
+    reasons += [f"pairwise: the link between {a} and {b} is suspect (both nodes pass with others)"
+                for a, b in pw["suspect_links"]]
+    if pw["inconclusive_nodes"]:
+        reasons.append("pairwise: no known-good partner to tell apart node(s) "
+                       + ", ".join(map(str, pw["inconclusive_nodes"])) + " after "
+                       + f"{pw['failed_pairs']} failed pair(s)")
+    return reasons
+
+
+def _reasons(entries: list[dict], nodes: list[dict], missing: list[dict], pw: dict | None) -> list[str]:
     reasons = [f"rank {m['rank']}: {m['error']}" for m in missing]
     reasons += [f"rank {r['rank']} ({n['hostname']}): {r['error']}" for n in nodes for r in n["ranks"] if r["error"]]
+    by_rank = {e.get("rank"): e for e in entries}
     for n in nodes:
         for r in n["ranks"]:
             if r["verdict"] in ("failed", "degraded") and not r["error"]:
-                why = list(((next(e for e in entries if e.get("rank") == r["rank"]).get("report") or {})
-                            .get("reasons")) or [])[:3]
+                why = list(((by_rank[r["rank"]].get("report") or {}).get("reasons")) or [])[:3]
                 reasons += [f"rank {r['rank']} ({n['hostname']}): {w}" for w in why]
     reasons += _hang_summary(nodes)
     reasons += [f"node {n['node_rank']} ({n['hostname']}) is a straggler: {f['message']}"
                 for n in nodes for f in n["straggler_figures"]]
-    if pw:
-        reasons += [f"pairwise: node {b['node_rank']} ({b['hostname']}) is bad: {'; '.join(b['why'])}"
-                    for b in pw["bad_nodes"]]
-        reasons += [f"pairwise: the link between {a} and {b} is suspect (both nodes pass with others)"
-                    for a, b in pw["suspect_links"]]
-        if pw["inconclusive_nodes"]:
-            reasons.append("pairwise: no known-good partner to tell apart node(s) "
-                           + ", ".join(map(str, pw["inconclusive_nodes"])) + " after "
-                           + f"{pw['failed_pairs']} failed pair(s)")
+    return reasons + _pairwise_reasons(pw)
+
+
+def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float = DEFAULT_THRESHOLD,
+                   checks: tuple[str, ...] = STRAGGLER_CHECKS) -> dict:
+    """The cluster report: ``verdict``, ``world_size``, ``nodes`` (one per node), ``missing_ranks``."""
+    entries = sorted((dict(e) for e in entries), key=lambda e: e.get("rank", 0))
+    by_node, missing = _group_by_node(entries, world_size)
+    slow = stragglers({n: _node_figures(ranks, checks) for n, ranks in by_node.items()}, threshold)
+    nodes = [_node(n, by_node[n], slow[n]) for n in sorted(by_node)]
+    pw_raw = _pairwise_result(entries)
+    pw = pairwise_section(pw_raw, {n["node_rank"]: n["hostname"] for n in nodes}) if pw_raw else None
+    extra = _apply_pairwise(nodes, pw)
+    verdict = worst_verdict([n["verdict"] for n in nodes] + (["failed"] if missing else []) + extra)
     return {
         "schema": "envcheck.cluster",
         "schema_version": 1,
         "verdict": verdict,
-        "reasons": reasons,
+        "reasons": _reasons(entries, nodes, missing, pw),
         "world_size": world_size,
         "num_nodes": len(nodes),
         "straggler_threshold": threshold,

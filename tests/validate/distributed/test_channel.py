@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from envcheck.cluster import channel
-from envcheck.cluster.channel import Collector, Reporter, ReporterError
+from envcheck.validate.distributed import channel
+from envcheck.validate.distributed.channel import Collector, Reporter, ReporterError
 
 
 def test_report_port():
@@ -130,7 +130,7 @@ def test_garbage_and_unknown_ranks_are_ignored():
 
 WORKER = textwrap.dedent("""
     import os, sys, time
-    from envcheck.cluster.channel import Reporter
+    from envcheck.validate.distributed.channel import Reporter
     rank, port, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     rep = Reporter("127.0.0.1", port, rank, deadline=time.monotonic() + 10, hostname=f"h{rank}",
                    node_rank=rank, local_rank=0)

@@ -4,8 +4,8 @@ Torch-free orchestration for the distributed mode of ``envcheck validate``: the 
 ``work(phase)``, which runs this rank's checks (validate owns that part, and imports torch)
 and returns its validate report dict; ``phase(name)`` tells rank 0 which check the rank is in,
 so a hang is reported as "in allreduce". Every rank's report travels over
-:mod:`envcheck.cluster.channel`, independent of the process group, and rank 0 turns them into
-the cluster report (:func:`envcheck.cluster.aggregate.cluster_report`).
+:mod:`envcheck.validate.distributed.channel`, independent of the process group, and rank 0 turns them into
+the cluster report (:func:`envcheck.validate.distributed.aggregate.cluster_report`).
 
 Time limits: ranks must say hello within ``join_timeout`` (rank 0 stops waiting early if one
 never does) and the whole run ends at ``timeout``; ``work`` must itself bound its collectives
@@ -20,9 +20,9 @@ import time
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from envcheck.cluster import aggregate, channel
+from envcheck import proc
 from envcheck.cluster.launch import Launch
-from envcheck.validate import procs
+from envcheck.validate.distributed import aggregate, channel
 
 Work = Callable[[Callable[[str], None]], Mapping[str, Any]]
 
@@ -35,7 +35,7 @@ class _Terminated(Exception):
 
 def _sigterm_raises():
     """SIGTERM -> _Terminated in the main thread, so rank 0 still writes what it has."""
-    return procs.sigterm_raises(lambda signum: _Terminated(f"signal {signum}"))
+    return proc.sigterm_raises(lambda signum: _Terminated(f"signal {signum}"))
 
 
 def _identity(info: Launch, hostname: str) -> dict:
