@@ -282,6 +282,24 @@ def kill_tree(children: Sequence[Child], wait: float = 5.0) -> None:
                           timeout=wait)
 
 
+def run(argv: Sequence[str], timeout: float, limit: int = 1 << 20) -> tuple[int, str, str]:
+    """Run a tool (scontrol, systemctl, journalctl, ...) to its end or ``timeout``, like every
+    child: own session, tree killed after. Returns (code, stdout, stderr), the last ``limit``
+    bytes of each; a missing binary is 127 and a timeout 124, as a shell reports them."""
+    try:
+        child = start(argv, stdout="file", stderr="file")
+    except FileNotFoundError:
+        return 127, "", f"{argv[0]}: command not found"
+    except OSError as exc:
+        return 126, "", f"{argv[0]}: {exc.strerror or exc}"
+    with Supervisor([child], deadline=time.monotonic() + timeout, interval=0.02) as sup:
+        reason = sup.watch()
+        out, err = child.stdout_tail(limit), child.stderr_tail(limit)
+    if reason == "deadline":
+        return 124, "", f"{argv[0]} timed out after {timeout:g} s"
+    return child.returncode if child.returncode is not None else 1, out, err
+
+
 class Supervisor:
     """Watch children against a deadline and a stall watchdog; kill the whole tree on exit.
 

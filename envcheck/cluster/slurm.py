@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
@@ -171,22 +170,10 @@ Runner = Callable[[list, float], "tuple[int, str, str]"]
 
 
 def run_command(argv: list, timeout: float) -> tuple[int, str, str]:
-    """Run a command (through envcheck.proc, like every child); missing binary -> 127,
-    timeout -> 124, like a shell would report."""
+    """Run a command through envcheck.proc, like every child (127 missing, 124 timed out)."""
     from envcheck import proc
 
-    try:
-        child = proc.start(argv, stdout="file", stderr="file")
-    except FileNotFoundError:
-        return 127, "", f"{argv[0]}: command not found"
-    except OSError as exc:
-        return 126, "", f"{argv[0]}: {exc}"
-    with proc.Supervisor([child], deadline=time.monotonic() + timeout, interval=0.02) as sup:
-        reason = sup.watch()
-        out, err = child.stdout_tail(1 << 20), child.stderr_tail(1 << 20)
-    if reason == "deadline":
-        return 124, "", f"{argv[0]} timed out after {timeout:g} s"
-    return child.returncode if child.returncode is not None else 1, out, err
+    return proc.run(argv, timeout)
 
 
 @dataclass(frozen=True)

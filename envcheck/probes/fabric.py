@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -128,11 +127,9 @@ def _run(argv: list) -> tuple[int, str, str] | None:
     exe = shutil.which(argv[0])
     if exe is None:
         return None
-    try:
-        proc = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, errors="replace",
-                              timeout=TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
+    from envcheck import proc  # the one launcher (own session, tree killed, deadline)
+
+    code, out, err = proc.run([exe, *argv[1:]], TIMEOUT_S, limit=65536)
+    if code == 124:
         return (124, "", f"no answer within {TIMEOUT_S:g} s")
-    except OSError as exc:
-        return (126, "", exc.strerror or str(exc))
-    return proc.returncode, proc.stdout[:65536], proc.stderr[-4096:]
+    return code, out, err[-4096:]

@@ -23,7 +23,6 @@ import errno
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -178,25 +177,26 @@ def _run(argv: list[str], max_bytes: int, max_seconds: float):
     exe = shutil.which(argv[0])
     if exe is None:
         return None, "not installed", False
-    try:
-        proc = subprocess.run([exe, *argv[1:]], capture_output=True, timeout=max_seconds + 1.0,
-                              stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
+    from envcheck import proc  # the one launcher (own session, tree killed, deadline)
+
+    code, text, err_text = proc.run([exe, *argv[1:]], max_seconds + 1.0, limit=max_bytes + 1)
+    if code == 124:
         return None, f"no answer within {max_seconds + 1.0:g} s", False
-    except OSError as exc:
-        return None, exc.strerror or str(exc), False
-    err = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
+    if code in (126, 127):
+        return None, err_text[:200], False
+    err = err_text.strip().splitlines()
     if any("insufficient permissions" in line for line in err):
         # journalctl exits 0 with only the entries this user may read (none of the kernel's)
         return None, "not permitted (needs root or the systemd-journal/adm group)", False
-    if proc.returncode != 0:
-        return None, (err[-1][:200] if err else f"exit status {proc.returncode}"), False
-    data = proc.stdout[:max_bytes]
-    text = data.decode("utf-8", errors="replace")
+    if code != 0:
+        return None, (err[-1][:200] if err else f"exit status {code}"), False
+    raw_out = text.encode("utf-8", errors="replace")
+    cut = len(raw_out) > max_bytes
+    text = raw_out[-max_bytes:].decode("utf-8", errors="replace")  # the newest lines when it is cut
     if argv[0] == "journalctl" and "No entries" in text[:200] and len(text) < 200:
         return [], None, False
     lines = []
     for raw in text.splitlines():
         m = _BRACKET_TIME.match(raw)
         lines.append((float(m.group(1)) if m else None, raw))
-    return lines, None, len(proc.stdout) > max_bytes
+    return lines, None, cut
