@@ -24,6 +24,16 @@ def _write(text: str) -> None:
     click.echo(text, nl=not text.endswith("\n"), color=True)
 
 
+def _target(python: str | None):
+    """The interpreter to judge (envcheck.target): --python, else the user's environment."""
+    from envcheck import target
+
+    try:
+        return target.resolve(python)
+    except target.TargetError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _load_snapshot(path: str) -> dict:
     try:
         return snap.load(path)
@@ -138,7 +148,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--snapshot", "snapshot_path", type=click.Path(dir_okay=False),
               help="Diagnose a saved snapshot instead of probing this machine.")
 @click.option("--python", "python", metavar="PATH", type=click.Path(exists=True),
-              help="Inspect the torch of another interpreter or venv (default: this one).")
+              help="Judge this interpreter or venv/conda folder (default: the active venv or conda "
+                   "env, else envcheck's own if it has torch, else python3 on PATH).")
+@click.option("--scope", type=click.Choice(["full", "node"]), default="full", show_default=True,
+              help="node: judge the machine alone (driver, GPUs, host; no Python environment, torch "
+                   "not probed) - for node health checks.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Seconds to wait for the torch probe before calling it hung.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
@@ -146,7 +160,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @PROM_FILE
 @DRAIN
 @click.pass_context
-def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, exit_codes, prom_file, drain):
+def doctor(ctx, fmt, color, save_path, snapshot_path, python, scope, timeout, strict, exit_codes, prom_file,
+           drain):
     """Inspect Python, PyTorch, the NVIDIA driver, every GPU and the host; explain what is wrong.
 
     Probes run in isolation (torch in a subprocess with a timeout), so doctor works where
@@ -158,6 +173,8 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
 
     if snapshot_path and python:
         raise click.UsageError("--snapshot and --python exclude each other: a saved snapshot is not probed")
+    if scope == "node" and python:
+        raise click.UsageError("--scope node and --python exclude each other: the node scope judges no Python")
     if fmt == "json" and exit_codes in ("nagios", "npd"):
         raise click.UsageError(f"--format json and --exit-codes {exit_codes} exclude each other: "
                                f"{exit_codes} prints one status line on stdout")
@@ -169,20 +186,23 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
 
         # While the torch subprocess runs, load the rule modules and recipes (pure; ~30-80 ms
         # that would otherwise come after it: bench/doctor_bench.py).
-        snapshot = probes.collect(python=python, torch_timeout=timeout, progress=_progress,
-                                  while_waiting=lambda: rules.evaluate(snap.new({})))
+        judged = _target(python) if scope == "full" else None
+        snapshot = probes.collect(python=judged and judged.executable, torch_timeout=timeout,
+                                  progress=_progress, while_waiting=lambda: rules.evaluate(snap.new({})),
+                                  probe_python=judged is not None, target=judged and judged.to_dict())
     if save_path:
         snap.save(snapshot, save_path)
         _progress(f"snapshot saved to {save_path}")
-    findings = rules.evaluate(snapshot)
+    findings = rules.evaluate(snapshot, scope=scope)
     outcome = exitmodes.doctor_outcome(findings, strict=strict)
     decision = exitmodes.decide(outcome, exit_codes)
     if decision.line is not None:
         _write(decision.line)
     elif fmt == "json":
-        _write(render.to_json(snapshot, findings, strict=strict))
+        _write(render.to_json(snapshot, findings, strict=strict, scope=scope, replayed_from=snapshot_path))
     else:
-        _write(render.to_text(snapshot, findings, color=style.use_color(color), strict=strict))
+        _write(render.to_text(snapshot, findings, color=style.use_color(color), strict=strict,
+                              width=style.text_width(), scope=scope, replayed_from=snapshot_path))
     _health_outputs(outcome, lambda: prom.doctor_text(snapshot, findings, time.time()), prom_file, drain)
     sys.exit(rules.exit_code(findings, strict=strict) if exit_codes == "default" else decision.code)
 
@@ -198,7 +218,8 @@ _PLATFORMS = ["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", 
 @click.option("--driver", metavar="VERSION", help="NVIDIA driver version, e.g. 570.124.06.")
 @click.option("--python", "python", metavar="X.Y|PATH",
               help="Python version to plan for (3.12, 3.13t), or the interpreter/venv to inspect "
-                   "and install into (default: this one).")
+                   "and install into (default: the active venv or conda env, else envcheck's own "
+                   "if it has torch, else python3 on PATH).")
 @click.option("--platform", type=click.Choice(_PLATFORMS), help="Plan for another platform.")
 @click.option("--glibc", metavar="X.Y", help="glibc version (Linux), e.g. 2.28.")
 @click.option("--torch", "torch_spec", metavar="SPEC",
@@ -236,13 +257,16 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
                                "(e.g. 3.12) or the path of a python executable or venv")
     if snapshot_path and py_path:
         raise click.UsageError("--snapshot and --python PATH exclude each other: a saved snapshot is not probed")
+    judged = None  # which interpreter the plan is for, and why (None: described, not probed)
     try:
         spec = mach.parse_torch_spec(torch_spec)
         extras = mach.parse_with(with_)
         what_if = dict(gpus=list(gpus), no_gpu=no_gpu, driver=driver, python=py_version,
                        platform=platform, glibc=glibc)
         if snapshot_path:
-            machine = mach.machine_from_snapshot(_load_snapshot(snapshot_path), source="snapshot")
+            loaded = _load_snapshot(snapshot_path)
+            judged = loaded.get("target") if isinstance(loaded.get("target"), dict) else None
+            machine = mach.machine_from_snapshot(loaded, source="snapshot")
             machine = recommend.apply_overrides(machine, **what_if)
         elif platform and py_version and (gpus or no_gpu):
             machine = recommend.what_if_machine(**what_if)  # fully described: nothing to probe
@@ -251,7 +275,10 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
             from envcheck import probes
 
             # The plan needs the interpreter and what is installed, not a torch import.
-            snapshot = probes.collect(python=py_path, progress=_progress, import_torch=False)
+            chosen = _target(py_path)
+            judged = chosen.to_dict()
+            snapshot = probes.collect(python=chosen.executable, progress=_progress, import_torch=False,
+                                      target=judged)
             machine = recommend.machine_from_snapshot(snapshot)
             machine = recommend.apply_overrides(machine, **what_if)
     except recommend.InputError as exc:
@@ -259,7 +286,8 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
     plan = recommend.recommend(machine, spec, extras)
     use_color = style.use_color(color)
     if not run:
-        _write(render.to_json(plan) if fmt == "json" else render.to_text(plan, color=use_color))
+        _write(render.to_json(plan, target=judged) if fmt == "json"
+               else render.to_text(plan, color=use_color, target=judged))
         sys.exit(render.exit_code(plan))
     _install_run(plan, fmt, use_color, yes)
 

@@ -172,7 +172,8 @@ def test_json_round_trips(name, tmp_path):
     result = run("doctor", "--snapshot", fixture(name), "--format", "json")
     doc = json.loads(result.stdout)
     original = snap.load(fixture(name))
-    assert {k: v for k, v in doc.items() if k not in ("findings", "summary")} == original
+    assert {k: v for k, v in doc.items() if k not in ("findings", "summary", "replayed_from")} == original
+    assert doc["replayed_from"] == {"file": fixture(name), "probed_at": original["created_at"]}
     assert doc["findings"] == [f.to_dict() for f in rules.evaluate(original)]
     assert doc["summary"]["exit_code"] == result.exit_code
     # the JSON report is itself a snapshot doctor can read again, with the same diagnosis

@@ -15,6 +15,27 @@ from envcheck.findings import Finding, Severity, sort_findings
 RuleFn = Callable[[dict], Iterable[Finding]]
 REGISTRY: list[RuleFn] = []
 
+# doctor --scope: the areas (the part of a finding id before the dot) a run judges.
+#   full: everything.
+#   node: the machine alone - driver, GPUs, NVML health, host, fabric - for node health checks
+#         (Slurm HealthCheckProgram/Prolog, Kubernetes NPD). No finding about a Python
+#         environment (torch.*) nor about the process environment of whoever runs envcheck
+#         (env.*: slurmd's or the prolog's variables, not a job's), so a node is never drained
+#         because of which torch sits in the tool's own venv. "envcheck" keeps rule-failed.
+SCOPES: dict[str, frozenset[str] | None] = {
+    "full": None,
+    "node": frozenset({"host", "nvidia", "envcheck"}),
+}
+
+
+def area(finding_id: str) -> str:
+    """The area of a finding id: ``"nvidia"`` for ``"nvidia.ecc-uncorrectable"``."""
+    return finding_id.split(".", 1)[0]
+
+
+def _in_scope(finding_id: str, areas: frozenset[str] | None) -> bool:
+    return areas is None or area(finding_id) in areas
+
 
 def rule(fn: RuleFn) -> RuleFn:
     """Register a rule: a function snapshot -> iterable of findings (empty when nothing applies)."""
@@ -27,11 +48,18 @@ def _load_rule_modules() -> None:
     from envcheck.rules import env, host, nvidia, torch  # noqa: F401
 
 
-def evaluate(snapshot: dict) -> list[Finding]:
-    """Every rule's findings, worst first. A rule that raises becomes an envcheck.rule-failed finding."""
+def evaluate(snapshot: dict, scope: str = "full") -> list[Finding]:
+    """Every rule's findings, worst first. A rule that raises becomes an envcheck.rule-failed finding.
+
+    ``scope`` (a key of SCOPES) keeps the findings of its areas: a rule none of whose declared
+    ids (``@emits``) is in scope is not run, and a finding out of scope is dropped."""
     _load_rule_modules()
+    areas = SCOPES[scope]
     out: list[Finding] = []
     for fn in REGISTRY:
+        ids = getattr(fn, "finding_ids", ())
+        if ids and not any(_in_scope(i, areas) for i in ids):
+            continue
         try:
             out.extend(fn(snapshot) or ())
         except Exception as exc:  # noqa: BLE001 - a buggy rule must not hide the others
@@ -41,7 +69,7 @@ def evaluate(snapshot: dict) -> list[Finding]:
                 evidence={"error": f"{type(exc).__name__}: {exc}"},
                 fix="report this envcheck bug with the saved snapshot (envcheck doctor --save FILE)",
             ))
-    return sort_findings(out)
+    return sort_findings([f for f in out if _in_scope(f.id, areas)])
 
 
 def exit_code(findings: list[Finding], strict: bool = False) -> int:
