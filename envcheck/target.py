@@ -35,7 +35,7 @@ HOW_TO_CHOOSE = "--python PATH"
 CHECK_TIMEOUT_S = 10.0
 _MARK = "@@envcheck-python@@"
 # Runs on any Python, 2.7 included, so a too-old interpreter is named rather than refused blindly.
-_CHECK = "import sys; sys.stdout.write('%s %d.%d' % ('" + _MARK + "',) + tuple(sys.version_info[:2]))"
+_CHECK = "import sys; sys.stdout.write('" + _MARK + " %d.%d' % tuple(sys.version_info[:2]))"
 
 
 class TargetError(ValueError):

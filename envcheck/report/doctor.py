@@ -468,7 +468,7 @@ def _machine_lines(s: dict, color: bool, width: int = WIDTH, scope: str = "full"
 # ------------------------------------------------------------------------------------ text
 
 
-def _verdict_line(summary: dict, color: bool) -> str:
+def _verdict_lines(summary: dict, color: bool, width: int = WIDTH) -> list[str]:
     word = summary["verdict"].upper()
     sev = "error" if summary["errors"] else "warn" if summary["warnings"] or summary["verdict"] == "incomplete" else "ok"
     code = summary["exit_code"]
@@ -477,7 +477,10 @@ def _verdict_line(summary: dict, color: bool) -> str:
         tail += "; 1 with --strict"
     counts = _counts(summary)
     text = f"{word}: {counts} ({tail})" if counts != "none" else f"{word}: no problems found ({tail})"
-    return paint("Verdict: ", color, bold=True) + severity(text, sev, color)
+    label = "Verdict: "
+    first, *more = _wrap(text, width - len(label))
+    return ([paint(label, color, bold=True) + severity(first, sev, color)]
+            + [" " * len(label) + severity(t, sev, color) for t in more])
 
 
 def to_text(snapshot: dict, findings: list[Finding], color: bool = False, strict: bool = False, *,
@@ -503,7 +506,7 @@ def to_text(snapshot: dict, findings: list[Finding], color: bool = False, strict
     lines.append(paint("Machine", color, bold=True))
     lines.extend(_machine_lines(snapshot, color, width, scope))
     lines.append("")
-    lines.append(_verdict_line(summary, color))
+    lines.extend(_verdict_lines(summary, color, width))
     # Scrub first (its patterns see the text as produced), then make it ASCII.
     text = "\n".join(line.rstrip() for line in "\n".join(lines).splitlines())
     return _ascii(_scrub_text(text)) + "\n"
