@@ -174,12 +174,14 @@ def _bytes(n: Any) -> str:
     return f"{int(n)} B"
 
 
-_UNIT = re.compile(r"(\d) (B|KiB|MiB|GiB|TiB|s|ms|W|MHz|GB/s|TFLOPS)\b")
+# Kept on one line when wrapping: a number and its unit, an option and its metavar.
+_UNIT = re.compile(r"(\d|--[a-z][a-z-]*) (B|KiB|MiB|GiB|TiB|s|ms|W|MHz|GB/s|TFLOPS|[A-Z]{2,})\b")
 
 
 def _wrap(text: str, room: int) -> list[str]:
     """``text`` in lines of at most ``room`` characters, broken at spaces only (a word longer
-    than ``room`` stays whole on its own line), never between a number and its unit. An
+    than ``room`` stays whole on its own line), never between a number and its unit nor an
+    option and its metavar (``--python PATH``). An
     indented line (a traceback's) continues indented under itself."""
     glued = _UNIT.sub("\\1\u00a0\\2", text)  # textwrap breaks at ASCII whitespace only
     lead = " " * (len(glued) - len(glued.lstrip(" ")) + 2) if glued.startswith(" ") else ""

@@ -185,7 +185,7 @@ def test_reader_never_sees_a_partial_file(tmp_path):
 def test_doctor_prom_file_cli(tmp_path, monkeypatch):
     import envcheck.rules as rules
 
-    monkeypatch.setattr(rules, "evaluate", lambda s: list(FINDINGS))
+    monkeypatch.setattr(rules, "evaluate", lambda s, **_: list(FINDINGS))
     target = tmp_path / "textfile" / "envcheck.prom"
     target.parent.mkdir()
     res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT_PATH, "--prom-file", str(target),
