@@ -79,6 +79,9 @@ echo "== fresh root $root (copy of $base); log $log" | tee "$log"
 rm -rf "$root"
 cp -a "$base" "$root"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The Debian installer puts the machine's name in /etc/hosts (127.0.1.1); debootstrap does not,
+# and a hostname that does not resolve fails gloo's rendezvous in the distributed tests.
+printf '127.0.1.1\t%s\n' "$(hostname)" >>"$root/etc/hosts"
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
 mount --bind /dev "$root/dev" && mounted+=("$root/dev")
 mount --bind /sys "$root/sys" && mounted+=("$root/sys")
