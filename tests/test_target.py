@@ -3,9 +3,10 @@
 The layout the issue describes: envcheck in a tool venv of its own (pipx, `uv tool`, the
 README's ~/.venvs/envcheck) without torch, and the user's activated venv with torch. The tool
 venv here is real (python -m venv --without-pip) and holds envcheck and its four dependencies
-as an installer would lay them out (links into this checkout and the system site-packages), so
-`import torch` fails in it; the user's venv is real too (--system-site-packages: it sees the
-torch 2.13.0+cpu of this machine's Python).
+as an installer would lay them out (links into this checkout and the site-packages of the Python
+running the tests), so `import torch` fails in it; the user's venv is real too, and sees the torch
+of the Python running the tests (a .pth file naming the folder torch is installed in, wherever
+that is: system site-packages here, the test venv on a fresh machine).
 """
 
 from __future__ import annotations
@@ -38,10 +39,23 @@ def _python(venv: Path) -> str:
 # ------------------------------------------------------------------ resolve(): the order
 
 
+def _site(venv: Path) -> Path:
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    return Path(subprocess.run([_python(venv), "-c", code], capture_output=True, text=True, check=True).stdout.strip())
+
+
+def _with_torch(venv: Path) -> Path:
+    """Let the venv see the torch of the Python running the tests (when it has one)."""
+    if HAS_TORCH:
+        where = Path(importlib.util.find_spec("torch").origin).parents[1]
+        (_site(venv) / "_test_torch.pth").write_text(f"{where}\n")
+    return venv
+
+
 @pytest.fixture(scope="module")
 def user_venv(tmp_path_factory) -> Path:
-    """The user's venv; with this machine's torch when it has one (system site-packages)."""
-    return _venv(tmp_path_factory.mktemp("user") / "venv", "--system-site-packages")
+    """The user's venv, with this machine's torch when it has one."""
+    return _with_torch(_venv(tmp_path_factory.mktemp("user") / "venv"))
 
 
 def test_python_option_wins_and_a_folder_means_its_interpreter(user_venv, tmp_path):
@@ -150,8 +164,7 @@ def _tool_venv(path: Path) -> Path:
     """envcheck installed in a venv of its own, without torch: envcheck (with recipes/ as
     envcheck._recipes, as the wheel has it) and click, psutil, pynvml, packaging - linked."""
     venv = _venv(path)
-    site = Path(subprocess.run([_python(venv), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = _site(venv)
     pkg = site / "envcheck"
     pkg.mkdir()
     for entry in (ROOT / "envcheck").iterdir():
@@ -205,7 +218,7 @@ def test_pipx_style_layout_doctor_and_install_judge_the_users_torch(tmp_path, us
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch in this Python")
 def test_cli_conda_prefix_is_judged(tmp_path):
-    conda_env = _venv(tmp_path / "envs" / "train", "--system-site-packages")
+    conda_env = _with_torch(_venv(tmp_path / "envs" / "train"))
     (conda_env / "conda-meta").mkdir()
     env = {"VIRTUAL_ENV": None, "CONDA_PREFIX": str(conda_env), "CONDA_DEFAULT_ENV": "train"}
     result = _cli("doctor", "--format", "json", env=env)
