@@ -25,7 +25,8 @@
 #
 # Needs root (debootstrap, chroot, mounts) and the network (deb.debian.org, PyPI).
 # The README's prerequisites are installed as it says: python3-venv before the first command,
-# g++ (for the torch.compile tests) before the second; their time is not in the timings.
+# g++ and python3-dev (for the torch.compile tests) before the second; their time is not in the
+# timings.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -124,8 +125,8 @@ echo "== README set-up command: $doctor_cmd"
 ( $doctor_cmd )
 rc1=\$?
 t1=\$(date +%s)
-echo "== README prerequisite of the tests: apt-get install g++"
-apt-get install -y -qq g++ >/dev/null || exit 11
+echo "== README prerequisite of the tests: apt-get install g++ python3-dev"
+apt-get install -y -qq g++ python3-dev >/dev/null || exit 11
 t1b=\$(date +%s)
 echo "== README test command: $test_cmd"
 ( $test_cmd )
@@ -137,7 +138,13 @@ echo "== timings: set-up+doctor \$((t1 - t0)) s (rc \$rc1), test set-up+tests \$
 EOF
 chmod +x "$root/root/run.sh"
 set +e
-chroot "$root" /root/run.sh 2>&1 | tee -a "$log"
+# Started in the background of a non-interactive shell (`... &`, nohup, some CI runners), this
+# script has SIGINT ignored, and every child would inherit that (POSIX: ignored signals stay
+# ignored across exec; bash cannot reset them). The validate tests interrupt a run with SIGINT:
+# give the root's processes the default disposition back.
+sigdfl=(python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])')
+command -v python3 >/dev/null || sigdfl=()
+"${sigdfl[@]}" chroot "$root" /root/run.sh 2>&1 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 set -e
 echo "== fresh Debian 12 check: $([ "$rc" -eq 0 ] && echo PASSED || echo "FAILED (rc $rc)"); log: $log"
