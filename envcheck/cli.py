@@ -27,6 +27,16 @@ def _write(text: str) -> None:
     click.echo(text, nl=not text.endswith("\n"), color=True)
 
 
+def _target(python: str | None):
+    """The interpreter to judge (envcheck.target): --python, else the user's environment."""
+    from envcheck import target
+
+    try:
+        return target.resolve(python)
+    except target.TargetError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _load_snapshot(path: str) -> dict:
     try:
         return snap.load(path)
@@ -236,8 +246,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Also write the snapshot (all probed facts) to FILE as JSON.")
 @click.option("--snapshot", "snapshot_path", type=click.Path(dir_okay=False),
               help="Diagnose a saved snapshot instead of probing this machine.")
-@click.option("--python", "python", metavar="PATH", type=click.Path(exists=True), callback=options.python_path,
-              help="Inspect the torch of another interpreter or venv (default: this one).")
+@click.option("--python", "python", metavar="PATH", type=click.Path(exists=True),
+              help="Judge this interpreter or venv/conda folder (default: the active venv or conda "
+                   "env, else envcheck's own if it has torch, else python3 on PATH).")
+@click.option("--scope", type=click.Choice(["full", "node"]), default="full", show_default=True,
+              help="node: judge the machine alone (driver, GPUs, host, fabric; no Python environment, "
+                   "torch not probed) - for node health checks.")
 @click.option("--timeout", type=options.seconds(), default=30.0, show_default=True, metavar="S",
               help="Seconds to wait for the torch probe before calling it hung (at most a day).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
@@ -247,8 +261,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @HTML
 @NODE
 @click.pass_context
-def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, exit_codes, prom_file, drain,
-           html_path, xid_window, node_profile, expect_gpus):
+def doctor(ctx, fmt, color, save_path, snapshot_path, python, scope, timeout, strict, exit_codes, prom_file,
+           drain, html_path, xid_window, node_profile, expect_gpus):
     """Inspect Python, PyTorch, the NVIDIA driver, every GPU and the host; explain what is wrong.
 
     Probes run in isolation (torch in a subprocess with a timeout), so doctor works where
@@ -260,6 +274,8 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
 
     if snapshot_path and python:
         raise click.UsageError("--snapshot and --python exclude each other: a saved snapshot is not probed")
+    if scope == "node" and python:
+        raise click.UsageError("--scope node and --python exclude each other: the node scope judges no Python")
     if exitmodes.format_conflict(fmt, exit_codes):
         raise click.UsageError(exitmodes.format_conflict(fmt, exit_codes))
     ctx.ensure_object(dict)["exit_codes"] = exit_codes
@@ -270,21 +286,24 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, timeout, strict, e
 
         # While the torch subprocess runs, load the rule modules and recipes (pure; ~30-80 ms
         # that would otherwise come after it: bench/doctor_bench.py).
-        snapshot = probes.collect(python=python, torch_timeout=timeout, progress=_progress,
-                                  while_waiting=lambda: rules.evaluate(snap.new({})))
+        judged = _target(python) if scope == "full" else None
+        snapshot = probes.collect(python=judged and judged.executable, torch_timeout=timeout,
+                                  progress=_progress, while_waiting=lambda: rules.evaluate(snap.new({})),
+                                  probe_python=judged is not None, target=judged and judged.to_dict())
     if save_path:
         _save(snapshot, save_path)
     options = {k: v for k, v in (("xid_window_s", xid_window), ("node_profile", node_profile),
                                  ("expect_gpus", expect_gpus)) if v is not None}
-    findings = rules.evaluate(snapshot, options) if options else rules.evaluate(snapshot)
+    findings = rules.evaluate(snapshot, options, scope=scope)
     outcome = exitmodes.doctor_outcome(findings, strict=strict)
     decision = exitmodes.decide(outcome, exit_codes)
     if decision.line is not None:
         _write(safe.neutralise(decision.line, one_line=True))
     elif fmt == "json":
-        _write(render.to_json(snapshot, findings, strict=strict))
+        _write(render.to_json(snapshot, findings, strict=strict, scope=scope, replayed_from=snapshot_path))
     else:
-        _write(render.to_text(snapshot, findings, color=style.use_color(color), strict=strict))
+        _write(render.to_text(snapshot, findings, color=style.use_color(color), strict=strict,
+                              width=style.text_width(), scope=scope, replayed_from=snapshot_path))
     _health_outputs(outcome, lambda: prom.doctor_text(snapshot, findings, time.time()), prom_file, drain)
     _html_out(html_path, lambda: _html_doctor(snapshot, findings, strict))
     sys.exit(rules.exit_code(findings, strict=strict) if exit_codes == "default" else decision.code)
@@ -307,7 +326,8 @@ _PLATFORMS = ["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", 
 @click.option("--driver", metavar="VERSION", help="NVIDIA driver version, e.g. 570.124.06.")
 @click.option("--python", "python", metavar="X.Y|PATH",
               help="Python version to plan for (3.12, 3.13t), or the interpreter/venv to inspect "
-                   "and install into (default: this one).")
+                   "and install into (default: the active venv or conda env, else envcheck's own "
+                   "if it has torch, else python3 on PATH).")
 @click.option("--platform", type=click.Choice(_PLATFORMS), help="Plan for another platform.")
 @click.option("--glibc", metavar="X.Y", help="glibc version (Linux), e.g. 2.28.")
 @click.option("--torch", "torch_spec", metavar="SPEC",
@@ -353,8 +373,7 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
                                "(e.g. 3.12) or the path of a python executable or venv")
     if snapshot_path and py_path:
         raise click.UsageError("--snapshot and --python PATH exclude each other: a saved snapshot is not probed")
-    if py_path and (problem := options.python_problem(py_path)):
-        raise click.UsageError(f"--python: {problem}")
+    judged = None  # which interpreter the plan is for, and why (None: described, not probed)
     try:
         spec = mach.parse_torch_spec(torch_spec)
         extras = mach.parse_with(with_)
@@ -365,7 +384,9 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
 
             index_url = online_check.validate_index_url(index_url, online)
         if snapshot_path:
-            machine = mach.machine_from_snapshot(_load_snapshot(snapshot_path), source="snapshot")
+            loaded = _load_snapshot(snapshot_path)
+            judged = loaded.get("target") if isinstance(loaded.get("target"), dict) else None
+            machine = mach.machine_from_snapshot(loaded, source="snapshot")
             machine = recommend.apply_overrides(machine, **what_if)
         elif platform and py_version and (gpus or no_gpu):
             machine = recommend.what_if_machine(**what_if)  # fully described: nothing to probe
@@ -374,7 +395,10 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
             from envcheck import probes
 
             # The plan needs the interpreter and what is installed, not a torch import.
-            snapshot = probes.collect(python=py_path, progress=_progress, import_torch=False)
+            chosen = _target(py_path)
+            judged = chosen.to_dict()
+            snapshot = probes.collect(python=chosen.executable, progress=_progress, import_torch=False,
+                                      target=judged)
             machine = recommend.machine_from_snapshot(snapshot)
             machine = recommend.apply_overrides(machine, **what_if)
     except recommend.InputError as exc:
@@ -387,7 +411,8 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
         plan.online = online_check.check(plan, index_url, os.environ, online_timeout).to_dict()
     use_color = style.use_color(color)
     if not run:
-        _write(render.to_json(plan) if fmt == "json" else render.to_text(plan, color=use_color))
+        _write(render.to_json(plan, target=judged) if fmt == "json"
+               else render.to_text(plan, color=use_color, target=judged))
         sys.exit(render.exit_code(plan))
     _install_run(plan, fmt, use_color, yes)
 

@@ -9,7 +9,6 @@ otherwise as a usage error (one line, exit 2).
 from __future__ import annotations
 
 import math
-import os
 
 import click
 
@@ -61,33 +60,3 @@ def non_empty(ctx: click.Context, param: click.Parameter, value):
 _INTERPRETER_NAMES = ("python", "pypy", "graalpy")
 
 
-def python_problem(path: str) -> str | None:
-    """Why ``path`` is not a Python interpreter or environment to inspect, or None.
-
-    Resolved as the torch probe resolves it (a venv or conda folder means its python); then the
-    executable's own name, or the name its symlinks lead to, must be a Python's (python3.12,
-    pypy3, python.exe): running ``/bin/ls`` as the probe would otherwise end in a confusing
-    "probe failed" finding and exit 0 instead of a usage error.
-    """
-    exe = path
-    if os.path.isdir(path):
-        from envcheck.probes.torch import resolve_python
-
-        exe, problem = resolve_python(path)
-        if problem:
-            return problem
-    # A missing or non-executable file is the probe's to report (a finding with its reason).
-    names = {os.path.basename(exe).lower(), os.path.basename(os.path.realpath(exe)).lower()}
-    if not any(n.startswith(_INTERPRETER_NAMES) for n in names):
-        return (f"{exe} is not a Python interpreter (give a python executable such as "
-                "~/venv/bin/python, or a venv or conda folder)")
-    return None
-
-
-def python_path(ctx: click.Context, param: click.Parameter, value):
-    """Callback for an option naming an interpreter or venv: refused up front (exit 2)."""
-    if value is not None:
-        problem = python_problem(value)
-        if problem:
-            raise click.BadParameter(problem, ctx=ctx, param=param)
-    return value

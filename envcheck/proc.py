@@ -110,21 +110,6 @@ def envcheck_argv(module: str, args: Sequence[str] = (), python: str | None = No
     return python_argv(python or sys.executable, code=code, args=args)
 
 
-def is_python(path: str, timeout: float = 20.0) -> str | None:
-    """None when ``path`` runs as a Python 3 interpreter, else why not (one line)."""
-    if not os.path.isfile(path) or not os.access(path, os.X_OK):
-        return f"{path} is not an executable file"
-    child = start(python_argv(path, code="import sys\nprint('envcheck-python', sys.version_info[0])\n"),
-                  stdout="lines", stderr="file")
-    answer: list[str] = []
-    with Supervisor([child], deadline=time.monotonic() + timeout) as sup:
-        sup.watch(on_line=lambda _i, line: answer.append(line.decode("utf-8", "replace").strip()),
-                  poll=lambda: bool(answer))
-    if answer and answer[0] == "envcheck-python 3":
-        return None
-    return f"{path} is not a Python 3 interpreter"
-
-
 class Child:
     """One started child: its Popen, its token, its stdout lines and its stderr file."""
 
@@ -282,12 +267,13 @@ def kill_tree(children: Sequence[Child], wait: float = 5.0) -> None:
                           timeout=wait)
 
 
-def run(argv: Sequence[str], timeout: float, limit: int = 1 << 20) -> tuple[int, str, str]:
+def run(argv: Sequence[str], timeout: float, limit: int = 1 << 20,
+        cwd: str | os.PathLike | None = None) -> tuple[int, str, str]:
     """Run a tool (scontrol, systemctl, journalctl, ...) to its end or ``timeout``, like every
     child: own session, tree killed after. Returns (code, stdout, stderr), the last ``limit``
     bytes of each; a missing binary is 127 and a timeout 124, as a shell reports them."""
     try:
-        child = start(argv, stdout="file", stderr="file")
+        child = start(argv, stdout="file", stderr="file", cwd=cwd)
     except FileNotFoundError:
         return 127, "", f"{argv[0]}: command not found"
     except OSError as exc:

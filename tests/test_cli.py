@@ -172,7 +172,8 @@ def test_json_round_trips(name, tmp_path):
     result = run("doctor", "--snapshot", fixture(name), "--format", "json")
     doc = json.loads(result.stdout)
     original = snap.load(fixture(name))
-    assert {k: v for k, v in doc.items() if k not in ("findings", "summary")} == original
+    assert {k: v for k, v in doc.items() if k not in ("findings", "summary", "replayed_from")} == original
+    assert doc["replayed_from"] == {"file": fixture(name), "probed_at": original["created_at"]}
     assert doc["findings"] == [f.to_dict() for f in rules.evaluate(original)]
     assert doc["summary"]["exit_code"] == result.exit_code
     # the JSON report is itself a snapshot doctor can read again, with the same diagnosis
@@ -331,13 +332,13 @@ def test_python_that_is_not_an_interpreter_is_a_usage_error(command, tmp_path):
     ls.chmod(0o755)
     _one_line_usage_error(run(command, "--python", str(ls)), "not a Python interpreter")
     _one_line_usage_error(run(command, "--python", str(tmp_path)), "without bin/python")
-    # a symlink named like anything, leading to a python, is a python
+    # a symlink named like anything, leading to a python, is a python (it is run, not judged by name)
     link = tmp_path / "mypy-interp"
     link.symlink_to(Path(sys.executable).resolve())
-    from envcheck import options
+    from envcheck import target
 
-    assert options.python_problem(str(link)) is None
-    assert options.python_problem(sys.executable) is None
+    assert target.resolve(str(link)).executable == str(link)
+    assert target.resolve(sys.executable).executable == sys.executable
 
 
 # ------------------------------------------------------------------ the output stage (issue 10, classes 4 and 5)

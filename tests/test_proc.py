@@ -139,7 +139,9 @@ def test_child_dies_with_its_parent(tmp_path):
     assert not _alive(pid)
 
 
-def test_is_python():
-    assert proc.is_python(sys.executable) is None
-    assert "not a Python 3 interpreter" in proc.is_python("/bin/ls")
-    assert "not an executable file" in proc.is_python("/nonexistent/python")
+def test_run_a_tool_to_its_end_or_its_deadline(tmp_path):
+    assert proc.run([sys.executable, "-c", "print('hi')"], 10) == (0, "hi\n", "")
+    assert proc.run(["/nonexistent/tool"], 10)[0] == 127
+    code, _, err = proc.run([sys.executable, "-c", "import time; time.sleep(30)"], 0.5)
+    assert code == 124 and "timed out" in err
+    assert proc.run([sys.executable, "-c", "import os; print(os.getcwd())"], 10, cwd=tmp_path)[1].strip() == str(tmp_path)

@@ -31,6 +31,8 @@ def collect(
     while_waiting: Callable[[], object] | None = None,
     nvml_timeout: float = 20.0,
     import_torch: bool = True,
+    probe_python: bool = True,
+    target: dict | None = None,
 ) -> dict:
     """Probe this machine and return a snapshot (see envcheck.snapshot for its shape).
 
@@ -42,6 +44,9 @@ def collect(
     ~50-80 ms here, which would otherwise come after the subprocess). Its errors are ignored;
     the same work is simply done again later. ``import_torch=False`` reads the interpreter and
     the installed torch distributions without importing torch (``torch.status: not_probed``).
+    ``probe_python=False`` (doctor --scope node) starts no interpreter at all: the ``python``
+    and ``torch`` sections say they were not probed. ``target`` (envcheck.target.Target.to_dict:
+    which interpreter is judged and why) is recorded as the snapshot's ``target``.
     """
     from envcheck.probes import torch as torch_probe
 
@@ -54,9 +59,12 @@ def collect(
         box["result"] = _timed(torch_probe.probe, python=python, timeout=torch_timeout,
                                import_torch=import_torch)
 
-    say("probing torch in a subprocess…" if import_torch else "probing the interpreter…")
     worker = threading.Thread(target=run_torch, name="envcheck-torch-probe", daemon=True)
-    worker.start()
+    if probe_python:
+        say("probing torch in a subprocess…" if import_torch else "probing the interpreter…")
+        worker.start()
+    else:
+        box["result"] = (snap.na("not probed: --scope node judges the node alone"), 0.0)
 
     from envcheck.probes import env, host, nvidia
 
@@ -82,11 +90,15 @@ def collect(
         with contextlib.suppress(Exception):
             while_waiting()
     # torch.probe keeps its own deadline and never raises; the margin covers its clean-up.
-    worker.join(torch_timeout + 15.0)
+    if probe_python:
+        worker.join(torch_timeout + 15.0)
     py_and_torch, seconds["torch"] = box.get(
         "result", (snap.na(f"torch probe did not return within {torch_timeout:g} s"), torch_timeout)
     )
-    if snap.is_na(py_and_torch):
+    if not probe_python:
+        sections["python"], sections["torch"] = dict(py_and_torch), dict(py_and_torch)
+        del seconds["torch"]
+    elif snap.is_na(py_and_torch):
         reason = py_and_torch["unavailable"]
         sections["python"] = {"status": "probe_failed", "error": {"message": reason}}
         sections["torch"] = {"status": "probe_failed", "error": {
@@ -94,4 +106,7 @@ def collect(
     else:
         sections["python"] = py_and_torch["python"]
         sections["torch"] = py_and_torch["torch"]
-    return snap.new(sections, seconds)
+    snapshot = snap.new(sections, seconds)
+    if target is not None:
+        snapshot["target"] = dict(target)
+    return snapshot

@@ -10,9 +10,14 @@ Text layout (stable; golden files in tests/fixtures/golden/)::
 
 JSON: the snapshot's own keys (see envcheck/snapshot.py and the example fixture), plus
 ``findings`` (``Finding.to_dict()`` each: id, severity, title, evidence, fix, detail; worst
-first) and ``summary`` {errors, warnings, infos, worst, strict, exit_code, verdict}; verdict is
-"ready" | "ready with warnings" | "incomplete" (a probe failed) | "not ready".
-``exit_code`` is the default-mode exit code (0/1) for the ``strict`` flag given.
+first) and ``summary`` {errors, warnings, infos, worst, strict, exit_code, verdict, scope};
+verdict is "ready" | "ready with warnings" | "incomplete" (a probe failed) | "not ready".
+``exit_code`` is the default-mode exit code (0/1) for the ``strict`` flag given; ``scope`` is
+"full" or "node" (doctor --scope). A report of a saved snapshot (doctor --snapshot) also has
+``replayed_from`` {file, probed_at}, and the text says so under its first line.
+
+Text wraps at ``width`` columns (the CLI passes the terminal's) at spaces, never inside a word;
+a fix is never wrapped (it is copied and pasted), nor is the GPU table.
 
 Both formats pass through envcheck.redact as a last line of defence: reports get pasted into
 public issues. The text report neutralises control characters of the data it shows
@@ -23,6 +28,7 @@ non-UTF-8 console (Windows code pages, C locale) cannot fail to encode.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from dataclasses import replace
 from typing import Any
@@ -46,14 +52,15 @@ GiB = 1024**3
 _LABEL = {Severity.ERROR: "ERROR", Severity.WARN: "WARN", Severity.INFO: "INFO", Severity.OK: "OK"}
 _INDENT = "  "
 _MAX_TEXT_LINES = 12  # of a multi-line evidence value (stderr tails), the last lines are kept
-_WIDTH = 100  # prose in findings wraps at this column (fixes never wrap)
+WIDTH = 100  # default text width (not a terminal: files, pipes, golden tests)
+_MIN_ROOM = 20  # a wrapped column never gets narrower than this, however narrow the terminal
 
 
 # ------------------------------------------------------------------------------------ summary
 
 
-def summarize(findings: list[Finding], strict: bool = False) -> dict[str, Any]:
-    """Counts, the worst severity, the verdict word and the default-mode exit code."""
+def summarize(findings: list[Finding], strict: bool = False, scope: str = "full") -> dict[str, Any]:
+    """Counts, the worst severity, the verdict word, the default-mode exit code and the scope."""
     from envcheck.rules import exit_code
 
     count = {s: sum(1 for f in findings if f.severity == s) for s in Severity}
@@ -74,6 +81,7 @@ def summarize(findings: list[Finding], strict: bool = False) -> dict[str, Any]:
         "verdict": verdict,
         "strict": strict,
         "exit_code": exit_code(findings, strict=strict),
+        "scope": scope,
     }
 
 
@@ -90,11 +98,22 @@ def _counts(summary: dict) -> str:
 # ------------------------------------------------------------------------------------ JSON
 
 
-def to_json(snapshot: dict, findings: list[Finding], strict: bool = False) -> str:
+def _replay(snapshot: dict, replayed_from: str | None) -> dict | None:
+    if replayed_from is None:
+        return None
+    created = snapshot.get("created_at")
+    return {"file": str(replayed_from), "probed_at": created if isinstance(created, str) else None}
+
+
+def to_json(snapshot: dict, findings: list[Finding], strict: bool = False, *, scope: str = "full",
+            replayed_from: str | None = None) -> str:
     """The snapshot plus ``findings`` and ``summary`` (see the module docstring)."""
     ordered = sort_findings(list(findings))
     doc = {**snapshot, "findings": [f.to_dict() for f in ordered],
-           "summary": summarize(ordered, strict=strict)}
+           "summary": summarize(ordered, strict=strict, scope=scope)}
+    doc.pop("replayed_from", None)  # a replay of a replay names the file read now
+    if replayed_from is not None:
+        doc["replayed_from"] = _replay(snapshot, replayed_from)
     return json.dumps(_scrub(doc), indent=2, sort_keys=True, default=str) + "\n"
 
 
@@ -158,6 +177,22 @@ def _bytes(n: Any) -> str:
     return f"{int(n)} B"
 
 
+# Kept on one line when wrapping: a number and its unit, an option and its metavar.
+_UNIT = re.compile(r"(\d|--[a-z][a-z-]*) (B|KiB|MiB|GiB|TiB|s|ms|W|MHz|GB/s|TFLOPS|[A-Z]{2,})\b")
+
+
+def _wrap(text: str, room: int) -> list[str]:
+    """``text`` in lines of at most ``room`` characters, broken at spaces only (a word longer
+    than ``room`` stays whole on its own line), never between a number and its unit nor an
+    option and its metavar (``--python PATH``). An
+    indented line (a traceback's) continues indented under itself."""
+    glued = _UNIT.sub("\\1\u00a0\\2", text)  # textwrap breaks at ASCII whitespace only
+    lead = " " * (len(glued) - len(glued.lstrip(" ")) + 2) if glued.startswith(" ") else ""
+    lines = textwrap.wrap(glued, max(room, _MIN_ROOM), subsequent_indent=lead,
+                          break_long_words=False, break_on_hyphens=False)
+    return [line.replace("\u00a0", " ") for line in lines] or [""]
+
+
 def _table(rows: list[list[str]], indent: str) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths))).rstrip() for r in rows]
@@ -166,12 +201,12 @@ def _table(rows: list[list[str]], indent: str) -> list[str]:
 # ------------------------------------------------------------------------------------ findings
 
 
-def _finding_lines(f: Finding, color: bool) -> list[str]:
+def _finding_lines(f: Finding, color: bool, width: int = WIDTH) -> list[str]:
     label = _LABEL.get(f.severity, f.severity.value.upper())
     pad = " " * (6 - len(label))
     head = f"{_INDENT}{severity(label, f.severity.value, color)}{pad} {paint(f.id, color, bold=True)}"
     body_indent = _INDENT + " " * 7
-    lines = [head, f"{body_indent}{f.title}"]
+    lines = [head] + [f"{body_indent}{t}" for t in _wrap(f.title, width - len(body_indent))]
     rows: list[tuple[str, str]] = []
     if f.detail:
         rows.append(("why", f.detail))
@@ -181,24 +216,23 @@ def _finding_lines(f: Finding, color: bool) -> list[str]:
         rows.append(("fix", f.fix))
     if not rows:
         return lines
-    width = min(max(len(k) for k, _ in rows), 24)
-    room = max(_WIDTH - len(body_indent) - width - 2, 40)
+    key_width = min(max(len(k) for k, _ in rows), 24)
+    room = width - len(body_indent) - key_width - 2
     for key, text in rows:
         text_lines = str(text).splitlines() or [""]
         if len(text_lines) > _MAX_TEXT_LINES:
             text_lines = ["..."] + text_lines[-_MAX_TEXT_LINES:]
-        elif len(text_lines) == 1 and key != "fix" and len(text_lines[0]) > room:
+        if key != "fix":
             # Prose wraps at spaces; a fix stays on one line so it can be copied and pasted.
-            text_lines = textwrap.wrap(text_lines[0], room, break_long_words=False,
-                                       break_on_hyphens=False) or [""]
-        shown_key = paint(key.ljust(width), color, fg="green" if key == "fix" else None,
+            text_lines = [w for t in text_lines for w in (_wrap(t, room) if len(t) > room else [t])]
+        shown_key = paint(key.ljust(key_width), color, fg="green" if key == "fix" else None,
                           bold=key == "fix")
-        if len(key) > width:  # an unusually long key gets its own line
+        if len(key) > key_width:  # an unusually long key gets its own line
             lines.append(f"{body_indent}{shown_key}")
-            lines.extend(f"{body_indent}{' ' * width}  {t}" for t in text_lines)
+            lines.extend(f"{body_indent}{' ' * key_width}  {t}" for t in text_lines)
             continue
         lines.append(f"{body_indent}{shown_key}  {text_lines[0]}")
-        lines.extend(f"{body_indent}{' ' * width}  {t}" for t in text_lines[1:])
+        lines.extend(f"{body_indent}{' ' * key_width}  {t}" for t in text_lines[1:])
     return lines
 
 
@@ -394,13 +428,30 @@ def _host_rows(s: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _machine_lines(s: dict, color: bool) -> list[str]:
+def _target_line(s: dict) -> str | None:
+    """Which interpreter was judged and why, and how to judge another (envcheck.target)."""
+    t = s.get("target")
+    if not isinstance(t, dict) or not isinstance(t.get("reason"), str):
+        return None
+    return f"judged: {t['reason']}; choose another with {t.get('choose_another') or '--python PATH'}"
+
+
+_NODE_SCOPE = "not judged (--scope node: the node alone, no Python environment)"
+
+
+def _machine_lines(s: dict, color: bool, width: int = WIDTH, scope: str = "full") -> list[str]:
     bad = "n/a (unreadable value in the snapshot)"
-    rows: list[tuple[str, str]] = [("Host", str(get(s, "host.hostname") or "n/a")),
-                                   ("Python", _safely(_python_line, s, fallback=bad))]
-    torch = _safely(_torch_lines, s, fallback=[bad])
-    rows.append(("torch", torch[0]))
-    rows.extend(("", line) for line in torch[1:])
+    rows: list[tuple[str, str]] = [("Host", str(get(s, "host.hostname") or "n/a"))]
+    if scope == "node":
+        rows.append(("Python", _NODE_SCOPE))
+    else:
+        rows.append(("Python", _safely(_python_line, s, fallback=bad)))
+        target = _safely(_target_line, s)
+        if target:
+            rows.append(("", target))
+        torch = _safely(_torch_lines, s, fallback=[bad])
+        rows.append(("torch", torch[0]))
+        rows.extend(("", line) for line in torch[1:])
     rows.append(("Driver", _safely(_driver_line, s, fallback=bad)))
     count = get(s, "nvidia.gpu_count")
     gpu_rows = _safely(_gpu_lines, s, fallback=[_INDENT * 2 + bad])
@@ -408,20 +459,21 @@ def _machine_lines(s: dict, color: bool) -> list[str]:
         rows.append(("GPUs", str(count if isinstance(count, int) else len(gpu_rows) - 1)))
     host_rows = _safely(_host_rows, s, fallback=[("Host facts", bad)])
     lines = []
-    width = max(len(k) for k, _ in rows + host_rows)
-    for key, value in rows:
-        lines.append(f"{_INDENT}{paint(key.ljust(width), color, bold=bool(key))}  {value}".rstrip())
+    key_width = max(len(k) for k, _ in rows + host_rows)
+    room = width - len(_INDENT) - key_width - 2
+    for key, value in rows + host_rows:
+        first, *more = _wrap(value, room) if len(value) > room else [value]
+        lines.append(f"{_INDENT}{paint(key.ljust(key_width), color, bold=bool(key))}  {first}".rstrip())
+        lines.extend(f"{_INDENT}{' ' * key_width}  {t}" for t in more)
         if key == "GPUs":
             lines.extend(gpu_rows)
-    for key, value in host_rows:
-        lines.append(f"{_INDENT}{paint(key.ljust(width), color, bold=bool(key))}  {value}".rstrip())
     return lines
 
 
 # ------------------------------------------------------------------------------------ text
 
 
-def _verdict_line(summary: dict, color: bool) -> str:
+def _verdict_lines(summary: dict, color: bool, width: int = WIDTH) -> list[str]:
     word = summary["verdict"].upper()
     sev = "error" if summary["errors"] else "warn" if summary["warnings"] or summary["verdict"] == "incomplete" else "ok"
     code = summary["exit_code"]
@@ -430,7 +482,10 @@ def _verdict_line(summary: dict, color: bool) -> str:
         tail += "; 1 with --strict"
     counts = _counts(summary)
     text = f"{word}: {counts} ({tail})" if counts != "none" else f"{word}: no problems found ({tail})"
-    return paint("Verdict: ", color, bold=True) + severity(text, sev, color)
+    label = "Verdict: "
+    first, *more = _wrap(text, width - len(label))
+    return ([paint(label, color, bold=True) + severity(first, sev, color)]
+            + [" " * len(label) + severity(t, sev, color) for t in more])
 
 
 def _neutral(f: Finding) -> Finding:
@@ -438,25 +493,34 @@ def _neutral(f: Finding) -> Finding:
                    detail=neutralise(f.detail), evidence=neutralise_obj(f.evidence or {}))
 
 
-def to_text(snapshot: dict, findings: list[Finding], color: bool = False, strict: bool = False) -> str:
+def to_text(snapshot: dict, findings: list[Finding], color: bool = False, strict: bool = False, *,
+            width: int = WIDTH, scope: str = "full", replayed_from: str | None = None) -> str:
     """The human report: findings first (worst first), machine facts, one verdict line."""
     # Untrusted text (hostname, GPU names, torch errors, paths; a snapshot file) is neutralised
     # before any colour code is added: envcheck.report.safe.
     snapshot = neutralise_obj(snapshot)
+    replayed_from = neutralise(replayed_from) if replayed_from else replayed_from
     ordered = sort_findings([_neutral(f) for f in findings])
-    summary = summarize(ordered, strict=strict)
+    summary = summarize(ordered, strict=strict, scope=scope)
     host = get(snapshot, "host.hostname")
     created = snapshot.get("created_at") if isinstance(snapshot.get("created_at"), str) else None
     head = " - ".join(x for x in ("envcheck doctor", host if isinstance(host, str) else None, created) if x)
-    lines = [paint(head, color, bold=True), ""]
+    lines = [paint(head, color, bold=True)]
+    replay = _replay(snapshot, replayed_from)
+    if replay:
+        lines.extend(_wrap(f"replayed from {replay['file']} (probed at {replay['probed_at'] or 'an unknown time'}); "
+                           "nothing was probed now", width))
+    if scope == "node":
+        lines.extend(_wrap("scope: node (driver, GPUs, host; no Python environment judged)", width))
+    lines.append("")
     lines.append(paint("Findings", color, bold=True) + f": {_counts(summary)}")
     for f in ordered:
-        lines.extend(_finding_lines(f, color))
+        lines.extend(_finding_lines(f, color, width))
     lines.append("")
     lines.append(paint("Machine", color, bold=True))
-    lines.extend(_machine_lines(snapshot, color))
+    lines.extend(_machine_lines(snapshot, color, width, scope))
     lines.append("")
-    lines.append(_verdict_line(summary, color))
+    lines.extend(_verdict_lines(summary, color, width))
     # Scrub first (its patterns see the text as produced), then make it ASCII.
     text = "\n".join(line.rstrip() for line in "\n".join(lines).splitlines())
     return _ascii(_scrub_text(text)) + "\n"

@@ -25,6 +25,8 @@ macos, glibc, driver, gpus [{name, vendor (nvidia/amd/intel), compute_capability
 gpu_without_driver, wsl, executable, installed_torch, sources {fact: probed|flag|snapshot|assumed},
 assumed [what a what-if plan took from this machine or left out]), ``newest_known_release``,
 ``schema`` ("envcheck.install"), ``schema_version`` (1) and ``exit_code`` (0 plan, 1 blocked).
+``target`` (envcheck.target: {executable, chosen_by, reason, choose_another}; null when the
+machine was described by flags, not probed) says which interpreter the plan is for and why.
 """
 
 from __future__ import annotations
@@ -56,14 +58,14 @@ def exit_code(plan) -> int:
     return 0 if plan.ok and not online_failed else 1
 
 
-def to_dict(plan) -> dict:
+def to_dict(plan, target: dict | None = None) -> dict:
     doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **plan.to_dict(),
-           "exit_code": exit_code(plan)}
+           "exit_code": exit_code(plan), "target": target}
     return _scrub(doc)
 
 
-def to_json(plan) -> str:
-    return json.dumps(to_dict(plan), indent=2, sort_keys=True) + "\n"
+def to_json(plan, target: dict | None = None) -> str:
+    return json.dumps(to_dict(plan, target), indent=2, sort_keys=True) + "\n"
 
 
 def _ascii(text: str) -> str:
@@ -84,7 +86,7 @@ def _source(machine, fact: str) -> str:
     return f" ({src})" if src in ("flag", "snapshot") else ""
 
 
-def _machine_lines(m) -> list[str]:
+def _machine_lines(m, target: dict | None = None) -> list[str]:
     py = (m.python + ("t" if m.free_threaded else "")) if m.python else "unknown"
     rows = [
         ("platform", (m.platform or "unknown") + _source(m, "platform")),
@@ -93,6 +95,9 @@ def _machine_lines(m) -> list[str]:
     ]
     if m.macos:
         rows.append(("macos", m.macos))
+    if target and isinstance(target.get("reason"), str):
+        rows.append(("", f"judged: {target['reason']}; choose another with "
+                         f"{target.get('choose_another') or '--python PATH'}"))
     if (m.platform or "").startswith("linux") or m.glibc:
         rows.append(("glibc", (m.glibc or "unknown") + _source(m, "glibc")))
     rows.append(("driver", (m.driver or ("none loaded" if m.gpu_without_driver else "unknown"))
@@ -112,14 +117,14 @@ def _machine_lines(m) -> list[str]:
     if m.installed_torch:
         rows.append(("torch", f"{m.installed_torch} installed"))
     width = max(len(k) for k, _ in rows)
-    return [f"{_INDENT}{k.ljust(width)}  {v}" for k, v in rows]
+    return [f"{_INDENT}{k.ljust(width)}  {v}".rstrip() for k, v in rows]
 
 
 def _bullets(items: list[str]) -> list[str]:
     return [f"{_INDENT}- {neutralise(t)}" for t in items]
 
 
-def to_text(plan, color: bool = False) -> str:
+def to_text(plan, color: bool = False, target: dict | None = None) -> str:
     m = plan.machine
     head_bits = [m.platform or "unknown platform",
                  f"Python {m.python}{'t' if m.free_threaded else ''}" if m.python else "Python unknown"]
@@ -129,7 +134,7 @@ def to_text(plan, color: bool = False) -> str:
     # them are untrusted text: neutralised here, before any colour (envcheck.report.safe).
     lines = [paint("envcheck install", color, bold=True) + " - " + neutralise(", ".join(head_bits)), ""]
     lines.append(paint("Machine", color, bold=True))
-    lines += [neutralise(line) for line in _machine_lines(m)]
+    lines += [neutralise(line) for line in _machine_lines(m, target)]
     lines.append("")
     if plan.ok:
         extra = ", ".join(f"{k} {v}" for k, v in plan.companions.items())

@@ -4,6 +4,8 @@ against the machine, then runs. Torch-free (the worker imports torch); the CLI s
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -173,9 +175,10 @@ class Request:
     python: str | None = None
 
 
-def _check_request(req: Request, outputs: output.Outputs, env: Mapping[str, str]) -> tuple[Plan, Any]:
-    """Every usage check that needs no torch: (the plan, the launch or None). UsageProblem."""
-    from envcheck import outfile, proc
+def _check_request(req: Request, outputs: output.Outputs, env: Mapping[str, str]) -> tuple[Plan, Any, Any]:
+    """Every usage check that needs no torch: (the plan, the launch or None, the target
+    interpreter). UsageProblem."""
+    from envcheck import outfile
     from envcheck.cluster import launch
 
     p = plan(req.checks_spec, req.profile, quick=req.quick, budget=req.budget)
@@ -191,18 +194,36 @@ def _check_request(req: Request, outputs: output.Outputs, env: Mapping[str, str]
     check_pairwise(req.pairwise, launched=launched is not None, checks=p.checks)
     if launched is not None and (req.gpus is not None or req.procs is not None):
         raise UsageProblem("--gpus/--procs do not apply under torchrun/srun: every task is one rank")
-    if req.python is not None:
-        why = proc.is_python(req.python)
-        if why:
-            raise UsageProblem(f"--python {why}")
-    return p, launched
+    from envcheck import target  # which interpreter is judged: doctor and install decide it alike
+
+    try:
+        judged = target.resolve(req.python, env=env)
+    except target.TargetError as exc:
+        raise UsageProblem(str(exc)) from None
+    return p, launched, judged
+
+
+def _same_interpreter(a: str, b: str) -> bool:
+    """Same interpreter in the same environment (a venv's bin/python and bin/python3 are; the
+    base interpreter a venv links to is not: it lacks the venv's packages)."""
+    import os
+
+    try:
+        return os.path.dirname(os.path.abspath(a)) == os.path.dirname(os.path.abspath(b)) and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def main(req: Request, outputs: output.Outputs, *, env: Mapping[str, str], write: Callable[[str], None],
          progress: Callable[[str], None], listener: runner.Listener | None = None) -> int:
     """The whole of ``envcheck validate``: usage checks (UsageProblem, before any work), then
     the local mode, or one rank of a torchrun/srun job. Returns the exit code."""
-    p, launched = _check_request(req, outputs, env)
+    p, launched, judged = _check_request(req, outputs, env)
+    own = _same_interpreter(judged.executable, sys.executable)
+    if not own or req.python is not None:
+        progress(f"validate: the workload runs under {judged.executable} ({judged.reason}); "
+                 "choose another with --python PATH")
+    req = dataclasses.replace(req, python=None if own else judged.executable)
     if launched is not None:
         from envcheck.validate.distributed import mode
 

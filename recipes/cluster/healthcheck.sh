@@ -24,9 +24,12 @@ envcheck="${ENVCHECK:-/opt/envcheck/bin/envcheck}"
 log="${ENVCHECK_LOG:-/var/log/envcheck-healthcheck.log}"
 
 case "${ENVCHECK_CHECK:-doctor}" in
-  # doctor: driver, GPUs (ECC, row remap, PCIe link, throttling), torch and host in a few
-  # seconds; --timeout bounds the torch probe.
-  doctor) args=(doctor --timeout 30) ;;
+  # doctor --scope node: the node alone - driver, GPUs (ECC, row remap, PCIe link, throttling,
+  # NVLink), NVML health, host - in about a second. No Python environment is judged and torch is
+  # not probed: which torch sits in envcheck's own venv (none, as the README installs it) must
+  # never drain a node. A job's Python environment is the job's to check (`envcheck doctor` in
+  # the job script); ENVCHECK_CHECK=quick runs a real workload and so needs a torch.
+  doctor) args=(doctor --scope node) ;;
   # quick: a short real workload - cnn, all-reduce, GEMM and memory at --profile quick - that
   # ends itself at its 50 s budget (a check still running then fails). 13-16 s on a 2-core CPU.
   quick) args=(validate --quick) ;;

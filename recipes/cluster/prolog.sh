@@ -11,15 +11,17 @@
 # So the exit code must be exactly 0 on a healthy node, and warnings must not become non-zero:
 # --exit-codes binary gives 0 (no problem, warnings allowed) or 1 (an error finding, or envcheck
 # could not run: fail closed). The Prolog "is expected to complete execution quickly (in less
-# time than MessageTimeout)", so this runs doctor only (a few seconds: the torch import
-# dominates) and bounds the torch probe. The drain reason Slurm sets does not say why; the
+# time than MessageTimeout)", so this runs `doctor --scope node`: the node alone (driver, GPUs,
+# NVML health, host) in about a second, without starting a Python interpreter or judging one -
+# the job brings its own environment, and envcheck's own venv (without torch, as the README
+# installs it) must never drain a node. The drain reason Slurm sets does not say why; the
 # one-line verdict is in the log below and in syslog.
 
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 envcheck="${ENVCHECK:-/opt/envcheck/bin/envcheck}"
 log="${ENVCHECK_LOG:-/var/log/envcheck-prolog.log}"
 
-report=$(timeout -k 2 20 "$envcheck" doctor --exit-codes binary --timeout 15 2>>"$log")
+report=$(timeout -k 2 20 "$envcheck" doctor --scope node --exit-codes binary 2>>"$log")
 rc=$?
 summary=$(printf '%s\n' "$report" | tail -n 1)
 echo "$(date -Is) job=${SLURM_JOB_ID:-?} node=${SLURMD_NODENAME:-$(hostname -s)} rc=$rc $summary" >>"$log"

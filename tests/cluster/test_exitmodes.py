@@ -129,7 +129,7 @@ def fake_rules(monkeypatch):
     import envcheck.rules as rules
 
     def use(findings):
-        monkeypatch.setattr(rules, "evaluate", lambda snapshot: list(findings))
+        monkeypatch.setattr(rules, "evaluate", lambda snapshot, **_: list(findings))
     return use
 
 
@@ -180,7 +180,7 @@ def test_doctor_cli_bad_mode_is_a_usage_error():
 def test_doctor_cli_internal_error_per_mode(monkeypatch, mode, code, line):
     import envcheck.rules as rules
 
-    def boom(snapshot):
+    def boom(snapshot, **_):
         raise RuntimeError("a bug with /secret/path in it")
     monkeypatch.setattr(rules, "evaluate", boom)
     res = run("--exit-codes", mode)

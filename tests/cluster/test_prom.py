@@ -140,7 +140,7 @@ def test_no_timestamps_in_the_file():
 def test_doctor_prom_file_cli(tmp_path, monkeypatch):
     import envcheck.rules as rules
 
-    monkeypatch.setattr(rules, "evaluate", lambda s: list(FINDINGS))
+    monkeypatch.setattr(rules, "evaluate", lambda s, **_: list(FINDINGS))
     target = tmp_path / "textfile" / "envcheck.prom"
     target.parent.mkdir()
     res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT_PATH, "--prom-file", str(target),

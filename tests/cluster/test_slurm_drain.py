@@ -269,13 +269,13 @@ def test_doctor_drain_cli(fake_scontrol, monkeypatch):
     import envcheck.rules as rules
 
     snap = "tests/fixtures/snapshots/example_8xh100.json"
-    monkeypatch.setattr(rules, "evaluate", lambda s: [Finding("torch.missing", Severity.ERROR, "t")])
+    monkeypatch.setattr(rules, "evaluate", lambda s, **_: [Finding("torch.missing", Severity.ERROR, "t")])
     res = CliRunner().invoke(cli, ["doctor", "--snapshot", snap, "--drain", "--exit-codes", "binary"])
     assert res.exit_code == 1
     assert fake_scontrol.data["reason"] == "envcheck: 1 error: torch.missing"
     assert "--drain: node gpu07 drained" in res.stderr
     # the node is fixed: the next run resumes it
-    monkeypatch.setattr(rules, "evaluate", lambda s: [Finding("host.shm-small", Severity.WARN, "s")])
+    monkeypatch.setattr(rules, "evaluate", lambda s, **_: [Finding("host.shm-small", Severity.WARN, "s")])
     res = CliRunner().invoke(cli, ["doctor", "--snapshot", snap, "--drain", "--exit-codes", "binary"])
     assert res.exit_code == 0 and fake_scontrol.data["state"] == "IDLE"
     assert "resumed" in res.stderr

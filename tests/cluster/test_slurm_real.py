@@ -87,12 +87,12 @@ def slurm_apply(cluster, outcome, env):
 def test_doctor_drain_cli_against_real_slurm(slurm, monkeypatch, exit_mode, code):
     import envcheck.rules as rules
 
-    monkeypatch.setattr(rules, "evaluate", lambda s: [Finding("torch.missing", Severity.ERROR, "t")])
+    monkeypatch.setattr(rules, "evaluate", lambda s, **_: [Finding("torch.missing", Severity.ERROR, "t")])
     env = {"SLURM_CONF": str(slurm.conf), "SLURMD_NODENAME": slurm.node}
     res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT, "--drain", "--exit-codes", exit_mode], env=env)
     assert res.exit_code == code, res.output
     assert slurm.reason() == "envcheck: 1 error: torch.missing"
-    monkeypatch.setattr(rules, "evaluate", lambda s: [])
+    monkeypatch.setattr(rules, "evaluate", lambda s, **_: [])
     res = CliRunner().invoke(cli, ["doctor", "--snapshot", SNAPSHOT, "--drain", "--exit-codes", exit_mode], env=env)
     assert res.exit_code == 0 and "resumed" in res.stderr
     slurm.wait_state("idle")

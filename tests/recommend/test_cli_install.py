@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,19 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "snapshots" / "exam
 WHAT_IF = ["--platform", "linux-x86_64", "--python", "3.12"]
 JSON_KEYS = {"schema", "schema_version", "torch", "variant", "cuda", "index_url", "companions",
              "commands", "blockers", "notes", "reasons", "constraint", "with", "machine",
-             "newest_known_release", "exit_code", "already_installed", "online"}
+             "newest_known_release", "exit_code", "already_installed", "online", "target"}
 
 
 @pytest.fixture
 def runner():
     return CliRunner()
+
+
+def _default() -> str:
+    """The interpreter install probes without --python: the user's environment (envcheck.target)."""
+    from envcheck import target
+
+    return target.default_python().executable
 
 
 @pytest.fixture
@@ -30,7 +38,7 @@ def probed(monkeypatch):
     calls = []
     imports = []
 
-    def fake_collect(python=None, torch_timeout=30.0, progress=None, import_torch=True):
+    def fake_collect(python=None, torch_timeout=30.0, progress=None, import_torch=True, **_kw):
         calls.append(python)
         imports.append(import_torch)
         return json.loads(EXAMPLE.read_text())
@@ -134,7 +142,7 @@ def test_bad_snapshot_file_exit_2(runner, no_probe, tmp_path):
 def test_probes_this_machine_by_default(runner, probed):
     res = run(runner, "--format", "json")
     assert res.exit_code == 0, res.output
-    assert probed == [None]
+    assert probed == [_default()]
     doc = json.loads(res.output)
     assert doc["machine"]["sources"]["gpus"] == "probed"
     assert (doc["torch"], doc["variant"]) == ("2.14.1", "cu126")  # driver 550 < 580: no CUDA 13
@@ -152,7 +160,7 @@ def test_flags_override_probed_facts(runner, probed):
 
 def test_python_path_probes_that_interpreter(runner, probed, tmp_path):
     py = tmp_path / "python"
-    py.write_text("")
+    py.symlink_to(sys.executable)  # --python is checked to be a Python interpreter (envcheck.target)
     res = run(runner, "--python", str(py), "--format", "json")
     assert res.exit_code == 0 and probed == [str(py)]
 
@@ -239,7 +247,7 @@ def test_run_yes_installs_with_the_target_interpreter_then_reruns_doctor(runner,
     res = run(runner, "--run", "--yes")
     assert calls == [("/home/alice/.venv/bin/python",
                       ["torch==2.14.1", "--index-url", "https://download.pytorch.org/whl/cu126"])]
-    assert probed == [None, "/home/alice/.venv/bin/python"]  # probe, then the doctor re-run
+    assert probed == [_default(), "/home/alice/.venv/bin/python"]  # probe, then the doctor re-run
     assert "Plan: torch 2.14.1 (cu126)" in res.output
     assert "envcheck doctor" in res.output  # the doctor's report follows
     assert res.exit_code in (0, 1)  # the doctor's verdict on the (fake) result
@@ -262,7 +270,7 @@ def test_run_pip_failure_exit_1(runner, probed, fake_pip):
     fake, calls = fake_pip
     fake.rc = 2
     res = run(runner, "--run", "--yes")
-    assert res.exit_code == 1 and len(calls) == 1 and probed == [None]  # no doctor re-run
+    assert res.exit_code == 1 and len(calls) == 1 and probed == [_default()]  # no doctor re-run
 
 
 def test_run_blocked_plan_runs_nothing(runner, probed, fake_pip):

@@ -195,14 +195,14 @@ def test_json_is_the_snapshot_plus_findings_and_summary():
                   "or a site-customize/plugin that blocks on the network",
     }]
     assert doc["summary"] == {"errors": 1, "warnings": 0, "infos": 0, "worst": "error",
-                              "verdict": "not ready", "strict": False, "exit_code": 1}
+                              "verdict": "not ready", "strict": False, "exit_code": 1, "scope": "full"}
 
 
 @pytest.mark.parametrize("name,strict,summary", [
     ("healthy_8xh100", False, {"errors": 0, "warnings": 0, "infos": 0, "worst": "ok", "verdict": "ready",
-                               "strict": False, "exit_code": 0}),
+                               "strict": False, "exit_code": 0, "scope": "full"}),
     ("docker_small_shm", True, {"errors": 0, "warnings": 2, "infos": 1, "worst": "warn",
-                                "verdict": "ready with warnings", "strict": True, "exit_code": 1}),
+                                "verdict": "ready with warnings", "strict": True, "exit_code": 1, "scope": "full"}),
 ])
 def test_json_summary(name, strict, summary):
     snap = doctor_scenarios.build(name)
