@@ -25,12 +25,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import sys
 import time
 from datetime import timedelta
 from typing import Any, Callable
 
-from envcheck.validate import faults, procs
+from envcheck.validate import faults
 from envcheck.validate.checks import CheckContext
 from envcheck.validate.config import human_bytes
 from envcheck.validate.config import sizes as size_ladder
@@ -224,7 +223,6 @@ def rank_main(argv: list[str] | None = None,
     passes its own)."""
     import argparse
 
-    procs.set_pdeathsig()
     ap = argparse.ArgumentParser()
     for flag in ("--rank", "--world", "--port"):
         ap.add_argument(flag, type=int, required=True)
@@ -328,4 +326,6 @@ def run(ctx: CheckContext) -> CheckResult:
 
 
 if __name__ == "__main__":
-    sys.exit(rank_main())
+    from envcheck.proc import exit_now
+
+    exit_now(rank_main())

@@ -21,7 +21,6 @@ batches (seed + rank), for ``steps`` steps in fp32 with AdamW:
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Callable
 
 from envcheck.validate import faults
@@ -195,6 +194,7 @@ def run(ctx: CheckContext) -> CheckResult:
 
 
 if __name__ == "__main__":
+    from envcheck.proc import exit_now
     from envcheck.validate.checks.collectives import rank_main
 
-    sys.exit(rank_main(body=_body))
+    exit_now(rank_main(body=_body))
