@@ -270,7 +270,6 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, scope, timeout, st
     """
     from envcheck import rules
     from envcheck.cluster import exitmodes, prom
-    from envcheck.report import doctor as render
 
     if snapshot_path and python:
         raise click.UsageError("--snapshot and --python exclude each other: a saved snapshot is not probed")
@@ -279,17 +278,7 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, scope, timeout, st
     if exitmodes.format_conflict(fmt, exit_codes):
         raise click.UsageError(exitmodes.format_conflict(fmt, exit_codes))
     ctx.ensure_object(dict)["exit_codes"] = exit_codes
-    if snapshot_path:
-        snapshot = _load_snapshot(snapshot_path)
-    else:
-        from envcheck import probes
-
-        # While the torch subprocess runs, load the rule modules and recipes (pure; ~30-80 ms
-        # that would otherwise come after it: bench/doctor_bench.py).
-        judged = _target(python) if scope == "full" else None
-        snapshot = probes.collect(python=judged and judged.executable, torch_timeout=timeout,
-                                  progress=_progress, while_waiting=lambda: rules.evaluate(snap.new({})),
-                                  probe_python=judged is not None, target=judged and judged.to_dict())
+    snapshot = _load_snapshot(snapshot_path) if snapshot_path else _probe(python, scope, timeout)
     if save_path:
         _save(snapshot, save_path)
     options = {k: v for k, v in (("xid_window_s", xid_window), ("node_profile", node_profile),
@@ -299,14 +288,32 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, scope, timeout, st
     decision = exitmodes.decide(outcome, exit_codes)
     if decision.line is not None:
         _write(safe.neutralise(decision.line, one_line=True))
-    elif fmt == "json":
-        _write(render.to_json(snapshot, findings, strict=strict, scope=scope, replayed_from=snapshot_path))
     else:
-        _write(render.to_text(snapshot, findings, color=style.use_color(color), strict=strict,
-                              width=style.text_width(), scope=scope, replayed_from=snapshot_path))
+        _write(_doctor_report(snapshot, findings, fmt, color, strict, scope, snapshot_path))
     _health_outputs(outcome, lambda: prom.doctor_text(snapshot, findings, time.time()), prom_file, drain)
     _html_out(html_path, lambda: _html_doctor(snapshot, findings, strict))
     sys.exit(rules.exit_code(findings, strict=strict) if exit_codes == "default" else decision.code)
+
+
+def _probe(python: str | None, scope: str, timeout: float) -> dict:
+    """doctor's probes: the judged interpreter's torch (none under --scope node), NVML, host."""
+    from envcheck import probes, rules
+
+    judged = _target(python) if scope == "full" else None
+    # While the torch subprocess runs, load the rule modules and recipes (pure; ~30-80 ms that
+    # would otherwise come after it: bench/doctor_bench.py).
+    return probes.collect(python=judged and judged.executable, torch_timeout=timeout, progress=_progress,
+                          while_waiting=lambda: rules.evaluate(snap.new({})), probe_python=judged is not None,
+                          target=judged and judged.to_dict())
+
+
+def _doctor_report(snapshot, findings, fmt, color, strict, scope, replayed_from) -> str:
+    from envcheck.report import doctor as render
+
+    if fmt == "json":
+        return render.to_json(snapshot, findings, strict=strict, scope=scope, replayed_from=replayed_from)
+    return render.to_text(snapshot, findings, color=style.use_color(color), strict=strict,
+                          width=style.text_width(), scope=scope, replayed_from=replayed_from)
 
 
 def _html_doctor(snapshot, findings, strict):
@@ -366,14 +373,7 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
     if list_gpus:
         _write(mach.gpu_listing())
         return
-    py_version = mach.python_version_flag(python)
-    py_path = python if python and not py_version else None
-    if py_path and not os.path.exists(py_path):
-        raise click.UsageError(f"--python {python!r}: no such interpreter or venv; give X.Y "
-                               "(e.g. 3.12) or the path of a python executable or venv")
-    if snapshot_path and py_path:
-        raise click.UsageError("--snapshot and --python PATH exclude each other: a saved snapshot is not probed")
-    judged = None  # which interpreter the plan is for, and why (None: described, not probed)
+    py_version, py_path = _install_python(python, snapshot_path)
     try:
         spec = mach.parse_torch_spec(torch_spec)
         extras = mach.parse_with(with_)
@@ -383,38 +383,62 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
             from envcheck.recommend import online as online_check
 
             index_url = online_check.validate_index_url(index_url, online)
-        if snapshot_path:
-            loaded = _load_snapshot(snapshot_path)
-            judged = loaded.get("target") if isinstance(loaded.get("target"), dict) else None
-            machine = mach.machine_from_snapshot(loaded, source="snapshot")
-            machine = recommend.apply_overrides(machine, **what_if)
-        elif platform and py_version and (gpus or no_gpu):
-            machine = recommend.what_if_machine(**what_if)  # fully described: nothing to probe
-        else:
-            recommend.what_if_machine(**what_if)  # reject bad flags before a slow probe
-            from envcheck import probes
-
-            # The plan needs the interpreter and what is installed, not a torch import.
-            chosen = _target(py_path)
-            judged = chosen.to_dict()
-            snapshot = probes.collect(python=chosen.executable, progress=_progress, import_torch=False,
-                                      target=judged)
-            machine = recommend.machine_from_snapshot(snapshot)
-            machine = recommend.apply_overrides(machine, **what_if)
+        machine, judged = _install_machine(what_if, snapshot_path, py_path,
+                                           described=bool(platform and py_version and (gpus or no_gpu)))
     except recommend.InputError as exc:
         raise click.UsageError(str(exc)) from None
     plan = recommend.recommend(machine, spec, extras)
     if online and plan.ok:
-        from envcheck.recommend import online as online_check
-
         _progress("envcheck: checking the plan against the package index (--online)")
-        plan.online = online_check.check(plan, index_url, os.environ, online_timeout).to_dict()
+        plan.online = _online_check(plan, index_url, online_timeout)
     use_color = style.use_color(color)
     if not run:
         _write(render.to_json(plan, target=judged) if fmt == "json"
                else render.to_text(plan, color=use_color, target=judged))
         sys.exit(render.exit_code(plan))
     _install_run(plan, fmt, use_color, yes)
+
+
+def _online_check(plan, index_url: str | None, timeout: float) -> dict:
+    from envcheck.recommend import online as online_check
+
+    return online_check.check(plan, index_url, os.environ, timeout).to_dict()
+
+
+def _install_python(python: str | None, snapshot_path: str | None) -> tuple[str | None, str | None]:
+    """install --python: a version to plan for (X.Y) or an interpreter path; usage errors."""
+    from envcheck.recommend import machine as mach
+
+    py_version = mach.python_version_flag(python)
+    py_path = python if python and not py_version else None
+    if py_path and not os.path.exists(py_path):
+        raise click.UsageError(f"--python {python!r}: no such interpreter or venv; give X.Y "
+                               "(e.g. 3.12) or the path of a python executable or venv")
+    if snapshot_path and py_path:
+        raise click.UsageError("--snapshot and --python PATH exclude each other: a saved snapshot is not probed")
+    return py_version, py_path
+
+
+def _install_machine(what_if: dict, snapshot_path: str | None, py_path: str | None, described: bool):
+    """The machine facts a plan is for, and the judged interpreter (None: described, not probed):
+    a saved snapshot, a fully described machine (nothing to probe), or this machine's probe."""
+    from envcheck import recommend
+    from envcheck.recommend import machine as mach
+
+    if snapshot_path:
+        loaded = _load_snapshot(snapshot_path)
+        judged = loaded.get("target") if isinstance(loaded.get("target"), dict) else None
+        return recommend.apply_overrides(mach.machine_from_snapshot(loaded, source="snapshot"), **what_if), judged
+    if described:
+        return recommend.what_if_machine(**what_if), None
+    recommend.what_if_machine(**what_if)  # reject bad flags before a slow probe
+    from envcheck import probes
+
+    # The plan needs the interpreter and what is installed, not a torch import.
+    chosen = _target(py_path)
+    judged = chosen.to_dict()
+    snapshot = probes.collect(python=chosen.executable, progress=_progress, import_torch=False, target=judged)
+    return recommend.apply_overrides(recommend.machine_from_snapshot(snapshot), **what_if), judged
 
 
 def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
@@ -427,11 +451,9 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
 
     if fmt != "json":
         _write(render.to_text(plan, color=use_color))
-    if not plan.ok:
-        _progress("envcheck: nothing to run: the plan is blocked (see the blockers)")
-        sys.exit(exitcodes.FINDINGS)
-    if render.exit_code(plan):
-        _progress("envcheck: nothing to run: the index disagrees with the plan (see Online check)")
+    if not plan.ok or render.exit_code(plan):
+        _progress("envcheck: nothing to run: " + ("the plan is blocked (see the blockers)" if not plan.ok
+                                                  else "the index disagrees with the plan (see Online check)"))
         sys.exit(exitcodes.FINDINGS)
     python = plan.machine.executable
     if not python:
@@ -442,19 +464,20 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
     if not yes:
         click.confirm("Run this pip command now?", abort=True, err=True)
     rc = actions.run_pip(python, plan.pip_args, echo=_progress)
+    def run_json(doctor_doc) -> str:
+        return json.dumps({"install": render.to_dict(plan), "run": {"argv": argv, "returncode": rc},
+                           "doctor": doctor_doc}, indent=2, sort_keys=True) + "\n"
+
     if rc != 0:
         _progress(f"envcheck: pip exited with status {rc}; nothing else was changed")
         if fmt == "json":
-            _write(json.dumps({"install": render.to_dict(plan), "run": {"argv": argv, "returncode": rc},
-                               "doctor": None}, indent=2, sort_keys=True) + "\n")
+            _write(run_json(None))
         sys.exit(exitcodes.FINDINGS)
     _progress("pip finished; re-running the doctor on " + python)
     snapshot = probes.collect(python=python, progress=_progress)
     findings = rules.evaluate(snapshot)
     if fmt == "json":
-        doctor_doc = json.loads(doctor_render.to_json(snapshot, findings))
-        _write(json.dumps({"install": render.to_dict(plan), "run": {"argv": argv, "returncode": rc},
-                           "doctor": doctor_doc}, indent=2, sort_keys=True) + "\n")
+        _write(run_json(json.loads(doctor_render.to_json(snapshot, findings))))
     else:
         _write(doctor_render.to_text(snapshot, findings, color=use_color))
     sys.exit(rules.exit_code(findings))

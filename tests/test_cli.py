@@ -354,3 +354,15 @@ def test_stdout_and_stderr_are_scrubbed_at_the_output_stage(capsys):
     out, err = capsys.readouterr()
     assert err == "envcheck: validate needs a working torch: OSError: https://***@h/?token=<redacted> \\x1b]0;x\\x07\n"
     assert out == "\x1b[1mfix\x1b[0m  export HF_TOKEN=<redacted>\n"  # envcheck's own colour codes kept
+
+
+def test_cli_only_wires_no_function_longer_than_40_lines():
+    """Issue 9: decisions live in the engines; cli.py parses, calls and prints."""
+    import ast
+
+    from envcheck import cli as cli_module
+
+    tree = ast.parse(Path(cli_module.__file__).read_text(encoding="utf-8"))
+    long = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 40}
+    assert not long, long
