@@ -551,7 +551,9 @@ def validate(ctx, fmt, color, report_path, junit_path, exit_codes, prom_file, dr
     ctx.ensure_object(dict)["exit_codes"] = exit_codes
     outputs = output.Outputs(fmt=fmt, color=style.use_color(color), report_path=report_path, junit_path=junit_path,
                              prom_file=prom_file, drain=drain, exit_codes=exit_codes, html_path=html_path)
-    listener = render.ProgressDisplay(sys.stderr, color=style.use_color(color, sys.stderr))
+    # On one terminal for both, a finished check's bar is erased: its result is in the report.
+    same_terminal = fmt == "text" and exit_codes == "default" and sys.stdout.isatty() and sys.stderr.isatty()
+    listener = render.ProgressDisplay(sys.stderr, color=style.use_color(color, sys.stderr), transient=same_terminal)
     try:
         code = app.main(app.Request(**request), outputs, env=os.environ, write=_write, progress=_progress,
                         listener=listener)

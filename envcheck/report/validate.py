@@ -232,14 +232,19 @@ def to_junit(report: ValidationReport) -> str:
 
 
 class ProgressDisplay(Listener):
-    """A bar per check on a terminal; plain lines otherwise (logs, CI). Writes to ``stream``."""
+    """A bar per check on a terminal; plain lines otherwise (logs, CI). Writes to ``stream``.
+
+    ``transient``: the report itself goes to the same terminal (text on a TTY stdout), so a
+    finished check's bar is erased instead of becoming a result line: each result is printed
+    once, in the report."""
 
     def __init__(self, stream: TextIO | None = None, tty: bool | None = None, color: bool = False,
-                 width: int = 24) -> None:
+                 width: int = 24, transient: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty
         self.color = color
         self.width = width
+        self.transient = transient and self.tty
         self._last_draw = 0.0
         self._quarter: dict[str, int] = {}
         self._total = 0
@@ -283,7 +288,9 @@ class ProgressDisplay(Listener):
     def end(self, result: CheckResult) -> None:
         label = paint(result.status.upper(), self.color, fg=_STATUS_COLOURS.get(result.status))
         line = f"{result.name}: {label} in {_seconds(result.seconds)} - {_ascii(result.message)}"
-        if self.tty:
+        if self.transient:
+            self._write("\r\x1b[2K")
+        elif self.tty:
             self._write(f"\r\x1b[2K  [{self._index}/{self._total}] {line[:200]}\n")
         else:
             self._write(f"validate: {line}\n")

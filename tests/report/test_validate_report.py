@@ -142,3 +142,23 @@ def test_progress_bar_on_a_terminal():
     text = out.getvalue()
     assert "\r\x1b[2K  [5/6] gemm      [############............]  50%  cuda:0 bf16" in text
     assert text.endswith("\r\x1b[2K  [5/6] gemm: FAIL in 2.0 s - SDC\n")
+
+
+def test_progress_on_the_report_s_own_terminal_is_erased_not_repeated():
+    """Issue 12: text report and progress on one terminal: each result is printed once (in the
+    report); the finished check's bar is cleared instead of becoming a result line."""
+    out = io.StringIO()
+    p = render.ProgressDisplay(out, tty=True, transient=True)
+    p.start("gemm", 4, 6)
+    p._last_draw = 0.0
+    p.progress("gemm", 0.5, "cuda:0 bf16")
+    p.end(CheckResult("gemm", "fail", {}, "SDC", 2.0))
+    text = out.getvalue()
+    assert "[5/6] gemm      [############" in text
+    assert text.endswith("\r\x1b[2K") and "FAIL" not in text
+    # not a terminal: plain lines as before, whatever transient says
+    logs = io.StringIO()
+    q = render.ProgressDisplay(logs, tty=False, transient=True)
+    q.start("gemm", 0, 1)
+    q.end(CheckResult("gemm", "pass", {}, "ok", 1.0))
+    assert logs.getvalue().endswith("validate: gemm: PASS in 1.0 s - ok\n")
