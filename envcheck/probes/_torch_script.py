@@ -79,6 +79,12 @@ def _conda_env():
     return None
 
 
+def _externally_managed(in_venv):
+    import sysconfig
+
+    return (not in_venv) and os.path.isfile(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+
+
 def python_facts(pip_version):
     import sysconfig
 
@@ -92,6 +98,10 @@ def python_facts(pip_version):
         "executable": sys.executable,
         "prefix": sys.prefix,
         "venv": sys.prefix != base or hasattr(sys, "real_prefix"),
+        # PEP 668: the OS package manager owns this Python; pip refuses to install into it
+        # ("externally-managed-environment") unless in a venv. The marker file lives in the
+        # stdlib directory (PEP 668, "Marking an interpreter as using an external package manager").
+        "externally_managed": guard(_externally_managed, sys.prefix != base or hasattr(sys, "real_prefix")),
         "conda_env": guard(_conda_env),
         "pip_version": pip_version,
         "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),

@@ -51,6 +51,10 @@ def all_commands(plan: Plan, build: Build) -> dict:
     args = " ".join(_quote(a, windows) for a in plan.pip_args)
     py = python_command(plan)
     pip = f"{py} -m pip install {args}"
+    if m.externally_managed:
+        # PEP 668: pip refuses the system Python ("externally-managed-environment"); a venv of
+        # the user's own is the fix pip itself suggests.
+        pip = f"{py} -m venv ~/.venvs/torch && ~/.venvs/torch/bin/python -m pip install {args}"
     if m.executable:
         uv_python = _quote(m.executable, windows)
     elif m.python:

@@ -507,6 +507,10 @@ def _fill_plan(plan: Plan, ev: _Evaluation, newer: list[_Evaluation], spec) -> N
     _gpu_reasons(plan, ev)
     _index_reasons(plan, r, b)
     _notes(plan, ev, newer)
+    if m.externally_managed:
+        plan.notes.append(f"{m.executable} is managed by the OS package manager (PEP 668): pip refuses to "
+                          "install into it, so the command makes a venv (~/.venvs/torch) and installs there; "
+                          "activate it with `source ~/.venvs/torch/bin/activate`")
 
 
 def _gpu_reasons(plan: Plan, ev: _Evaluation) -> None:

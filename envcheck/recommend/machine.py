@@ -70,6 +70,7 @@ class Machine:
     gpu_without_driver: bool = False  # NVIDIA PCI device present but NVML cannot talk to it
     wsl: bool = False  # the driver is the Windows host's (NVIDIA CUDA on WSL guide)
     executable: str | None = None  # the interpreter commands should run with
+    externally_managed: bool = False  # PEP 668: pip refuses to install into `executable`
     installed_torch: str | None = None
     sources: dict = field(default_factory=dict)  # fact -> "probed" | "flag" | "snapshot"
     assumed: tuple = ()  # what a what-if plan took from this machine or left out, in words
@@ -106,6 +107,7 @@ class Machine:
             "gpu_without_driver": self.gpu_without_driver,
             "wsl": self.wsl,
             "executable": self.executable,
+            "externally_managed": self.externally_managed,
             "installed_torch": self.installed_torch,
             "sources": dict(self.sources),
             "assumed": list(self.assumed),
@@ -286,6 +288,7 @@ def machine_from_snapshot(snapshot: dict, source: str = "probed") -> Machine:
         gpu_without_driver=bool(pci_gpus) and not gpus and nvml in _NO_DRIVER,
         wsl=get(snapshot, "host.wsl") is True,
         executable=get(snapshot, "python.executable"),
+        externally_managed=get(snapshot, "python.externally_managed") is True,
         installed_torch=installed if isinstance(installed, str) else None,
         sources={f: source for f in facts},
     )
@@ -316,7 +319,7 @@ def apply_overrides(
         if platform != machine.platform and probed:
             # Another OS/CPU: this machine's interpreter, installed torch, glibc, WSL state, GPUs
             # and driver do not describe that machine; what the flags do not give is left out.
-            changes.update(executable=None, wsl=False, installed_torch=None, macos=None)
+            changes.update(executable=None, externally_managed=False, wsl=False, installed_torch=None, macos=None)
             dropped = []
             if glibc is None and machine.glibc:
                 changes["glibc"] = None
@@ -347,7 +350,7 @@ def apply_overrides(
         if not m or int(m.group(1)) != 3:
             raise InputError(f"--python {python!r}: give a version like 3.12 or 3.14.1 (3.13t for free-threaded)")
         new = f"3.{int(m.group(2))}"
-        changes.update(python=new, free_threaded=bool(m.group(4)), executable=None,
+        changes.update(python=new, free_threaded=bool(m.group(4)), executable=None, externally_managed=False,
                        python_full=f"{new}.{int(m.group(3))}" if m.group(3) is not None else None)
         if machine.installed_torch and (new != machine.python
                                         or bool(m.group(4)) != machine.free_threaded):

@@ -3,6 +3,7 @@ command syntax (never pip and conda mixed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -396,3 +397,18 @@ def test_snapshot_gives_patch_python_and_macos_version():
     m = machine_from_snapshot(snap)
     assert (m.python, m.python_full, m.macos) == ("3.14", "3.14.1", "13.6")
     assert recommend.recommend(m).torch == "2.11.0"  # 2.12+ arm64 wheels need macOS 14
+
+
+def test_externally_managed_python_gets_a_venv_command_not_a_refused_pip():
+    """Issue 12: doctor's fix for a PEP 668 system Python (Debian 12, Ubuntu 23.04+) was a pip
+    command that pip refuses ("externally-managed-environment"); the plan makes a venv instead."""
+    from envcheck import recommend
+
+    m = recommend.what_if_machine(platform="linux-x86_64", python="3.11", no_gpu=True, glibc="2.36")
+    plain = recommend.recommend(m)
+    managed = recommend.recommend(dataclasses.replace(m, executable="/usr/bin/python3", externally_managed=True))
+    assert plain.ok and managed.ok and managed.pip_args == plain.pip_args
+    pip = managed.commands["pip"]
+    assert pip.startswith("/usr/bin/python3 -m venv ~/.venvs/torch && ~/.venvs/torch/bin/python -m pip install ")
+    assert pip.endswith(" ".join(plain.pip_args)) or "torch" in pip
+    assert any("PEP 668" in n for n in managed.notes) and not any("PEP 668" in n for n in plain.notes)
