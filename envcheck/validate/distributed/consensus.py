@@ -142,8 +142,6 @@ def apply(nodes: list[dict], section: dict | None) -> tuple[list[str], list[str]
     """Fail the outliers' nodes; (reasons, extra cluster verdicts: degraded when inconclusive)."""
     if not section:
         return [], []
-    from envcheck.validate.distributed.aggregate import worst_verdict
-
     by_node = {n["node_rank"]: n for n in nodes}
     reasons, extra = [], []
     for g in section["groups"]:

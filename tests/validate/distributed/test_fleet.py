@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from envcheck.validate.distributed import consensus, drift
 from envcheck.validate.distributed.aggregate import cluster_report
 
@@ -109,3 +111,81 @@ def test_compute_is_reproducible_and_the_fault_flips_one_rank(monkeypatch):
     monkeypatch.setenv("ENVCHECK_FAULT", "consensus.flip:rank=1")
     assert consensus.compute(cpu, 0)["digest"] == a["digest"]
     assert consensus.compute(cpu, 1)["digest"] != a["digest"]
+
+
+def test_text_report_shows_drift_and_consensus_blocks():
+    from envcheck.report.cluster import to_text
+
+    rep = cluster_report([_entry(0, 0), _entry(1, 1, digest="b" * 64, env={"NCCL_IB_DISABLE": "1"}), _entry(2, 2)],
+                         world_size=3)
+    text = to_text(rep)
+    assert "drift (3 nodes compared, majority per field): 2 field(s) differ\n" in text
+    assert "  NCCL_IB_DISABLE: majority: unset (2); gpu01: 1 (1)\n" in text
+    assert "  NCCL_DEBUG (not weighed): majority: WARN (2); gpu01: unset (1)\n" in text
+    assert ("  NVIDIA H100 80GB HBM3, driver 550.54.15, torch 2.5.1+cu124 CUDA 12.4: 2 of 3 ranks agree; "
+            "rank 1 (gpu01) differs\n") in text
+    assert text.endswith("FAILED: 3 ranks on 3 nodes\n")
+
+
+# ---- end to end: two torchrun agents on loopback (gloo) -----------------------------------------
+
+def _agents(tmp_path, agent_env: list[dict], *args, nproc=2, timeout_s=240):
+    """Like test_validate_distributed.torchrun_validate, with an environment of its own per agent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from test_validate_distributed import _leftovers, _port
+
+    port = _port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
+                                                                      "MASTER_", "GROUP_", "TORCHELASTIC", "NCCL_"))}
+    base["OMP_NUM_THREADS"] = "1"
+    base["ENVCHECK_TEST_TAG"] = tag = uuid.uuid4().hex
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(agent_env)), "--nproc-per-node",
+           str(nproc), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "envcheck",
+           "--max-restarts", "0", "-m", "envcheck", "validate", "--checks", "allreduce",
+           "--allreduce-max-mib", "1", *args]
+    agents = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**base, **extra},
+                               cwd=tmp_path, start_new_session=True) for extra in agent_env]
+    outs = []
+    try:
+        for a in agents:
+            outs.append((*a.communicate(timeout=timeout_s), a.returncode))
+    finally:
+        for a in agents:
+            if a.poll() is None:
+                os.killpg(a.pid, signal.SIGKILL)
+                a.wait(timeout=10)
+    time.sleep(0.5)
+    return outs, _leftovers(tag)
+
+
+@pytest.mark.slow
+def test_two_torchrun_agents_show_drift_and_fail_the_node_with_the_mismatching_digest(tmp_path):
+    """Issue 17 "Done when". Two agents x 2 ranks: with two nodes a node-level digest split has no
+    majority, so the fault flips the digest of rank 3 only (node 1's second rank): ranks 0-2 agree
+    (3 of 4 in the one CPU group) and rank 3 is the outlier, which fails node 1. The planted software
+    difference is NCCL_IB_DISABLE=1 on agent 1 only: with two nodes the drift is shown (and the
+    cluster degraded) without blaming either node, so node 0 stays passed."""
+    import json
+
+    fault = {"ENVCHECK_FAULT": "consensus.flip:rank=3"}
+    outs, left = _agents(tmp_path, [fault, {**fault, "NCCL_IB_DISABLE": "1"}], "--format", "json", "--timeout", "60",
+                         "--straggler-threshold", "0.99")
+    docs = [o for o, _, _ in outs if o.strip().startswith("{")]
+    assert len(docs) == 1, [(o[-300:], e[-1500:]) for o, e, _ in outs]
+    rep = json.loads(docs[0])
+    assert rep["drift"]["mode"] == "pair" and rep["drift"]["unresolved"] == ["NCCL_IB_DISABLE"]
+    assert [r["key"] for r in rep["drift"]["fields"]] == ["env.NCCL_IB_DISABLE"]
+    (group,) = rep["consensus"]["groups"]
+    assert group["status"] == "outliers" and group["ranks"] == 4
+    assert [(o["rank"], o["node_rank"]) for o in group["outliers"]] == [(3, 1)]
+    assert [n["verdict"] for n in rep["nodes"]] == ["passed", "failed"]
+    assert rep["verdict"] == "failed"
+    assert any(r.startswith("consensus: node 1 (") and "rank 3 on cpu" in r for r in rep["reasons"])
+    assert any(r.startswith("drift: NCCL_IB_DISABLE differs between nodes with no majority") for r in rep["reasons"])
+    assert not left, left
