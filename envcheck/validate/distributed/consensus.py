@@ -56,9 +56,13 @@ def compute(device, rank: int = 0) -> dict[str, Any]:
         w1 = (torch.randn(MLP_IN, MLP_HIDDEN, generator=gen) * 0.1).to(device).requires_grad_()
         w2 = (torch.randn(MLP_HIDDEN, MLP_OUT, generator=gen) * 0.1).to(device).requires_grad_()
         data = torch.randn(BATCH, MLP_IN, generator=gen).to(device)
-        target = torch.randint(0, MLP_OUT, (BATCH,), generator=gen).to(device)
+        # one-hot targets and an explicit loss: CUDA's nll_loss and gather's backward use atomics
+        # (torch.use_deterministic_algorithms lists them), dense ops and reductions do not.
+        target = torch.nn.functional.one_hot(torch.randint(0, MLP_OUT, (BATCH,), generator=gen),
+                                             MLP_OUT).float().to(device)
         for _ in range(TRAIN_STEPS):
-            loss = torch.nn.functional.cross_entropy(torch.relu(data @ w1) @ w2, target)
+            logp = torch.log_softmax(torch.relu(data @ w1) @ w2, dim=1)
+            loss = -(logp * target).sum() / BATCH
             g1, g2 = torch.autograd.grad(loss, (w1, w2))
             with torch.no_grad():
                 w1 -= 0.1 * g1
@@ -76,7 +80,8 @@ def compute(device, rank: int = 0) -> dict[str, Any]:
         torch.use_deterministic_algorithms(before)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     if device.type == "cuda":
-        dev = torch.cuda.get_device_name(device)
+        # cuBLAS is bit-reproducible on the same architecture *and SM count* (a MIG slice differs).
+        dev = f"{torch.cuda.get_device_name(device)} ({torch.cuda.get_device_properties(device).multi_processor_count} SMs)"
     else:
         cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "?")()
         dev = f"cpu {platform.machine()} {cap}"
