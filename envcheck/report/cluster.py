@@ -31,6 +31,44 @@ def _ranks(ranks: list[Mapping]) -> str:
     return f"{rs[0]}-{rs[-1]}" if rs == list(range(rs[0], rs[-1] + 1)) and len(rs) > 1 else ",".join(map(str, rs))
 
 
+def _short(v) -> str:
+    if v is None:
+        return "unset"
+    if isinstance(v, list):
+        return ", ".join(map(str, v)) or "none"
+    return str(v)
+
+
+def _fleet_lines(report: Mapping, color: bool) -> list[str]:
+    """Issue 17: the drift block (fields that differ between nodes) and the consensus block."""
+    lines: list[str] = []
+    d = report.get("drift") or {}
+    if d:
+        rows = d.get("fields") or []
+        lines += ["", f"drift ({d.get('nodes_compared')} nodes compared"
+                      + (", majority per field" if d.get("mode") == "fleet" else ", no majority with 2 nodes")
+                      + "): " + ("no difference" if not rows else f"{len(rows)} field(s) differ")]
+        for r in rows:
+            vals = "; ".join((f"{', '.join(g['nodes'])}: " if g.get("nodes") else "majority: ")
+                             + f"{_short(g.get('value'))} ({g.get('count')})" for g in r.get("values") or [])
+            mark = "" if r.get("weight") else " (not weighed)"
+            lines.append(f"  {r.get('label')}{mark}: {vals}")
+    c = report.get("consensus") or {}
+    if c:
+        lines += ["", "consensus (same fixed-seed computation on every rank, compared per device model and build):"]
+        for g in c.get("groups") or []:
+            st = str(g.get("status"))
+            paint = {"agree": "green", "outliers": "red", "inconclusive": "yellow"}.get(st)
+            text = {"agree": f"{g.get('ranks')} ranks agree",
+                    "alone": "1 rank, nothing to compare with",
+                    "inconclusive": f"{g.get('ranks')} ranks, {g.get('digests')} digests, no majority",
+                    "outliers": f"{g.get('ranks') - len(g.get('outliers') or [])} of {g.get('ranks')} ranks agree; "
+                                + ", ".join(f"rank {o.get('rank')} ({o.get('hostname')}) differs"
+                                            for o in g.get("outliers") or [])}.get(st, st)
+            lines.append(f"  {g.get('label')}: " + style.paint(text, color, fg=paint))
+    return lines
+
+
 def to_text(report: Mapping, color: bool = False) -> str:
     """A node table, worst nodes' reasons under it; the verdict line last (what a log keeps)."""
     report = neutralise_obj(dict(report))  # peers' hostnames and messages: before any colour
@@ -62,6 +100,7 @@ def to_text(report: Mapping, color: bool = False) -> str:
                              + style.paint(status, color, fg="green" if m.get("passed") else "red"))
     elif pw.get("skipped"):
         lines += ["", f"pairwise: skipped ({pw['skipped']})"]
+    lines += _fleet_lines(report, color)
     reasons = list(report.get("reasons") or [])
     if reasons:
         lines += ["", "why:"] + [f"  - {r}" for r in reasons]

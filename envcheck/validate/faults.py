@@ -22,6 +22,7 @@ fault always travels the same path as a real failure. Kinds understood:
 ``collectives.wrong`` rank ``rank`` (default 1) adds 1 to its input of collective ``op`` at the first size
 ``p2p.flip``          one bit of the copy ``src`` -> ``dst`` (default 0 -> 1) is flipped before verification
 ``ddp.skew``          rank ``rank`` (default 1) nudges one DDP parameter after the first step
+``consensus.flip``    rank ``rank`` (default 1) flips one bit of its consensus result before the digest
 ====================  ===========================================================
 
 Example: ``ENVCHECK_TEST_FAULTS=1 ENVCHECK_FAULT=allreduce.hang:rank=1:op=2``.

@@ -255,6 +255,24 @@ def _reasons(entries: list[dict], nodes: list[dict], missing: list[dict], pw: di
     return reasons + _pairwise_reasons(pw)
 
 
+def fleet_sections(entries: list[dict], nodes: list[dict], extra: list[str]) -> tuple[dict, list[str]]:
+    """Issue 17: the ``drift`` and ``consensus`` sections (when the ranks sent node summaries /
+    digests); marks the nodes they blame and appends to ``extra`` (cluster verdicts)."""
+    from envcheck.validate.distributed import consensus, drift
+
+    out: dict = {}
+    reasons: list[str] = []
+    d = drift.drift_section(drift.summaries_of(entries))
+    c = consensus.consensus_section(entries)
+    for name, section, mod in (("drift", d, drift), ("consensus", c, consensus)):
+        if section is not None:
+            out[name] = section
+            why, more = mod.apply(nodes, section)
+            reasons += why
+            extra += more
+    return out, reasons
+
+
 def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float = DEFAULT_THRESHOLD,
                    checks: tuple[str, ...] = STRAGGLER_CHECKS) -> dict:
     """The cluster report: ``verdict``, ``world_size``, ``nodes`` (one per node), ``missing_ranks``."""
@@ -265,12 +283,13 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
     pw_raw = _pairwise_result(entries)
     pw = pairwise_section(pw_raw, {n["node_rank"]: n["hostname"] for n in nodes}) if pw_raw else None
     extra = _apply_pairwise(nodes, pw)
+    fleet, fleet_reasons = fleet_sections(entries, nodes, extra)
     verdict = worst_verdict([n["verdict"] for n in nodes] + (["failed"] if missing else []) + extra)
     return {
         "schema": "envcheck.cluster",
         "schema_version": 1,
         "verdict": verdict,
-        "reasons": _reasons(entries, nodes, missing, pw),
+        "reasons": _reasons(entries, nodes, missing, pw) + fleet_reasons,
         "world_size": world_size,
         "num_nodes": len(nodes),
         "straggler_threshold": threshold,
@@ -278,4 +297,5 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
         "nodes": nodes,
         "missing_ranks": missing,
         **({"pairwise": pw} if pw else {}),
+        **fleet,
     }

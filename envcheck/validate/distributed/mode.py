@@ -155,6 +155,8 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
         details["intranode_rows"] = intra.get("rows") or []
     if out.get("pairwise"):
         details["pairwise"] = out["pairwise"]
+    if out.get("consensus"):
+        details["consensus"] = out["consensus"]  # issue 17: rank 0 compares the digests
     # busbw_GBps is what certification judges against the GPUs' NVLink figure: only the
     # intra-node sweep measures NVLink; the world sweep crosses the network when nnodes > 1.
     busbw = il.get("busbw_GBps") if intra else (wl.get("busbw_GBps") if nnodes == 1 else None)
@@ -308,7 +310,7 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
         report = vrunner.failed_report(cfg, opts.checks, prep.preflight.error or "torch is not usable",
                                        machine=prep.machine)
         report.world_size = info.world_size
-        return report.to_dict()
+        return with_node_summary(report.to_dict(), info)
     binding = pick_device(info, prep.preflight.info, opts.device, dict(os.environ))
     info_one = narrowed_info(prep.preflight.info, binding.kind, binding.index)
     cfg = app.resolve(info_one, device=binding.kind, gpus=1 if binding.kind == "cuda" else None, procs=None,
@@ -324,7 +326,16 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
     report.world_size = info.world_size
     report.options = {**report.options, "distributed": info.to_dict()}
     vrunner.finish(report)
-    return report.to_dict()
+    return with_node_summary(report.to_dict(), info)
+
+
+def with_node_summary(rep: dict[str, Any], info: Launch) -> dict[str, Any]:
+    """Issue 17 drift: a node's local rank 0 adds its node's summary (once per node)."""
+    if info.local_rank == 0:
+        from envcheck.validate.distributed.drift import node_summary
+
+        rep["node_summary"] = node_summary(rep.get("machine"), rep.get("versions"), os.environ)
+    return rep
 
 
 def run(info: Launch, opts: Options, progress: Callable[[str], None], hostname: str) -> dict | None:

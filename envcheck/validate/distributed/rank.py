@@ -127,6 +127,17 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
     return result
 
 
+def consensus_digest(device, rank: int, mark) -> dict[str, Any]:
+    """Issue 17: this rank's digest of the fixed computation (an error is sent, not raised)."""
+    from envcheck.validate.distributed import consensus
+
+    mark("consensus computation")
+    try:
+        return consensus.compute(device, rank)
+    except Exception as exc:  # noqa: BLE001 - no digest is no vote, not a failed all-reduce
+        return {"error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     params: dict[str, Any] = json.loads(argv[0])
@@ -168,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if params.get("pairwise"):
             result["pairwise"] = run_pairwise(device, nodes, {**params["pairwise"], "timeout": params["timeout"]},
                                               kw, mark)
+        result["consensus"] = consensus_digest(device, rank, mark)
         if device.type == "cuda":
             result["nccl_version"] = ".".join(str(v) for v in torch.cuda.nccl.version())
             result["device_name"] = torch.cuda.get_device_name(device)
