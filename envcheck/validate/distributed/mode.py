@@ -184,6 +184,36 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
     return CheckResult("allreduce", PASS, metrics, msg, details=details)
 
 
+NCCL_LOG_CAP = 4 * 1024 * 1024  # bytes of the child's stderr read for NCCL's INIT/NET lines
+
+
+def transport_record(backend: str, log: str, env: dict[str, str], rdma: dict[str, Any] | None) -> dict[str, Any]:
+    """This rank's NCCL transport (issue 14 point 3), parsed from the child's stderr, with what
+    explains a socket fallback: its NCCL_* variables and its node's RDMA ports. Pure."""
+    from envcheck.validate import nccl_transport as nt
+
+    if backend != "nccl":
+        return {"transport": nt.NOT_APPLICABLE_GLOO}
+    summary = nt.parse(log)
+    rdma = rdma or {"active_ports": 0, "ports": [], "peermem": None, "memory_peers": None}
+    return {"transport": summary["transport"], "summary": summary,
+            "nccl_debug": "user's NCCL_DEBUG=" + env["NCCL_DEBUG"] if env.get("NCCL_DEBUG") else "envcheck (INFO, INIT,NET)",
+            "env": {k: env[k] for k in nt.ENV_KEYS if k in env}, "rdma": rdma,
+            "socket_fallback": nt.socket_fallback(summary, int(rdma.get("active_ports") or 0))}
+
+
+def node_rdma() -> dict[str, Any]:
+    """This node's RDMA ports and peermem, from the doctor's network probe (sysfs only)."""
+    from envcheck.probes import network
+    from envcheck.validate import nccl_transport as nt
+
+    try:
+        return nt.rdma_ports(network.rdma_devices(), network.peermem())
+    except Exception as exc:  # noqa: BLE001 - context for the report, never the end of the run
+        return {"active_ports": 0, "ports": [], "peermem": None, "memory_peers": None,
+                "unavailable": f"{type(exc).__name__}: {exc}"}
+
+
 class _Marks:
     """The all-reduce child's events: progress marks, its result or its error."""
 
@@ -234,15 +264,20 @@ def run_allreduce(info: Launch, binding: Binding, params: dict[str, Any], timeou
         reason = sup.watch(on_line=seen.line, poll=lambda: seen.out is not None or seen.error is not None,
                            settle_s=10.0)
         tail = child.stderr_tail(2000).strip() if seen.out is None else ""
+        nccl_log = child.stderr_tail(NCCL_LOG_CAP) if backend == "nccl" else ""
+    record = transport_record(backend, nccl_log, dict(os.environ), node_rdma() if backend == "nccl" else None)
     if reason == "deadline":
         from envcheck.validate.runner import out_of_budget
 
         res = out_of_budget("allreduce", budget, seen.last or "start-up")
         res.metrics = {"world_size": info.world_size, "progress_marks": seen.count, "last_mark": seen.last}
+        res.details = {**(res.details or {}), "nccl_transport": record}
         return res
-    return allreduce_result(world=info.world_size, backend=backend, timeout=timeout, out=seen.out,
-                            error=seen.error, exit_code=child.returncode, hung=reason == "stall",
-                            last_mark=seen.last, marks=seen.count, stderr_tail=tail)
+    res = allreduce_result(world=info.world_size, backend=backend, timeout=timeout, out=seen.out,
+                           error=seen.error, exit_code=child.returncode, hung=reason == "stall",
+                           last_mark=seen.last, marks=seen.count, stderr_tail=tail)
+    res.details = {**(res.details or {}), "nccl_transport": record}
+    return res
 
 
 # ---- one rank ----------------------------------------------------------------------------

@@ -35,6 +35,17 @@ def _int_env(name: str, default: int | None = None) -> int:
     return int(raw)
 
 
+def nccl_debug_env(environ) -> str:
+    """Ask NCCL for its INIT and NET debug lines (which transport it chose; issue 14 point 3),
+    unless the user set NCCL_DEBUG: then their setting stays and what it prints is parsed.
+    NCCL reads both variables at its first communicator (NCCL docs, Environment Variables)."""
+    if environ.get("NCCL_DEBUG"):
+        return "user"
+    environ["NCCL_DEBUG"] = "INFO"
+    environ["NCCL_DEBUG_SUBSYS"] = "INIT,NET"
+    return "envcheck"
+
+
 def gather_json(obj: Any, device) -> list[Any]:
     """Every rank's JSON-able ``obj``, on every rank, through plain tensor all-gathers (bytes
     padded to the longest): ``all_gather_object`` needs numpy, which torch does not depend on
@@ -151,10 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         timeout = timedelta(seconds=float(params["timeout"]) + 30)
         mark("started")
         device, backend = rank_device(params["device"], int(params.get("index", local_rank)))
+        nccl_debug = nccl_debug_env(os.environ) if backend == "nccl" else None
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout)
         mark("joined the process group")
         kw = {k: int(params[k]) for k in ("max_bytes", "min_bytes", "factor", "warmup", "iters")}
-        result: dict[str, Any] = {"backend": backend, "world": sweep(device, mark=mark, **kw)}
+        result: dict[str, Any] = {"backend": backend, "world": sweep(device, mark=mark, **kw),
+                                  "nccl_debug": nccl_debug}
         nodes = [int(n) for n in gather_json(node, device)]
         node_ids = sorted(set(nodes))
         result["num_nodes"] = len(node_ids)
