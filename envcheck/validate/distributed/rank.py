@@ -138,6 +138,35 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
     return result
 
 
+def run_span(device, span: dict[str, Any], mark) -> dict[str, Any]:
+    """The collectives and ddp checks across the job's whole process group (issue 16 point 4),
+    after the world all-reduce: ``span`` holds each selected check's parameters. A check that
+    raises is that check's error; the next one still runs."""
+    from envcheck.validate.errors import backend_message
+
+    out: dict[str, Any] = {}
+    for name in ("collectives", "ddp"):
+        if name not in span:
+            continue
+        p = span[name]
+        mark(f"{name} (all ranks)")
+        try:
+            if name == "collectives":
+                from envcheck.validate.checks.collectives import measure
+
+                out[name] = measure(device, ops=p["ops"], min_bytes=int(p["min_bytes"]),
+                                    max_bytes=int(p["max_bytes"]), factor=int(p["factor"]),
+                                    warmup=int(p["warmup"]), iters=int(p["iters"]), mark=mark, per_rank=True)
+            else:
+                from envcheck.validate.checks.ddp import train
+
+                out[name] = train(device, p, int(p["seed"]), mark)
+        except Exception as exc:  # noqa: BLE001 - this check's failure, reported in its result
+            text = str(exc).strip()
+            out[name] = {"error": f"{type(exc).__name__}: {backend_message(text.splitlines()[0][:300] if text else '')}"}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     params: dict[str, Any] = json.loads(argv[0])
@@ -181,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         if params.get("pairwise"):
             result["pairwise"] = run_pairwise(device, nodes, {**params["pairwise"], "timeout": params["timeout"]},
                                               kw, mark)
+        if params.get("span"):
+            result["span"] = run_span(device, params["span"], mark)
         if device.type == "cuda":
             result["nccl_version"] = ".".join(str(v) for v in torch.cuda.nccl.version())
             result["device_name"] = torch.cuda.get_device_name(device)
