@@ -30,7 +30,7 @@ import time
 from datetime import timedelta
 from typing import Any, Callable
 
-from envcheck.validate import faults, procs
+from envcheck.validate import faults
 from envcheck.validate.checks import CheckContext
 from envcheck.validate.config import human_bytes
 from envcheck.validate.config import sizes as size_ladder
@@ -240,7 +240,7 @@ def rank_main(argv: list[str] | None = None,
     passes its own)."""
     import argparse
 
-    procs.set_pdeathsig()
+    # (parent death: proc.start's prelude already asks the kernel for SIGKILL, as for every child)
     ap = argparse.ArgumentParser()
     for flag in ("--rank", "--world", "--port"):
         ap.add_argument(flag, type=int, required=True)
