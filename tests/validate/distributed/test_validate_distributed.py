@@ -420,6 +420,8 @@ def test_collectives_and_ddp_span_every_rank_of_the_job(tmp_path):
         assert coll["metrics"]["all_gather_busbw_GBps"] > 0
         assert all(row["wrong_ranks"] == [] for row in coll["details"]["ops"]["all_gather"]["rows"])
         assert ddp["status"] == "pass" and ddp["metrics"]["world_size"] == 2, ddp
+        figures = {(f["check"], f["metric"]) for f in rank["figures"]}
+        assert ("collectives", "all_gather_busbw_GBps") in figures, figures
     assert not left, left
 
 
