@@ -69,6 +69,25 @@ def _fleet_lines(report: Mapping, color: bool) -> list[str]:
     return lines
 
 
+def transport_lines(nodes: list[Mapping]) -> list[str]:
+    """One line per node: the transport NCCL used between nodes (issue 14 point 3)."""
+    out = []
+    for n in nodes:
+        t = n.get("nccl_transport")
+        if not isinstance(t, Mapping):
+            continue
+        text = str(t.get("transport"))
+        if t.get("gdr") is not None:
+            text += ", GPUDirect RDMA " + ("on" if t["gdr"] else "off")
+        devs = [f"{d.get('name')}:{d.get('port')}" for d in t.get("devices") or [] if isinstance(d, Mapping)]
+        if devs:
+            text += f" ({', '.join(devs)})"
+        if t.get("socket_fallback"):
+            text += f"  SOCKET FALLBACK: {t.get('active_rdma_ports')} RDMA port(s) ACTIVE"
+        out.append(f"  node {n.get('node_rank')} ({n.get('hostname') or '?'}): {text}")
+    return ["", "nccl transport:", *out] if out else []
+
+
 def to_text(report: Mapping, color: bool = False) -> str:
     """A node table, worst nodes' reasons under it; the verdict line last (what a log keeps)."""
     report = neutralise_obj(dict(report))  # peers' hostnames and messages: before any colour
@@ -85,6 +104,7 @@ def to_text(report: Mapping, color: bool = False) -> str:
         if i:
             cells[2] = style.paint(cells[2], color, fg=_VERDICT_COLOURS.get(row[2]))
         lines.append("  ".join([*cells, row[4]]).rstrip())
+    lines += transport_lines(nodes)
     pw = report.get("pairwise") or {}
     if pw.get("rounds"):
         lines += ["", f"pairwise all-reduce (fail: error, wrong sums, or busbw more than "

@@ -101,3 +101,56 @@ def _transport(network: str | None, devices: list[dict]) -> str | None:
 def socket_fallback(summary: dict, active_rdma_ports: int) -> bool:
     """True when NCCL used TCP sockets although this node has ACTIVE RDMA ports."""
     return summary.get("transport") == "socket" and active_rdma_ports > 0
+
+
+NOT_APPLICABLE_GLOO = "not applicable (gloo)"
+ENV_KEYS = ("NCCL_DEBUG", "NCCL_IB_DISABLE", "NCCL_IB_HCA", "NCCL_NET", "NCCL_SOCKET_IFNAME")
+
+
+def rdma_ports(rdma_devices, peermem) -> dict:
+    """This node's RDMA ports as the doctor's network probe reads them (``network.rdma_devices``,
+    ``network.peermem``), reduced to what explains a fallback: ``active_ports`` (ACTIVE ports),
+    ``ports`` [{name, port, state, link_layer}], ``peermem`` module or None, ``memory_peers``."""
+    ports = []
+    for dev in rdma_devices if isinstance(rdma_devices, list) else []:
+        for p in dev.get("ports") if isinstance(dev.get("ports"), list) else []:
+            ports.append({"name": dev.get("name"), "port": p.get("port"),
+                          "state": p.get("state") if isinstance(p.get("state"), str) else None,
+                          "link_layer": p.get("link_layer") if isinstance(p.get("link_layer"), str) else None})
+    pm = peermem if isinstance(peermem, dict) else {}
+    peers = pm.get("memory_peers")
+    return {"active_ports": sum(1 for p in ports if p["state"] == "ACTIVE"), "ports": ports,
+            "peermem": pm.get("module"), "memory_peers": peers if isinstance(peers, list) else None}
+
+
+def fallback_causes(summary: dict, rdma: dict, env: dict) -> list[str]:
+    """The likely reasons NCCL used sockets on a node with ACTIVE RDMA ports, from what the rank
+    recorded (its NCCL_* variables, the node's ports, peermem). Pure; NCCL docs "Environment
+    Variables" for NCCL_IB_DISABLE / NCCL_IB_HCA / NCCL_NET; net_ib.cc keeps only ACTIVE ports."""
+    from envcheck.rules.network import parse_nccl_list
+
+    causes = []
+    if str(env.get("NCCL_IB_DISABLE") or "").strip() == "1":
+        causes.append("NCCL_IB_DISABLE=1 is set: NCCL does not use InfiniBand/RoCE")
+    net = str(env.get("NCCL_NET") or "").strip()
+    if net and net.lower() == "socket":
+        causes.append(f"NCCL_NET={net} forces the socket transport")
+    hca = env.get("NCCL_IB_HCA")
+    if hca:
+        spec = parse_nccl_list(str(hca))
+        ports = rdma.get("ports") or []
+        kept = [p for p in ports if p.get("state") == "ACTIVE"
+                and spec.selects(str(p.get("name")), p["port"] if isinstance(p.get("port"), int) else -1)]
+        if not kept:
+            causes.append(f"NCCL_IB_HCA={hca} selects none of this node's ACTIVE RDMA ports ("
+                          + (", ".join(f"{p.get('name')}:{p.get('port')}" for p in ports
+                                       if p.get("state") == "ACTIVE") or "none") + ")")
+    if summary.get("ib_no_device") and not causes:
+        causes.append("NCCL's IB transport found no device (NET/IB : No device found): libibverbs / "
+                      "rdma-core missing in the container, or the /dev/infiniband devices not passed in")
+    if not rdma.get("peermem"):
+        causes.append("nvidia_peermem is not loaded: GPUDirect RDMA unavailable (modprobe nvidia_peermem)")
+    if not causes:
+        causes.append("no cause found in NCCL_* or the node's ports: run with NCCL_DEBUG=INFO "
+                      "NCCL_DEBUG_SUBSYS=INIT,NET and read NCCL's NET/IB lines")
+    return causes

@@ -144,12 +144,14 @@ class _Op:
 
 def measure(device, *, ops=OPS, min_bytes: int = 1024, max_bytes: int = 1 << 24, factor: int = 4,
             warmup: int = 5, iters: int = 20, group=None, mark: Callable[[str], None] | None = None,
-            memory_share: int = 8) -> dict[str, Any]:
+            memory_share: int = 8, per_rank: bool = False) -> dict[str, Any]:
     """Checked and timed ladder of each collective in an initialised process group.
 
     Every rank of ``group`` calls it with the same arguments and gets the same rows (times
     reduced with MAX, wrong counts with SUM). The largest size is lowered to ``free memory /
     memory_share`` of the most constrained rank (input, output and expected buffers).
+    ``per_rank``: rows also name the ranks whose output was wrong (``wrong_ranks``, one more
+    all-gather per size; the distributed mode's rank child, where the rank is a host's GPU).
     """
     import torch
     import torch.distributed as dist
@@ -203,10 +205,24 @@ def measure(device, *, ops=OPS, min_bytes: int = 1024, max_bytes: int = 1 << 24,
                          "algbw_GBps": None if algbw is None else round(algbw, 4),
                          "busbw_GBps": None if algbw is None else round(algbw * bus_factor(op, n), 4),
                          "wrong": int(stats[1]), "first_wrong_index": first if wrong else None})
+            if per_rank:
+                rows[-1]["wrong_ranks"] = _wrong_ranks(wrong + after, device, group)
             del c
         results[op] = ({"skipped": skipped} if skipped else
                        {"rows": rows, "wrong": sum(r["wrong"] for r in rows)})
     return {"world_size": n, "ops": results, "max_bytes": ladder[-1] if ladder else 0}
+
+
+def _wrong_ranks(local_wrong: int, device, group) -> list[int]:
+    """The ranks of ``group`` (global rank numbers) whose own output had wrong elements."""
+    import torch
+    import torch.distributed as dist
+
+    mine = torch.tensor([local_wrong], dtype=torch.int64, device=device)
+    every = [torch.zeros_like(mine) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(every, mine, group=group)
+    ranks = dist.get_process_group_ranks(group) if group is not None else list(range(len(every)))
+    return [ranks[i] for i, t in enumerate(every) if int(t.item())]
 
 
 def _measure_body(device, params: dict[str, Any], mark: Callable[[str], None]) -> dict[str, Any]:
@@ -223,6 +239,7 @@ def rank_main(argv: list[str] | None = None,
     passes its own)."""
     import argparse
 
+    # (parent death: proc.start's prelude already asks the kernel for SIGKILL, as for every child)
     ap = argparse.ArgumentParser()
     for flag in ("--rank", "--world", "--port"):
         ap.add_argument(flag, type=int, required=True)

@@ -240,6 +240,56 @@ def _pairwise_reasons(pw: dict | None) -> list[str]:
     return reasons
 
 
+def node_transport(n: Mapping) -> dict | None:
+    """A node's NCCL transport from its ranks' all-reduce records (mode.transport_record), and
+    when NCCL fell back to sockets on ACTIVE RDMA ports, the likely causes (issue 14 point 3)."""
+    from envcheck.validate import nccl_transport as nt
+
+    recs = {}
+    for r in n.get("ranks") or []:
+        for c in r.get("checks") or []:
+            rec = (c.get("details") or {}).get("nccl_transport") if c.get("name") == "allreduce" else None
+            if isinstance(rec, Mapping):
+                recs[r.get("rank")] = rec
+    if not recs:
+        return None
+    kinds = sorted({str(rec.get("transport") or "unknown (no NET line: one node, or NCCL_DEBUG too low)")
+                    for rec in recs.values()})
+    first = next(iter(recs.values()))
+    out: dict[str, Any] = {"transport": kinds[0] if len(kinds) == 1 else "mixed: " + ", ".join(kinds),
+                           "ranks": {str(k): v.get("transport") for k, v in recs.items()}}
+    if first.get("transport") == nt.NOT_APPLICABLE_GLOO:
+        return out
+    summary = first.get("summary") or {}
+    rdma = first.get("rdma") or {}
+    out.update({"gdr": summary.get("gdr"), "devices": summary.get("devices") or [],
+                "socket_ifaces": summary.get("socket_ifaces") or [],
+                "active_rdma_ports": rdma.get("active_ports"), "nccl_debug": first.get("nccl_debug")})
+    fallback = [rec for rec in recs.values() if rec.get("socket_fallback")]
+    out["socket_fallback"] = bool(fallback)
+    if fallback:
+        out["causes"] = nt.fallback_causes(fallback[0].get("summary") or {}, fallback[0].get("rdma") or {},
+                                           fallback[0].get("env") or {})
+    return out
+
+
+def apply_nccl_transport(nodes: list[dict]) -> list[str]:
+    """Put ``nccl_transport`` on every node; a socket fallback on a node with ACTIVE RDMA ports
+    degrades it (inter-node traffic over TCP: it works, slowly) and says why."""
+    reasons = []
+    for n in nodes:
+        t = node_transport(n)
+        if t is None:
+            continue
+        n["nccl_transport"] = t
+        if t.get("socket_fallback"):
+            n["verdict"] = worst_verdict([n["verdict"], "degraded"])
+            reasons.append(f"node {n['node_rank']} ({n['hostname']}): NCCL used TCP sockets although "
+                           f"{t.get('active_rdma_ports')} RDMA port(s) are ACTIVE; likely: "
+                           + "; ".join(t.get("causes") or []))
+    return reasons
+
+
 def _reasons(entries: list[dict], nodes: list[dict], missing: list[dict], pw: dict | None) -> list[str]:
     reasons = [f"rank {m['rank']}: {m['error']}" for m in missing]
     reasons += [f"rank {r['rank']} ({n['hostname']}): {r['error']}" for n in nodes for r in n["ranks"] if r["error"]]
@@ -284,12 +334,13 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
     pw = pairwise_section(pw_raw, {n["node_rank"]: n["hostname"] for n in nodes}) if pw_raw else None
     extra = _apply_pairwise(nodes, pw)
     fleet, fleet_reasons = fleet_sections(entries, nodes, extra)
+    transport_reasons = apply_nccl_transport(nodes)
     verdict = worst_verdict([n["verdict"] for n in nodes] + (["failed"] if missing else []) + extra)
     return {
         "schema": "envcheck.cluster",
         "schema_version": 1,
         "verdict": verdict,
-        "reasons": _reasons(entries, nodes, missing, pw) + fleet_reasons,
+        "reasons": _reasons(entries, nodes, missing, pw) + fleet_reasons + transport_reasons,
         "world_size": world_size,
         "num_nodes": len(nodes),
         "straggler_threshold": threshold,

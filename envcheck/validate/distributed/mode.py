@@ -186,6 +186,36 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
     return CheckResult("allreduce", PASS, metrics, msg, details=details)
 
 
+NCCL_LOG_CAP = 4 * 1024 * 1024  # bytes of the child's stderr read for NCCL's INIT/NET lines
+
+
+def transport_record(backend: str, log: str, env: dict[str, str], rdma: dict[str, Any] | None) -> dict[str, Any]:
+    """This rank's NCCL transport (issue 14 point 3), parsed from the child's stderr, with what
+    explains a socket fallback: its NCCL_* variables and its node's RDMA ports. Pure."""
+    from envcheck.validate import nccl_transport as nt
+
+    if backend != "nccl":
+        return {"transport": nt.NOT_APPLICABLE_GLOO}
+    summary = nt.parse(log)
+    rdma = rdma or {"active_ports": 0, "ports": [], "peermem": None, "memory_peers": None}
+    return {"transport": summary["transport"], "summary": summary,
+            "nccl_debug": "user's NCCL_DEBUG=" + env["NCCL_DEBUG"] if env.get("NCCL_DEBUG") else "envcheck (INFO, INIT,NET)",
+            "env": {k: env[k] for k in nt.ENV_KEYS if k in env}, "rdma": rdma,
+            "socket_fallback": nt.socket_fallback(summary, int(rdma.get("active_ports") or 0))}
+
+
+def node_rdma() -> dict[str, Any]:
+    """This node's RDMA ports and peermem, from the doctor's network probe (sysfs only)."""
+    from envcheck.probes import network
+    from envcheck.validate import nccl_transport as nt
+
+    try:
+        return nt.rdma_ports(network.rdma_devices(), network.peermem())
+    except Exception as exc:  # noqa: BLE001 - context for the report, never the end of the run
+        return {"active_ports": 0, "ports": [], "peermem": None, "memory_peers": None,
+                "unavailable": f"{type(exc).__name__}: {exc}"}
+
+
 class _Marks:
     """The all-reduce child's events: progress marks, its result or its error."""
 
@@ -236,15 +266,20 @@ def run_allreduce(info: Launch, binding: Binding, params: dict[str, Any], timeou
         reason = sup.watch(on_line=seen.line, poll=lambda: seen.out is not None or seen.error is not None,
                            settle_s=10.0)
         tail = child.stderr_tail(2000).strip() if seen.out is None else ""
+        nccl_log = child.stderr_tail(NCCL_LOG_CAP) if backend == "nccl" else ""
+    record = transport_record(backend, nccl_log, dict(os.environ), node_rdma() if backend == "nccl" else None)
     if reason == "deadline":
         from envcheck.validate.runner import out_of_budget
 
         res = out_of_budget("allreduce", budget, seen.last or "start-up")
         res.metrics = {"world_size": info.world_size, "progress_marks": seen.count, "last_mark": seen.last}
+        res.details = {**(res.details or {}), "nccl_transport": record, "span": (seen.out or {}).get("span")}
         return res
-    return allreduce_result(world=info.world_size, backend=backend, timeout=timeout, out=seen.out,
-                            error=seen.error, exit_code=child.returncode, hung=reason == "stall",
-                            last_mark=seen.last, marks=seen.count, stderr_tail=tail)
+    res = allreduce_result(world=info.world_size, backend=backend, timeout=timeout, out=seen.out,
+                           error=seen.error, exit_code=child.returncode, hung=reason == "stall",
+                           last_mark=seen.last, marks=seen.count, stderr_tail=tail)
+    res.details = {**(res.details or {}), "nccl_transport": record, "span": (seen.out or {}).get("span")}
+    return res
 
 
 # ---- one rank ----------------------------------------------------------------------------
@@ -278,20 +313,119 @@ def _allreduce_params(cfg, opts: Options, binding: Binding) -> dict[str, Any]:
     return out
 
 
+SPAN_CHECKS = ("collectives", "ddp")  # run across every rank in the all-reduce child (issue 16 point 4)
+
+
+def span_params(cfg, checks: list[str]) -> dict[str, Any]:
+    """The parameters of the selected checks that span all ranks, as the local checks use them."""
+    out: dict[str, Any] = {}
+    if "collectives" in checks:
+        from envcheck.validate.checks.collectives import OPS
+
+        p = cfg.check_params("collectives")
+        out["collectives"] = {**{k: int(p[k]) for k in ("min_bytes", "max_bytes", "factor", "warmup", "iters")},
+                              "ops": [o for o in p.get("ops", OPS) if o in OPS]}
+    if "ddp" in checks:
+        out["ddp"] = {**cfg.check_params("ddp"), "seed": int(cfg.seed)}
+    return out
+
+
+def _collectives_result(out: dict[str, Any], world: int, backend: str):
+    from envcheck.validate.checks.collectives import summarize
+    from envcheck.validate.config import human_bytes
+    from envcheck.validate.results import FAIL, PASS, CheckResult
+
+    metrics: dict[str, Any] = {"world_size": world, "backend": backend}
+    m, problems, skipped = summarize(out)
+    problems = [p.replace("rank 0's output", "this rank's output") for p in problems]  # each rank's own
+    metrics.update(m, max_bytes=out.get("max_bytes"))
+    details = {"ops": out.get("ops") or {}}
+    for op, res in (out.get("ops") or {}).items():
+        for row in res.get("rows") or []:
+            if row.get("wrong_ranks"):
+                text = (f"{op} at {human_bytes(int(row['bytes']))}: wrong output on rank(s) "
+                        + ", ".join(map(str, row["wrong_ranks"])))
+                chunk = int(row["bytes"]) // 4 // max(1, world)
+                if op in ("all_gather", "all_to_all") and row.get("first_wrong_index") is not None and chunk:
+                    # block s of the output came from rank s: the first wrong element names its sender
+                    text += f" (first wrong element in rank {int(row['first_wrong_index']) // chunk}'s block)"
+                problems.append(text)
+    if problems:
+        return CheckResult("collectives", FAIL, metrics, "; ".join(problems + skipped), details=details)
+    ran = [o for o, r in (out.get("ops") or {}).items() if "rows" in r]
+    if not ran:
+        return CheckResult("collectives", FAIL, metrics, f"{backend} supports none of the collectives: "
+                           + "; ".join(skipped), details=details)
+    bw = ", ".join(f"{o} {metrics[f'{o}_busbw_GBps'] or 0:.2f}" for o in ran)
+    msg = (f"{world} rank(s) over {backend}, all ranks of the job: {', '.join(ran)} exact at every size up to "
+           f"{human_bytes(int(out.get('max_bytes') or 0))}; busbw GB/s at the largest: {bw}")
+    return CheckResult("collectives", PASS, metrics, "; ".join([msg] + skipped), details=details)
+
+
+def _ddp_result(out: dict[str, Any], p: dict[str, Any], backend: str):
+    from envcheck.validate.checks.ddp import judge
+    from envcheck.validate.results import FAIL, PASS, CheckResult
+
+    problems, metrics = judge(out, float(p["loss_drop"]), float(p["fsdp_rtol"]))
+    metrics["backend"] = backend
+    if problems:
+        return CheckResult("ddp", FAIL, metrics, "; ".join(problems), details={"ranks": out})
+    fsdp = (f"FSDP2 identical across ranks, within {metrics['fsdp_max_rel_diff_vs_ddp']:.2g} of DDP"
+            if "fsdp_skipped" not in metrics else f"FSDP2 skipped: {metrics['fsdp_skipped']}")
+    return CheckResult("ddp", PASS, metrics,
+                       f"{metrics['world_size']} rank(s) over {backend}, all ranks of the job: DDP replicas "
+                       f"bit-identical after {p['steps']} steps ({metrics['params']} parameters); {fsdp}",
+                       details={"ranks": out})
+
+
+def span_results(params: dict[str, Any], span: dict[str, Any] | None, world: int, backend: str,
+                 child) -> list:
+    """CheckResults of the checks that ran across all ranks (pure): from the child's ``span``
+    output, or failed with the all-reduce child's own failure when they never ran."""
+    from envcheck.validate.results import FAIL, CheckResult
+
+    results = []
+    for name in (n for n in SPAN_CHECKS if n in params):
+        out = (span or {}).get(name)
+        if not isinstance(out, dict):
+            why = child.message if child.status == "fail" else "the all-reduce child returned no result for it"
+            results.append(CheckResult(name, FAIL, {"world_size": world, "backend": backend},
+                                       f"{name} across all ranks did not run: {why}",
+                                       error={"kind": "rank_failed", "type": "CollectiveFailure", "message": "",
+                                              "traceback": ""}))
+        elif out.get("error"):
+            results.append(CheckResult(name, FAIL, {"world_size": world, "backend": backend},
+                                       f"{name} across all ranks failed: {out['error']}",
+                                       error={"kind": "exception", "type": "CollectiveFailure",
+                                              "message": str(out["error"]), "traceback": ""}))
+        elif name == "collectives":
+            results.append(_collectives_result(out, world, backend))
+        else:
+            results.append(_ddp_result(out, params[name], backend))
+    return results
+
+
 def _add_allreduce(report, info: Launch, opts: Options, cfg, binding: Binding, listener: _PhaseListener,
                    phase: Callable[[str], None], progress: Callable[[str], None], deadline: float | None) -> None:
-    """This rank's part of the world all-reduce, appended to its report in check order."""
+    """This rank's part of the world all-reduce, and of the checks that span all ranks
+    (collectives, ddp: run by the same child after it), appended to its report in check order."""
     from envcheck.validate.config import CHECK_NAMES
 
     phase("allreduce")
     progress("allreduce (all ranks)...")
     t0 = time.perf_counter()
-    result = run_allreduce(info, binding, _allreduce_params(cfg, opts, binding), float(opts.timeout), phase,
-                           deadline=deadline, budget=opts.budget, python=opts.python)
+    span = span_params(cfg, opts.checks)
+    result = run_allreduce(info, binding, {**_allreduce_params(cfg, opts, binding), "span": span},
+                           float(opts.timeout), phase, deadline=deadline, budget=opts.budget, python=opts.python)
     result.seconds = round(time.perf_counter() - t0, 3)
     report.timings.setdefault("checks", {})["allreduce"] = result.seconds
+    backend = "nccl" if binding.kind == "cuda" else "gloo"
+    for res in span_results(span, result.details.pop("span", None), info.world_size, backend, result):
+        listener.end(res)
+        report.checks.append(res)
     listener.end(result)
-    report.checks.append(result)
+    if "allreduce" in opts.checks:
+        report.checks.append(result)
     report.checks.sort(key=lambda c: CHECK_NAMES.index(c.name) if c.name in CHECK_NAMES else 99)
 
 
@@ -318,10 +452,11 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
                       allreduce_max_mib=opts.allreduce_max_mib, budget=opts.budget)
     listener = _PhaseListener(phase, progress)
     env = {"CUDA_VISIBLE_DEVICES": binding.visible} if binding.kind == "cuda" else {}
-    report = vrunner.run(cfg, [c for c in opts.checks if c != "allreduce"], info_one, isolation=opts.isolation,
+    report = vrunner.run(cfg, [c for c in opts.checks if c != "allreduce" and c not in SPAN_CHECKS], info_one,
+                         isolation=opts.isolation,
                          listener=listener, machine=prep.machine, timings=prep.timings, deadline=deadline,
                          python=opts.python, env=env)
-    if "allreduce" in opts.checks:
+    if "allreduce" in opts.checks or any(c in opts.checks for c in SPAN_CHECKS):
         _add_allreduce(report, info, opts, cfg, binding, listener, phase, progress, deadline)
     report.world_size = info.world_size
     report.options = {**report.options, "distributed": info.to_dict()}

@@ -35,6 +35,17 @@ def _int_env(name: str, default: int | None = None) -> int:
     return int(raw)
 
 
+def nccl_debug_env(environ) -> str:
+    """Ask NCCL for its INIT and NET debug lines (which transport it chose; issue 14 point 3),
+    unless the user set NCCL_DEBUG: then their setting stays and what it prints is parsed.
+    NCCL reads both variables at its first communicator (NCCL docs, Environment Variables)."""
+    if environ.get("NCCL_DEBUG"):
+        return "user"
+    environ["NCCL_DEBUG"] = "INFO"
+    environ["NCCL_DEBUG_SUBSYS"] = "INIT,NET"
+    return "envcheck"
+
+
 def gather_json(obj: Any, device) -> list[Any]:
     """Every rank's JSON-able ``obj``, on every rank, through plain tensor all-gathers (bytes
     padded to the longest): ``all_gather_object`` needs numpy, which torch does not depend on
@@ -138,6 +149,35 @@ def consensus_digest(device, rank: int, mark) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
 
 
+def run_span(device, span: dict[str, Any], mark) -> dict[str, Any]:
+    """The collectives and ddp checks across the job's whole process group (issue 16 point 4),
+    after the world all-reduce: ``span`` holds each selected check's parameters. A check that
+    raises is that check's error; the next one still runs."""
+    from envcheck.validate.errors import backend_message
+
+    out: dict[str, Any] = {}
+    for name in ("collectives", "ddp"):
+        if name not in span:
+            continue
+        p = span[name]
+        mark(f"{name} (all ranks)")
+        try:
+            if name == "collectives":
+                from envcheck.validate.checks.collectives import measure
+
+                out[name] = measure(device, ops=p["ops"], min_bytes=int(p["min_bytes"]),
+                                    max_bytes=int(p["max_bytes"]), factor=int(p["factor"]),
+                                    warmup=int(p["warmup"]), iters=int(p["iters"]), mark=mark, per_rank=True)
+            else:
+                from envcheck.validate.checks.ddp import train
+
+                out[name] = train(device, p, int(p["seed"]), mark)
+        except Exception as exc:  # noqa: BLE001 - this check's failure, reported in its result
+            text = str(exc).strip()
+            out[name] = {"error": f"{type(exc).__name__}: {backend_message(text.splitlines()[0][:300] if text else '')}"}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     params: dict[str, Any] = json.loads(argv[0])
@@ -162,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         timeout = timedelta(seconds=float(params["timeout"]) + 30)
         mark("started")
         device, backend = rank_device(params["device"], int(params.get("index", local_rank)))
+        nccl_debug = nccl_debug_env(os.environ) if backend == "nccl" else None
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout)
         mark("joined the process group")
         kw = {k: int(params[k]) for k in ("max_bytes", "min_bytes", "factor", "warmup", "iters")}
-        result: dict[str, Any] = {"backend": backend, "world": sweep(device, mark=mark, **kw)}
+        result: dict[str, Any] = {"backend": backend, "world": sweep(device, mark=mark, **kw),
+                                  "nccl_debug": nccl_debug}
         nodes = [int(n) for n in gather_json(node, device)]
         node_ids = sorted(set(nodes))
         result["num_nodes"] = len(node_ids)
@@ -180,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             result["pairwise"] = run_pairwise(device, nodes, {**params["pairwise"], "timeout": params["timeout"]},
                                               kw, mark)
         result["consensus"] = consensus_digest(device, rank, mark)
+        if params.get("span"):
+            result["span"] = run_span(device, params["span"], mark)
         if device.type == "cuda":
             result["nccl_version"] = ".".join(str(v) for v in torch.cuda.nccl.version())
             result["device_name"] = torch.cuda.get_device_name(device)

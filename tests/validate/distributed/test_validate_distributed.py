@@ -397,3 +397,65 @@ def test_distributed_allreduce_and_pairwise_work_without_numpy(tmp_path):
     assert rep["verdict"] == "passed", rep["reasons"]
     assert rep["pairwise"]["rounds"] and not rep["pairwise"]["bad_nodes"]
     assert not left, left
+
+
+@needs_torch
+@pytest.mark.slow
+def test_collectives_and_ddp_span_every_rank_of_the_job(tmp_path):
+    """Issue 16 point 4: under torchrun the collectives and the DDP step run across all ranks of
+    both nodes (in the all-reduce child, after the world all-reduce); figures per collective."""
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "60", "--profile", "quick",
+                                            "--straggler-threshold", "0.95", nnodes=2, nproc=1,
+                                            checks="allreduce,collectives,ddp")
+    rep = _json(outs)
+    assert rep["verdict"] == "passed", rep["reasons"]
+    for node in rep["nodes"]:
+        assert node["nccl_transport"]["transport"] == "not applicable (gloo)"
+        (rank,) = node["ranks"]
+        checks = {c["name"]: c for c in rank["checks"]}
+        assert sorted(checks) == ["allreduce", "collectives", "ddp"]
+        coll, ddp = checks["collectives"], checks["ddp"]
+        assert coll["status"] == "pass" and coll["metrics"]["world_size"] == 2, coll
+        assert "all ranks of the job" in coll["message"]
+        assert coll["metrics"]["all_gather_busbw_GBps"] > 0
+        assert all(row["wrong_ranks"] == [] for row in coll["details"]["ops"]["all_gather"]["rows"])
+        assert ddp["status"] == "pass" and ddp["metrics"]["world_size"] == 2, ddp
+        figures = {(f["check"], f["metric"]) for f in rank["figures"]}
+        assert ("collectives", "all_gather_busbw_GBps") in figures, figures
+    assert not left, left
+
+
+@needs_torch
+@pytest.mark.slow
+def test_a_wrong_collective_names_its_rank(tmp_path):
+    outs, elapsed, left = torchrun_validate(tmp_path, "--format", "json", "--timeout", "60", "--profile", "quick",
+                                            "--straggler-threshold", "0.95", nnodes=2, nproc=1,
+                                            checks="collectives", fault="collectives.wrong:rank=1:op=all_gather")
+    rep = _json(outs)
+    assert rep["verdict"] == "failed"
+    for node in rep["nodes"]:
+        (rank,) = node["ranks"]
+        assert [c["name"] for c in rank["checks"]] == ["collectives"]  # allreduce not selected, not reported
+    # rank 1 sent a wrong block: every rank's gathered output holds it, and its place names the sender
+    assert any("all_gather at 1 KiB: wrong output on rank(s) 0, 1 (first wrong element in rank 1's block)" in r
+               for r in rep["reasons"]), rep["reasons"]
+    assert not left, left
+
+
+def test_span_results_when_the_child_failed_or_a_check_raised():
+    from envcheck.validate.results import FAIL, CheckResult
+
+    params = {"collectives": {"ops": ["all_gather"]}, "ddp": {"loss_drop": 2.0, "fsdp_rtol": 1e-3, "steps": 2}}
+    child = CheckResult("allreduce", FAIL, {}, "all-reduce rank process exited with code 1")
+    a, b = validate_mode.span_results(params, None, 4, "gloo", child)
+    assert (a.name, a.status, b.name, b.status) == ("collectives", "fail", "ddp", "fail")
+    assert a.message == "collectives across all ranks did not run: all-reduce rank process exited with code 1"
+    (c,) = validate_mode.span_results({"ddp": params["ddp"]}, {"ddp": {"error": "RuntimeError: boom"}}, 4,
+                                      "gloo", child)
+    assert c.status == "fail" and c.message == "ddp across all ranks failed: RuntimeError: boom"
+    rows = [{"bytes": 1024, "busbw_GBps": 1.0, "wrong": 3, "first_wrong_index": 0, "wrong_ranks": [2]}]
+    (d,) = validate_mode.span_results({"collectives": params["collectives"]},
+                                      {"collectives": {"ops": {"all_gather": {"rows": rows, "wrong": 3}},
+                                                       "max_bytes": 1024}}, 4, "gloo", child)
+    assert d.status == "fail" and "all_gather at 1 KiB: wrong output on rank(s) 2 (first wrong element in rank 0's" \
+        in d.message
