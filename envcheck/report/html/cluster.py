@@ -351,6 +351,54 @@ def watch_section(report: Mapping) -> str:
                         "hardware or thermal clock slowdown.")
 
 
+def _value(v) -> str:
+    if v is None:
+        return "unset"
+    if isinstance(v, list):
+        return ", ".join(map(str, v)) or "none"
+    return str(v)
+
+
+def drift_section(report: Mapping) -> str:
+    """Issue 17: the fields whose value differs between nodes (majority first, then who differs),
+    and the consensus groups (the same fixed-seed computation's digest per device model)."""
+    out = ""
+    d = report.get("drift") if isinstance(report.get("drift"), Mapping) else None
+    if d:
+        rows = []
+        for f in d.get("fields") or []:
+            if not isinstance(f, Mapping):
+                continue
+            vals = [v for v in f.get("values") or [] if isinstance(v, Mapping)]
+            majority = next((v for v in vals if not v.get("nodes")), vals[0] if vals else {})
+            others = "; ".join(f"{', '.join(map(str, v.get('nodes') or []))}: {_value(v.get('value'))}"
+                               for v in vals if v is not majority)
+            rows.append([t(f.get("label") or f.get("key")), "weighs" if f.get("weight") else "shown only",
+                         t(f"{_value(majority.get('value'))} ({majority.get('count')})"), t(others or "-")])
+        body = table(["Field", "Weight", "Majority (nodes)", "Differs on"], rows, cls="wide") if rows else \
+            '<p class="muted">Every node has the same software in every compared field.</p>'
+        out += section("Drift between nodes", body,
+                       note=f"{t(d.get('nodes_compared'))} nodes compared"
+                            + ("; with 2 nodes there is no majority, so no node is blamed" if d.get("mode") != "fleet"
+                               else "; a node that differs in a field that weighs is at least degraded"))
+    c = report.get("consensus") if isinstance(report.get("consensus"), Mapping) else None
+    if c:
+        rows = []
+        for g in c.get("groups") or []:
+            if not isinstance(g, Mapping):
+                continue
+            odd = ", ".join(f"rank {o.get('rank')} ({o.get('hostname')})" for o in g.get("outliers") or []
+                            if isinstance(o, Mapping))
+            rows.append([t(g.get("label")), badge({"agree": "pass", "alone": "skip", "inconclusive": "warn",
+                                                   "outliers": "fail"}.get(str(g.get("status")), "skip")),
+                         t(g.get("ranks")), t(g.get("digests")), t(odd or "-")])
+        out += section("Cross-node consensus", table(["Group", "Status", "Ranks", "Digests", "Differs"], rows,
+                                                      numeric=(2, 3), cls="wide"),
+                       note="Every rank runs the same fixed-seed GEMM chain and training steps; digests are "
+                            "compared within a device model and software build, where results are bit-reproducible.")
+    return out
+
+
 def render(report: Mapping) -> tuple[str, str]:
     nodes = _nodes(report)
     verdict = report.get("verdict") or "failed"
@@ -379,6 +427,7 @@ def render(report: Mapping) -> tuple[str, str]:
     checks = merged_checks(report)
     if checks:
         body += section("Checks across ranks", checks, note="Each check's worst status over every rank.")
+    body += drift_section(report)
     body += watch_section(report)
     if missing:
         body += section("Ranks without a result", table(

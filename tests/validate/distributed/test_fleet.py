@@ -127,6 +127,18 @@ def test_text_report_shows_drift_and_consensus_blocks():
     assert text.endswith("FAILED: 3 ranks on 3 nodes\n")
 
 
+def test_html_cluster_page_draws_the_drift_table_and_the_consensus_groups():
+    """Issue 18 point 4: the drift table (issue 17) in the cluster picture; hostile names escaped."""
+    from envcheck.report.html import render_html
+
+    bad = _entry(1, 1, digest="b" * 64, env={"NCCL_IB_DISABLE": "1"})
+    bad["hostname"] = "<script>alert(1)</script>"
+    page = render_html(cluster_report([_entry(0, 0), bad, _entry(2, 2)], world_size=3))
+    assert "<h2>Drift between nodes</h2>" in page and "<h2>Cross-node consensus</h2>" in page
+    assert "NCCL_IB_DISABLE" in page and "unset (2)" in page
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
 # ---- end to end: two torchrun agents on loopback (gloo) -----------------------------------------
 
 def _agents(tmp_path, agent_env: list[dict], *args, nproc=2, timeout_s=240):
