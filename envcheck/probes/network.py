@@ -40,8 +40,11 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+# one fact's reader -> its value or na(why), and a path under the probe's root: host.py's helpers
+from envcheck.probes.host import _field
+from envcheck.probes.host import _path as _p
 from envcheck.snapshot import na
 
 NVIDIA_PCI_VENDOR = "0x10de"
@@ -62,17 +65,6 @@ MAX_INTERFACES = 256
 _BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 
-def _p(root: str | os.PathLike, absolute: str) -> Path:
-    return Path(root) / absolute.lstrip("/")
-
-
-def _field(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except Exception as exc:  # noqa: BLE001 - one unreadable fact must not hide the others
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        filename = getattr(exc, "filename", None)
-        return na(f"{reason}: {filename}" if filename else f"{type(exc).__name__}: {reason}")
 
 
 def _read(path: Path) -> str:
