@@ -37,6 +37,11 @@ def _target(python: str | None):
         raise click.UsageError(str(exc)) from None
 
 
+def _columns() -> int | None:
+    """The terminal's width when stdout is one (text wraps there, never mid-word), else None."""
+    return style.text_width() if sys.stdout.isatty() else None
+
+
 def _load_snapshot(path: str) -> dict:
     try:
         return snap.load(path)
@@ -394,7 +399,7 @@ def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fm
     use_color = style.use_color(color)
     if not run:
         _write(render.to_json(plan, target=judged) if fmt == "json"
-               else render.to_text(plan, color=use_color, target=judged))
+               else render.to_text(plan, color=use_color, target=judged, columns=_columns()))
         sys.exit(render.exit_code(plan))
     _install_run(plan, fmt, use_color, yes)
 
@@ -450,7 +455,7 @@ def _install_run(plan, fmt: str, use_color: bool, yes: bool) -> None:
     from envcheck.report import install as render
 
     if fmt != "json":
-        _write(render.to_text(plan, color=use_color))
+        _write(render.to_text(plan, color=use_color, columns=_columns()))
     if not plan.ok or render.exit_code(plan):
         _progress("envcheck: nothing to run: " + ("the plan is blocked (see the blockers)" if not plan.ok
                                                   else "the index disagrees with the plan (see Online check)"))
@@ -550,7 +555,8 @@ def validate(ctx, fmt, color, report_path, junit_path, exit_codes, prom_file, dr
 
     ctx.ensure_object(dict)["exit_codes"] = exit_codes
     outputs = output.Outputs(fmt=fmt, color=style.use_color(color), report_path=report_path, junit_path=junit_path,
-                             prom_file=prom_file, drain=drain, exit_codes=exit_codes, html_path=html_path)
+                             prom_file=prom_file, drain=drain, exit_codes=exit_codes, html_path=html_path,
+                             columns=_columns())
     # On one terminal for both, a finished check's bar is erased: its result is in the report.
     same_terminal = fmt == "text" and exit_codes == "default" and sys.stdout.isatty() and sys.stderr.isatty()
     listener = render.ProgressDisplay(sys.stderr, color=style.use_color(color, sys.stderr), transient=same_terminal)

@@ -28,14 +28,13 @@ non-UTF-8 console (Windows code pages, C locale) cannot fail to encode.
 from __future__ import annotations
 
 import json
-import re
-import textwrap
 from dataclasses import replace
 from typing import Any
 
 from envcheck.findings import Finding, Severity, sort_findings
 from envcheck.report.safe import neutralise, neutralise_obj
 from envcheck.report.style import paint, severity
+from envcheck.report.style import wrap as _wrap
 from envcheck.snapshot import get, is_na
 
 try:  # the secret scrubber; identity if it is ever missing, the report still prints
@@ -53,7 +52,6 @@ _LABEL = {Severity.ERROR: "ERROR", Severity.WARN: "WARN", Severity.INFO: "INFO",
 _INDENT = "  "
 _MAX_TEXT_LINES = 12  # of a multi-line evidence value (stderr tails), the last lines are kept
 WIDTH = 100  # default text width (not a terminal: files, pipes, golden tests)
-_MIN_ROOM = 20  # a wrapped column never gets narrower than this, however narrow the terminal
 
 
 # ------------------------------------------------------------------------------------ summary
@@ -175,22 +173,6 @@ def _bytes(n: Any) -> str:
         if abs(n) >= size:
             return f"{n / size:.1f} {unit}"
     return f"{int(n)} B"
-
-
-# Kept on one line when wrapping: a number and its unit, an option and its metavar.
-_UNIT = re.compile(r"(\d|--[a-z][a-z-]*) (B|KiB|MiB|GiB|TiB|s|ms|W|MHz|GB/s|TFLOPS|[A-Z]{2,})\b")
-
-
-def _wrap(text: str, room: int) -> list[str]:
-    """``text`` in lines of at most ``room`` characters, broken at spaces only (a word longer
-    than ``room`` stays whole on its own line), never between a number and its unit nor an
-    option and its metavar (``--python PATH``). An
-    indented line (a traceback's) continues indented under itself."""
-    glued = _UNIT.sub("\\1\u00a0\\2", text)  # textwrap breaks at ASCII whitespace only
-    lead = " " * (len(glued) - len(glued.lstrip(" ")) + 2) if glued.startswith(" ") else ""
-    lines = textwrap.wrap(glued, max(room, _MIN_ROOM), subsequent_indent=lead,
-                          break_long_words=False, break_on_hyphens=False)
-    return [line.replace("\u00a0", " ") for line in lines] or [""]
 
 
 def _table(rows: list[list[str]], indent: str) -> list[str]:

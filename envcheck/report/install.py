@@ -35,7 +35,7 @@ import json
 from typing import Any
 
 from envcheck.report.safe import neutralise
-from envcheck.report.style import paint, severity
+from envcheck.report.style import paint, severity, wrap_lines
 
 try:  # the secret scrubber shared with the doctor report; identity if it is ever missing
     from envcheck.redact import scrub as _scrub
@@ -120,11 +120,13 @@ def _machine_lines(m, target: dict | None = None) -> list[str]:
     return [f"{_INDENT}{k.ljust(width)}  {v}".rstrip() for k, v in rows]
 
 
-def _bullets(items: list[str]) -> list[str]:
-    return [f"{_INDENT}- {neutralise(t)}" for t in items]
+def _bullets(items: list[str], columns: int | None = None) -> list[str]:
+    return [line for t in items for line in wrap_lines(f"{_INDENT}- ", neutralise(t), columns)]
 
 
-def to_text(plan, color: bool = False, target: dict | None = None) -> str:
+def to_text(plan, color: bool = False, target: dict | None = None, columns: int | None = None) -> str:
+    """The plan for a person; ``columns``: wrap the prose (why, notes, blockers) at this width (a
+    terminal's), never mid-word; commands and fixes stay on one line so they can be copied."""
     m = plan.machine
     head_bits = [m.platform or "unknown platform",
                  f"Python {m.python}{'t' if m.free_threaded else ''}" if m.python else "Python unknown"]
@@ -148,14 +150,14 @@ def to_text(plan, color: bool = False, target: dict | None = None) -> str:
         lines.append(paint("Blocked: no torch build fits this machine as it is", color, fg="red", bold=True))
         for b in plan.blockers:
             lines.append(f"{_INDENT}{severity('BLOCKER', 'error', color)} {paint(b.id, color, bold=True)}")
-            lines.append(f"{_INDENT}        {neutralise(b.message)}")
+            lines += wrap_lines(f"{_INDENT}        ", neutralise(b.message), columns)
             lines.append(f"{_INDENT}        {paint('fix', color, fg='green', bold=True)}  {neutralise(b.fix)}")
     if plan.online:
-        lines += ["", paint("Online check", color, bold=True)] + _bullets(plan.online.get("lines", []))
+        lines += ["", paint("Online check", color, bold=True)] + _bullets(plan.online.get("lines", []), columns)
     if plan.reasons:
-        lines += ["", paint("Why", color, bold=True)] + _bullets(plan.reasons)
+        lines += ["", paint("Why", color, bold=True)] + _bullets(plan.reasons, columns)
     if plan.notes:
-        lines += ["", paint("Notes", color, bold=True)] + _bullets(plan.notes)
+        lines += ["", paint("Notes", color, bold=True)] + _bullets(plan.notes, columns)
     lines.append("")
     if plan.ok and exit_code(plan):
         verdict = (paint("Verdict: NOT VERIFIED", color, fg="red", bold=True)

@@ -4,8 +4,10 @@ dumb terminal (TERM=dumb); the width text reports wrap at."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
+import textwrap
 
 import click
 
@@ -53,3 +55,28 @@ def paint(text: str, color: bool, fg: str | None = None, bold: bool = False) -> 
 
 def severity(label: str, sev: str, color: bool) -> str:
     return paint(label, color, fg=_SEVERITY_COLOURS.get(sev), bold=sev == "error")
+
+
+# Kept on one line when wrapping: a number and its unit, an option and its metavar.
+_UNIT = re.compile(r"(\d|--[a-z][a-z-]*) (B|KiB|MiB|GiB|TiB|s|ms|W|MHz|GB/s|TFLOPS|[A-Z]{2,})\b")
+MIN_ROOM = 20  # a wrapped column never gets narrower than this, however narrow the terminal
+
+
+def wrap(text: str, room: int) -> list[str]:
+    """``text`` in lines of at most ``room`` characters, broken at spaces only (a word longer
+    than ``room`` stays whole on its own line), never between a number and its unit nor an
+    option and its metavar (``--python PATH``). An indented line (a traceback's) continues
+    indented under itself."""
+    glued = _UNIT.sub("\\1\u00a0\\2", text)  # textwrap breaks at ASCII whitespace only
+    lead = " " * (len(glued) - len(glued.lstrip(" ")) + 2) if glued.startswith(" ") else ""
+    lines = textwrap.wrap(glued, max(room, MIN_ROOM), subsequent_indent=lead,
+                          break_long_words=False, break_on_hyphens=False)
+    return [line.replace("\u00a0", " ") for line in lines] or [""]
+
+
+def wrap_lines(prefix: str, text: str, width: int | None) -> list[str]:
+    """``prefix + text`` wrapped at ``width`` with the continuation under the text (None: one line)."""
+    if not width:
+        return [prefix + text]
+    room = width - len(prefix)
+    return [(prefix if i == 0 else " " * len(prefix)) + line for i, line in enumerate(wrap(text, room))]

@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, TextIO
 
 from envcheck.report.safe import neutralise
-from envcheck.report.style import paint
+from envcheck.report.style import paint, wrap_lines
 from envcheck.validate.results import CERTIFIED, PASSED, CheckResult, ValidationReport
 from envcheck.validate.runner import Listener
 
@@ -97,10 +97,12 @@ def _header(report: ValidationReport) -> list[str]:
     return [_ascii(f"envcheck validate . {host} . profile {report.profile} . {what}"), _ascii(" . ".join(stack))]
 
 
-def _check_line(c: CheckResult, width: int, color: bool) -> str:
+def _check_line(c: CheckResult, width: int, color: bool, columns: int | None = None) -> str:
     label = paint(f"{c.status.upper():<4}", color, fg=_STATUS_COLOURS.get(c.status), bold=c.status == "fail")
     secs = _seconds(c.seconds) if c.status != "skip" else "-"
-    return f"  {label}  {c.name:<{width}}  {secs:>7}  {_ascii(c.message)}"
+    plain = f"  {c.status.upper():<4}  {c.name:<{width}}  {secs:>7}  "  # the columns, without colour codes
+    first, *rest = wrap_lines(plain, _ascii(c.message), columns)
+    return "\n".join([f"  {label}  {c.name:<{width}}  {secs:>7}  " + first[len(plain):], *rest])
 
 
 def _figure_rows(report: ValidationReport) -> list[tuple[str, ...]]:
@@ -150,11 +152,13 @@ def watch_lines(report: ValidationReport, width: int) -> list[str]:
     return lines
 
 
-def to_text(report: ValidationReport, color: bool = False) -> str:
+def to_text(report: ValidationReport, color: bool = False, columns: int | None = None) -> str:
+    """The human report; ``columns``: wrap the check messages at this width (a terminal's),
+    never mid-word; None keeps one line per check (files, pipes)."""
     lines = _header(report)
     lines += ["", "Checks"]
     width = max([len(c.name) for c in report.checks] + [5])
-    lines += [_check_line(c, width, color) for c in report.checks]
+    lines += [_check_line(c, width, color, columns) for c in report.checks]
     lines += watch_lines(report, width)
     if report.figures:
         rows = _figure_rows(report)

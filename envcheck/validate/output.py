@@ -34,6 +34,7 @@ class Outputs:
     drain: bool = False
     exit_codes: str = "default"
     html_path: str | None = None
+    columns: int | None = None  # a terminal's width: the text report wraps there (None: no wrapping)
 
     def paths(self) -> list[str]:
         return [p for p in (self.report_path, self.junit_path, self.prom_file, self.html_path) if p]
@@ -53,7 +54,7 @@ class _View:
     """The renderers of one kind of report (all take the report dict)."""
 
     to_json: Callable[[dict], str]
-    to_text: Callable[[dict, bool], str]
+    to_text: Callable[[dict, bool, int | None], str]
     to_junit: Callable[[dict], str]
 
 
@@ -64,14 +65,14 @@ def _node_view() -> _View:
     def obj(doc: dict) -> ValidationReport:
         return ValidationReport.from_dict(doc)
 
-    return _View(lambda d: render.to_json(obj(d)), lambda d, c: render.to_text(obj(d), color=c),
+    return _View(lambda d: render.to_json(obj(d)), lambda d, c, w: render.to_text(obj(d), color=c, columns=w),
                  lambda d: render.to_junit(obj(d)))
 
 
 def _cluster_view() -> _View:
     from envcheck.report import cluster as render
 
-    return _View(lambda d: json.dumps(d, indent=2, sort_keys=True) + "\n", lambda d, c: render.to_text(d, color=c),
+    return _View(lambda d: json.dumps(d, indent=2, sort_keys=True) + "\n", lambda d, c, _w: render.to_text(d, color=c),
                  render.to_junit)
 
 
@@ -143,7 +144,7 @@ def emit(doc: dict, outputs: Outputs, *, write: Say, progress: Say, cluster: boo
     if decision.line is not None:
         write(decision.line)
     else:
-        write(view.to_json(doc) if outputs.fmt == "json" else view.to_text(doc, outputs.color))
+        write(view.to_json(doc) if outputs.fmt == "json" else view.to_text(doc, outputs.color, outputs.columns))
     if outputs.drain:
         for res in drain_nodes(doc) if cluster else [slurm.apply(outcome)]:
             progress(res.message)

@@ -370,3 +370,19 @@ def test_python_patch_version_is_accepted(runner, no_probe):
     doc = json.loads(run(runner, *WHAT_IF[:2], "--python", "3.14.1", "--no-gpu", "--format",
                          "json").output)
     assert doc["machine"]["python"] == "3.14" and doc["machine"]["python_full"] == "3.14.1"
+
+
+def test_install_prose_wraps_at_the_terminal_width_commands_do_not():
+    """Issue 12: reasons and notes wrap whole words at the terminal's width; the pip command
+    stays on one line so it can be copied."""
+    from envcheck import recommend
+    from envcheck.report import install as render
+
+    plan = recommend.recommend(recommend.what_if_machine(platform="linux-x86_64", python="3.11", gpus=["H100"],
+                                                         driver="570.124.06", glibc="2.35"))
+    text = render.to_text(plan, columns=60)
+    pip = next(ln for ln in text.splitlines() if ln.strip().startswith("pip "))
+    assert plan.commands["pip"] in pip
+    prose = text.split("\nWhy\n", 1)[1]
+    assert all(len(ln) <= 60 for ln in prose.splitlines() if " " in ln.strip()[:60])
+    assert " ".join(prose.split()) == " ".join(render.to_text(plan).split("\nWhy\n", 1)[1].split())

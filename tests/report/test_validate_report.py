@@ -162,3 +162,19 @@ def test_progress_on_the_report_s_own_terminal_is_erased_not_repeated():
     q.start("gemm", 0, 1)
     q.end(CheckResult("gemm", "pass", {}, "ok", 1.0))
     assert logs.getvalue().endswith("validate: gemm: PASS in 1.0 s - ok\n")
+
+
+def test_check_messages_wrap_at_the_terminal_width_never_mid_word():
+    """Issue 12: on an 80-column terminal a long message continues under itself, whole words."""
+    long = "correct but slow: " + " ".join(f"word{i}" for i in range(40))
+    rep = ValidationReport(device="cpu", devices=[{"index": 0, "name": "cpu"}], world_size=1, profile="quick",
+                           checks=[CheckResult("gemm", "warn", {}, long, 1.0)])
+    text = render.to_text(rep, columns=80)
+    lines = [ln for ln in text.splitlines() if "word" in ln]
+    assert len(lines) > 1 and all(len(ln) <= 80 for ln in lines)
+    indent = lines[0].index("correct")
+    assert all(ln.startswith(" " * indent) and not ln[indent].isspace() for ln in lines[1:])
+    words = " ".join(ln.strip() for ln in lines).split()
+    assert words[-40:] == [f"word{i}" for i in range(40)]
+    assert render.to_text(rep).count("word39") == 1 and len([ln for ln in render.to_text(rep).splitlines()
+                                                              if "word" in ln]) == 1  # no terminal: one line
