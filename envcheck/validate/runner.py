@@ -150,7 +150,9 @@ def versions(info: dict[str, Any]) -> dict[str, Any]:
     from envcheck import __version__
 
     dist = info.get("distributed") or {}
-    return {"envcheck": __version__, "python": info.get("python"), "torch": info.get("torch"),
+    # python_executable: the interpreter whose torch was validated (envcheck.target chose it)
+    return {"envcheck": __version__, "python": info.get("python"), "python_executable": info.get("executable"),
+            "torch": info.get("torch"),
             "cuda": info.get("cuda"), "cudnn": info.get("cudnn"), "nccl": info.get("nccl"),
             "hip": info.get("hip"), "triton": info.get("triton"), "gloo": dist.get("gloo")}
 

@@ -29,7 +29,7 @@ def preflight() -> dict[str, Any]:
     """What the checks need to know about this torch and its devices (imports torch)."""
     import platform
 
-    info: dict[str, Any] = {"python": platform.python_version()}
+    info: dict[str, Any] = {"python": platform.python_version(), "executable": sys.executable}
     t0 = time.perf_counter()
     import torch
 

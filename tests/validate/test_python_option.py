@@ -66,3 +66,30 @@ def test_the_workload_runs_under_the_target_not_its_own_envcheck(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     doc = json.loads(out.stdout)
     assert doc["verdict"] == "passed" and doc["checks"][0]["status"] == "pass"
+
+
+@needs_torch
+@pytest.mark.slow
+def test_with_a_user_venv_active_the_workload_runs_there_not_in_envcheck_s_own(tmp_path):
+    """Issue 12, the pipx/uv-tool layout: envcheck's own interpreter and an activated user venv
+    (VIRTUAL_ENV); with no --python, validate judges the user's venv. A sitecustomize in that venv
+    records which interpreter ran the workers."""
+    import os
+
+    user = tmp_path / "user-venv"
+    venv.create(user, with_pip=False, system_site_packages=True)
+    site = next((user / "lib").glob("python3*/site-packages"))
+    marks = tmp_path / "ran-here"
+    (site / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        f"open({str(marks)!r}, 'a').write(sys.executable + '\\n')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
+    env["VIRTUAL_ENV"] = str(user)
+    out = subprocess.run([*_envcheck(), "validate", "--format", "json", "--checks", "gemm", "--profile", "quick"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"the workload runs under {user / 'bin' / 'python'} (active venv {user} (VIRTUAL_ENV))" in out.stderr
+    ran = set(marks.read_text().split())
+    assert ran == {str(user / "bin" / "python")}, ran  # every child: the user's venv, none in envcheck's
+    doc = json.loads(out.stdout)
+    assert doc["verdict"] == "passed" and doc["versions"]["python_executable"] == str(user / "bin" / "python")
