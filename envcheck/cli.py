@@ -360,7 +360,7 @@ _PLATFORMS = ["linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", 
                    "Python exists, its METADATA agrees, and which newer releases the index has.")
 @click.option("--index-url", "index_url", metavar="URL",
               help="With --online: the index (mirror) to check instead of the plan's / PIP_INDEX_URL.")
-@click.option("--online-timeout", type=click.FloatRange(min=0.1, max=600), default=15.0,
+@click.option("--online-timeout", type=options.seconds(minimum=0.1, maximum=600), default=15.0,
               show_default=True, metavar="SECONDS", help="With --online: give up after this long.")
 def install(gpus, no_gpu, driver, python, platform, glibc, torch_spec, with_, fmt, color,
             snapshot_path, run, yes, list_gpus, macos, online, index_url, online_timeout):

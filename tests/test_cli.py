@@ -366,3 +366,8 @@ def test_cli_only_wires_no_function_longer_than_40_lines():
     long = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
             if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 40}
     assert not long, long
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "601"])
+def test_install_online_timeout_must_be_finite_and_bounded(value):
+    _one_line_usage_error(run("install", "--online", "--online-timeout", value), "--online-timeout")
