@@ -630,10 +630,10 @@ def report_cmd(html_path, report_file):
         text = html.render_html(html.complete(files.load(report_file)))
         files.write(html_path, text)
     except (files.LoadError, html.ReportError, snap.SnapshotError) as exc:
-        click.echo(f"envcheck: {exc}", err=True)
+        _progress(f"envcheck: {exc}")  # scrubbed and neutralised like every stderr line
         sys.exit(exitcodes.USAGE)
     except OSError as exc:
-        click.echo(f"envcheck: cannot write {html_path}: {exc.strerror or exc}", err=True)
+        _progress(f"envcheck: cannot write {html_path}: {exc.strerror or exc}")
         sys.exit(exitcodes.USAGE)
     _progress(f"HTML report written to {html_path}")
 
