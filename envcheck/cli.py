@@ -288,7 +288,7 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, scope, timeout, st
         _save(snapshot, save_path)
     options = {k: v for k, v in (("xid_window_s", xid_window), ("node_profile", node_profile),
                                  ("expect_gpus", expect_gpus)) if v is not None}
-    findings = rules.evaluate(snapshot, options, scope=scope)
+    findings = rules.evaluate(snapshot, options=options or None, scope=scope)
     outcome = exitmodes.doctor_outcome(findings, strict=strict)
     decision = exitmodes.decide(outcome, exit_codes)
     if decision.line is not None:

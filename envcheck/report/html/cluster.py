@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping
 
+from envcheck.report.cluster import _short  # one way to show a compared value (text and HTML)
 from envcheck.report.html.base import (
     badge,
     c,
@@ -351,14 +352,6 @@ def watch_section(report: Mapping) -> str:
                         "hardware or thermal clock slowdown.")
 
 
-def _value(v) -> str:
-    if v is None:
-        return "unset"
-    if isinstance(v, list):
-        return ", ".join(map(str, v)) or "none"
-    return str(v)
-
-
 def drift_section(report: Mapping) -> str:
     """Issue 17: the fields whose value differs between nodes (majority first, then who differs),
     and the consensus groups (the same fixed-seed computation's digest per device model)."""
@@ -371,10 +364,10 @@ def drift_section(report: Mapping) -> str:
                 continue
             vals = [v for v in f.get("values") or [] if isinstance(v, Mapping)]
             majority = next((v for v in vals if not v.get("nodes")), vals[0] if vals else {})
-            others = "; ".join(f"{', '.join(map(str, v.get('nodes') or []))}: {_value(v.get('value'))}"
+            others = "; ".join(f"{', '.join(map(str, v.get('nodes') or []))}: {_short(v.get('value'))}"
                                for v in vals if v is not majority)
             rows.append([t(f.get("label") or f.get("key")), "weighs" if f.get("weight") else "shown only",
-                         t(f"{_value(majority.get('value'))} ({majority.get('count')})"), t(others or "-")])
+                         t(f"{_short(majority.get('value'))} ({majority.get('count')})"), t(others or "-")])
         body = table(["Field", "Weight", "Majority (nodes)", "Differs on"], rows, cls="wide") if rows else \
             '<p class="muted">Every node has the same software in every compared field.</p>'
         out += section("Drift between nodes", body,

@@ -282,22 +282,36 @@ def rank_device(kind: str, index: int):
     return torch.device("cpu"), "gloo"
 
 
-def rank_main(argv: list[str] | None = None) -> int:
-    """Entry of one rank process (``python -m envcheck.validate.checks.allreduce``)."""
+def _sweep_body(device, params: dict[str, Any], mark: Callable[[str], None]) -> dict[str, Any]:
+    import torch
+
+    out = sweep(device, max_bytes=int(params["max_bytes"]), min_bytes=int(params["min_bytes"]),
+                factor=int(params["factor"]), warmup=int(params["warmup"]), iters=int(params["iters"]), mark=mark)
+    if device.type == "cuda":
+        out["nccl_version"] = nccl_version_text(torch.cuda.nccl.version())
+        out["device_name"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def rank_main(argv: list[str] | None = None,
+              body: Callable[[Any, dict[str, Any], Callable[[str], None]], dict[str, Any]] | None = None) -> int:
+    """Entry of one local rank process started by :func:`launch` (``python -m
+    envcheck.validate.checks.allreduce``; the collectives and ddp checks pass their own ``body``):
+    join the launcher's store, mark progress there, run ``body(device, params, mark)`` in the
+    process group and leave its result (or the error) in the store."""
     import argparse
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rank", type=int, required=True)
-    ap.add_argument("--world", type=int, required=True)
-    ap.add_argument("--port", type=int, required=True)
+    for flag in ("--rank", "--world", "--port"):
+        ap.add_argument(flag, type=int, required=True)
     ap.add_argument("--device", choices=["cpu", "cuda"], required=True)
     ap.add_argument("--params", required=True)
     args = ap.parse_args(argv)
     params = json.loads(args.params)
-    import torch
     import torch.distributed as dist
 
-    store = dist.TCPStore("127.0.0.1", args.port, None, False, timedelta(seconds=float(params["timeout"]) + 30))
+    timeout = timedelta(seconds=float(params["timeout"]) + 30)
+    store = dist.TCPStore("127.0.0.1", args.port, None, False, timeout)
     r = args.rank
 
     def mark(text: str) -> None:
@@ -307,18 +321,11 @@ def rank_main(argv: list[str] | None = None) -> int:
     try:
         mark("started")
         device, backend = rank_device(args.device, r)
-        dist.init_process_group(
-            backend, store=dist.PrefixStore("pg", store), rank=r, world_size=args.world,
-            timeout=timedelta(seconds=float(params["timeout"]) + 30),
-        )
+        dist.init_process_group(backend, store=dist.PrefixStore("pg", store), rank=r, world_size=args.world,
+                                timeout=timeout)
         mark("joined the process group")
-        out = sweep(device, max_bytes=int(params["max_bytes"]), min_bytes=int(params["min_bytes"]),
-                    factor=int(params["factor"]), warmup=int(params["warmup"]), iters=int(params["iters"]),
-                    mark=mark)
+        out = (body or _sweep_body)(device, params, mark)
         out["backend"] = backend
-        if device.type == "cuda":
-            out["nccl_version"] = nccl_version_text(torch.cuda.nccl.version())
-            out["device_name"] = torch.cuda.get_device_name(device)
         dist.destroy_process_group()
         mark("done")
         store.set(f"result/{r}", json.dumps(out))

@@ -22,11 +22,8 @@ implement (an error saying so on its first call) is skipped with that reason.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import time
-from datetime import timedelta
 from typing import Any, Callable
 
 from envcheck.validate import faults
@@ -234,48 +231,11 @@ def _measure_body(device, params: dict[str, Any], mark: Callable[[str], None]) -
 def rank_main(argv: list[str] | None = None,
               body: Callable[[Any, dict[str, Any], Callable[[str], None]], dict[str, Any]] | None = None) -> int:
     """One local rank (``python -m envcheck.validate.checks.collectives``), started by
-    allreduce.launch: the same arguments and store protocol as the all-reduce ranks.
-    ``body(device, params, mark)`` is the work (default: :func:`measure`; the ddp check
-    passes its own)."""
-    import argparse
+    allreduce.launch with the all-reduce ranks' arguments and store protocol (allreduce.rank_main);
+    ``body(device, params, mark)`` is the work (default: :func:`measure`; the ddp check passes its own)."""
+    from envcheck.validate.checks.allreduce import rank_main as store_rank_main
 
-    # (parent death: proc.start's prelude already asks the kernel for SIGKILL, as for every child)
-    ap = argparse.ArgumentParser()
-    for flag in ("--rank", "--world", "--port"):
-        ap.add_argument(flag, type=int, required=True)
-    ap.add_argument("--device", choices=["cpu", "cuda"], required=True)
-    ap.add_argument("--params", required=True)
-    args = ap.parse_args(argv)
-    params = json.loads(args.params)
-    import torch.distributed as dist
-
-    from envcheck.validate.checks.allreduce import rank_device
-
-    timeout = timedelta(seconds=float(params["timeout"]) + 30)
-    store = dist.TCPStore("127.0.0.1", args.port, None, False, timeout)
-    r = args.rank
-
-    def mark(text: str) -> None:
-        store.set(f"mark/{r}", text)
-        store.add(f"count/{r}", 1)
-
-    try:
-        mark("started")
-        device, backend = rank_device(args.device, r)
-        dist.init_process_group(backend, store=dist.PrefixStore("pg", store), rank=r, world_size=args.world,
-                                timeout=timeout)
-        mark("joined the process group")
-        out = (body or _measure_body)(device, params, mark)
-        out["backend"] = backend
-        dist.destroy_process_group()
-        mark("done")
-        store.set(f"result/{r}", json.dumps(out))
-        return 0
-    except Exception as exc:  # noqa: BLE001 - reported to the parent through the store
-        text = str(exc).strip()
-        with contextlib.suppress(Exception):
-            store.set(f"error/{r}", f"{type(exc).__name__}: {text.splitlines()[0][:500] if text else ''}")
-        return 1
+    return store_rank_main(argv, body or _measure_body)
 
 
 def summarize(out: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
