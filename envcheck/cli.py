@@ -204,6 +204,9 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
+            from envcheck import proc
+
+            proc.kill_all()  # a child watched on another thread (doctor's torch probe) dies too
             click.echo("envcheck: interrupted", err=True)
             ctx.exit(130)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
@@ -302,14 +305,16 @@ def doctor(ctx, fmt, color, save_path, snapshot_path, python, scope, timeout, st
 
 def _probe(python: str | None, scope: str, timeout: float) -> dict:
     """doctor's probes: the judged interpreter's torch (none under --scope node), NVML, host."""
-    from envcheck import probes, rules
+    from envcheck import probes, proc, rules
 
     judged = _target(python) if scope == "full" else None
     # While the torch subprocess runs, load the rule modules and recipes (pure; ~30-80 ms that
     # would otherwise come after it: bench/doctor_bench.py).
-    return probes.collect(python=judged and judged.executable, torch_timeout=timeout, progress=_progress,
-                          while_waiting=lambda: rules.evaluate(snap.new({})), probe_python=judged is not None,
-                          target=judged and judged.to_dict())
+    # SIGTERM/SIGHUP end doctor like Ctrl-C: the probe's process tree is killed, exit 130.
+    with proc.sigterm_raises(lambda _signum: KeyboardInterrupt()):
+        return probes.collect(python=judged and judged.executable, torch_timeout=timeout, progress=_progress,
+                              while_waiting=lambda: rules.evaluate(snap.new({})), probe_python=judged is not None,
+                              target=judged and judged.to_dict())
 
 
 def _doctor_report(snapshot, findings, fmt, color, strict, scope, replayed_from) -> str:

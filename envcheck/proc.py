@@ -214,7 +214,24 @@ def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str
                 popen.stdin.close()  # type: ignore[union-attr]
 
         threading.Thread(target=feed, daemon=True).start()
-    return Child(popen, token, err_file, out_file)
+    child = Child(popen, token, err_file, out_file)
+    with _LIVE_LOCK:
+        _LIVE.add(child)
+    return child
+
+
+# Every child started and not yet killed: what kill_all() ends when envcheck is interrupted while
+# a child is watched on another thread (doctor's torch probe runs beside the NVML probe).
+_LIVE: set[Child] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_all() -> None:
+    """Kill the tree of every child envcheck started that is still alive (Ctrl-C, SIGTERM,
+    SIGHUP: the CLI's interrupt path). Never raises."""
+    with _LIVE_LOCK:
+        children = list(_LIVE)
+    kill_tree(children)
 
 
 def _tokened(tokens: set[str]) -> list:
@@ -265,6 +282,8 @@ def kill_tree(children: Sequence[Child], wait: float = 5.0) -> None:
     with contextlib.suppress(psutil.Error):
         psutil.wait_procs([p for p in victims.values() if p.pid not in {c.pid for c in children}],
                           timeout=wait)
+    with _LIVE_LOCK:
+        _LIVE.difference_update(children)
 
 
 def run(argv: Sequence[str], timeout: float, limit: int = 1 << 20,
@@ -377,9 +396,10 @@ class Supervisor:
 
 @contextlib.contextmanager
 def sigterm_raises(make: Callable[[int], BaseException]):
-    """While inside, SIGTERM raises ``make(signum)`` in the main thread, so the caller still
-    writes what it has (a scheduler's kill, torchrun tearing a worker group down). Elsewhere
-    than the main thread signals cannot be handled: nothing changes there."""
+    """While inside, SIGTERM and SIGHUP raise ``make(signum)`` in the main thread, so the caller
+    still writes what it has and its ``Supervisor`` blocks kill their children (a scheduler's kill,
+    torchrun tearing a worker group down, a closed terminal or ssh session). Elsewhere than the
+    main thread signals cannot be handled: nothing changes there."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -387,11 +407,13 @@ def sigterm_raises(make: Callable[[int], BaseException]):
     def handler(signum, frame):
         raise make(signum)
 
-    old = signal.signal(signal.SIGTERM, handler)
+    kinds = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {k: signal.signal(k, handler) for k in kinds}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for k, previous in old.items():
+            signal.signal(k, previous)
 
 
 def exit_now(code: int) -> None:
