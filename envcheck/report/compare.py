@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from envcheck.report.style import paint, severity
+from envcheck.report.values import value_text
 
 try:
     from envcheck.redact import scrub as _scrub
@@ -46,22 +47,8 @@ def _clean(text: str) -> str:
 
 
 def fmt(value: Any, env: bool = False) -> str:
-    """One compared value as compact text."""
-    if isinstance(value, dict) and set(value) == {"unavailable"}:
-        reason = str(value["unavailable"]).split(":")[0].strip()[:48]
-        out = f"n/a ({reason})" if reason else "n/a"
-    elif value is None:
-        out = "unset" if env else "-"
-    elif isinstance(value, bool):
-        out = "yes" if value else "no"
-    elif isinstance(value, float):
-        out = f"{value:g}"
-    elif isinstance(value, (list, tuple)):
-        out = ", ".join(fmt(v) for v in value) if value else "(none)"
-    elif isinstance(value, dict):
-        out = ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
-    else:
-        out = str(value)
+    """One compared value as compact text (an unset environment variable reads "unset")."""
+    out = value_text(value, none="unset" if env else "-")
     out = _clean(out)
     return out if len(out) <= _MAX_VALUE else out[: _MAX_VALUE - 3] + "..."
 

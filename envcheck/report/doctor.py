@@ -35,6 +35,7 @@ from envcheck.findings import Finding, Severity, sort_findings
 from envcheck.report.safe import neutralise, neutralise_obj
 from envcheck.report.style import paint, severity
 from envcheck.report.style import wrap as _wrap
+from envcheck.report.values import na_text, value_text
 from envcheck.snapshot import get, is_na
 
 try:  # the secret scrubber; identity if it is ever missing, the report still prints
@@ -128,29 +129,6 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
-def _na_reason(value: Any) -> str:
-    reason = str(value.get("unavailable", "")) if isinstance(value, dict) else ""
-    reason = reason.split(":")[0].strip()
-    return f"n/a ({reason[:48]})" if reason else "n/a"
-
-
-def _fmt(value: Any) -> str:
-    """One evidence or fact value as compact text."""
-    if is_na(value):
-        return _na_reason(value)
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt(v) for v in value) if value else "(none)"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-    return str(value)
-
-
 def _list(value: Any) -> list:
     return value if isinstance(value, list) else []
 
@@ -193,7 +171,7 @@ def _finding_lines(f: Finding, color: bool, width: int = WIDTH) -> list[str]:
     if f.detail:
         rows.append(("why", f.detail))
     for k, v in (f.evidence or {}).items():
-        rows.append((str(k), _fmt(v)))
+        rows.append((str(k), value_text(v)))
     if f.fix:
         rows.append(("fix", f.fix))
     if not rows:
@@ -226,7 +204,7 @@ def _section_na(s: dict, name: str) -> str | None:
     section = s.get(name)
     if isinstance(section, dict) and not is_na(section):
         return None
-    return _na_reason(section) if is_na(section) else "n/a"
+    return na_text(section) if is_na(section) else "n/a"
 
 
 def _python_line(s: dict) -> str:
@@ -236,8 +214,8 @@ def _python_line(s: dict) -> str:
     if py.get("status") not in (None, "ok"):
         msg = get(s, "python.error.message")
         return f"not inspected ({msg or py.get('status')})"
-    parts = [_fmt(py.get("version", "?")), f"({_fmt(py.get('implementation', '?'))})",
-             _fmt(py.get("executable", "?"))]
+    parts = [value_text(py.get("version", "?")), f"({value_text(py.get('implementation', '?'))})",
+             value_text(py.get("executable", "?"))]
     env = []
     if py.get("venv") is True:
         env.append("venv")
@@ -271,7 +249,7 @@ def _torch_lines(s: dict) -> list[str]:
                 "probe_failed": "not inspected"}.get(str(status), str(status))
         last = msg[-1] if msg else ""
         return [f"{word}: {last[:70] + '...' if len(last) > 73 else last}".rstrip(": ")]
-    first = [_fmt(t.get("version", "?"))]
+    first = [value_text(t.get("version", "?"))]
     if isinstance(t.get("cuda"), str):
         first.append(f"CUDA {t['cuda']}")
     elif isinstance(t.get("hip"), str):
@@ -287,7 +265,7 @@ def _torch_lines(s: dict) -> list[str]:
     if isinstance(triton, str):
         first.append(f"triton {triton}")
     avail = t.get("cuda_available")
-    second = f"CUDA available: {_fmt(avail)}"
+    second = f"CUDA available: {value_text(avail)}"
     if avail is True and isinstance(t.get("device_count"), int):
         second += f" ({_plural(t['device_count'], 'device')})"
     if isinstance(t.get("import_seconds"), (int, float)):
@@ -301,7 +279,7 @@ def _driver_line(s: dict) -> str:
     status = get(s, "nvidia.nvml.status")
     if status != "ok":
         return f"not available (NVML: {status or 'not probed'})"
-    parts = [_fmt(get(s, "nvidia.driver_version", "?"))]
+    parts = [value_text(get(s, "nvidia.driver_version", "?"))]
     cuda = get(s, "nvidia.cuda_driver_version")
     if isinstance(cuda, str):
         parts.append(f"(supports CUDA <= {cuda})")
@@ -380,7 +358,7 @@ def _host_rows(s: dict) -> list[tuple[str, str]]:
     rows.append(("CPU", cpu))
     total, avail = get(s, "host.ram.total_bytes"), get(s, "host.ram.available_bytes")
     rows.append(("RAM", f"{_bytes(total)} total, {_bytes(avail)} available" if total is not None
-                 else _fmt(h.get("ram", "n/a"))))
+                 else value_text(h.get("ram", "n/a"))))
     disks = [d for d in _list(get(s, "host.disk", [])) if isinstance(d, dict)]
     # Entries with identical figures are one filesystem (cwd, home and /tmp often are).
     grouped: dict[tuple, list[tuple[str, str]]] = {}

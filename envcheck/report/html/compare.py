@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from envcheck.report.html.base import badge, header, is_num, section, t, table
+from envcheck.report.values import value_text
 
 _MAX_NAMES = 12  # nodes listed per value; the rest are counted
 _MAX_COLUMNS = 14  # differing fields drawn in the matrix; the table below lists every one
@@ -23,19 +24,7 @@ _MAX_COLUMNS = 14  # differing fields drawn in the matrix; the table below lists
 
 def fmt(value: Any, env: bool = False) -> str:
     """One compared value as text (escaped by the caller)."""
-    if isinstance(value, Mapping) and set(value) == {"unavailable"}:
-        return f"n/a ({str(value['unavailable']).split(':')[0].strip()[:48]})"
-    if value is None:
-        return "unset" if env else "\u2013"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(fmt(v) for v in value) if value else "(none)"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
-    return str(value)
+    return value_text(value, none="unset" if env else "\u2013")
 
 
 def _names(names: Any) -> str:

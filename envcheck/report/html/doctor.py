@@ -12,6 +12,7 @@ from typing import Any
 
 from envcheck.report import doctor as text
 from envcheck.report.html.base import badge, clean, get, header, is_num, kv, section, t, table
+from envcheck.report.values import value_text
 
 _SEP = " \u00b7 "
 _SEV_ORDER = {"error": 0, "warn": 1, "info": 2, "ok": 3}
@@ -25,7 +26,7 @@ def _tx(line: str) -> str:
 
 def _value(v: Any) -> str:
     """One evidence value: multi-line text (a stderr tail) as a block, the rest inline."""
-    s = text._fmt(v)
+    s = value_text(v)
     if "\n" in s:
         lines = s.splitlines()[-text._MAX_TEXT_LINES:]
         return f"<pre>{t(chr(10).join(lines))}</pre>"
