@@ -232,7 +232,7 @@ class Collector:
         self.notes: list[str] = []  # refused claims and broken bounds, for the report
         self._cond = threading.Condition()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.create_server((host, port), family=family, backlog=min(65535, max(128, world_size)))
+        self._sock = socket.create_server((host, port), family=family, backlog=min(65535, max(4096, world_size)))
         self._sock.setblocking(False)
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._sock, selectors.EVENT_READ, None)

@@ -173,11 +173,11 @@ def run(info: Launch, work: Work, *, timeout: float, hostname: str,
     interrupted = False
     bind, note = channel.listen_address(info.master_addr)
     secret = job_secret(env) or secrets.token_bytes(32)
-    with host_store(info, env, python) as store_problem, \
-            channel.Collector(info.world_size, channel.report_port(env), host=bind, secret=secret) as col, \
-            _sigterm_raises():
+    with channel.Collector(info.world_size, channel.report_port(env), host=bind, secret=secret) as col, \
+            _sigterm_raises(), contextlib.ExitStack() as stack:
         try:
             col.record({"kind": "hello", **me})
+            store_problem = stack.enter_context(host_store(info, env, python))
             if store_problem is None:
                 try:
                     publish(info, env, col, bind or info.master_addr, start + join_timeout)
