@@ -32,6 +32,8 @@ WORKER = textwrap.dedent("""
             os.kill(os.getpid(), 9)
         if mode == "hang":
             time.sleep(600)
+        if mode == "malformed":
+            return {"verdict": "passed", "checks": [{"name": "allreduce", "status": "pass", "error": "x"}]}
         return {"verdict": "passed", "checks": [{"name": "allreduce", "status": "pass"}],
                 "figures": [{"check": "gemm", "metric": "fp32", "device": "cpu", "unit": "TFLOPS",
                              "value": 0.4 if mode == "slow" else 1.0}]}
@@ -112,6 +114,16 @@ def test_failing_rank_is_named_quickly(tmp_path, mode, needle):
     bad = rep["nodes"][1]["ranks"][0]
     assert bad["rank"] == 2 and needle in bad["error"]
     assert any(needle in r and "host1" in r for r in rep["reasons"])
+
+
+def test_a_malformed_report_is_that_ranks_failure_and_rank_0_still_writes_its_report(tmp_path):
+    """Issue 10, class 8: a rank's malformed result never crashes rank 0."""
+    rep, _ = launch(tmp_path, modes={3: "malformed"})
+    assert rep is not None and rep["verdict"] == "failed"
+    ranks = {r["rank"]: r for n in rep["nodes"] for r in n["ranks"]}
+    assert ranks[3]["error"].startswith("sent a malformed report")
+    assert all(ranks[r]["error"] is None for r in (0, 1, 2))
+    assert rep["channel"]["authenticated"] == 3
 
 
 def test_hung_rank_is_named_at_the_timeout(tmp_path):
