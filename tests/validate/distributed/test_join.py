@@ -163,3 +163,24 @@ def test_in_process_rank_zero_alone():
     rep = distributed.run(info, lambda phase: {"verdict": "certified", "checks": [], "figures": []},
                           timeout=5, hostname="me")
     assert rep["verdict"] == "certified" and rep["nodes"][0]["hostname"] == "me"
+
+
+BROKEN = __import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "broken_torch" / "raises"
+
+
+def test_rank_zero_whose_torch_cannot_host_the_store_still_reports(monkeypatch):
+    """No launcher store and rank 0's torch raises on import: rank 0 itself failed, the others
+    never joined, and the report is written (no traceback)."""
+    monkeypatch.setenv("PYTHONPATH", str(BROKEN))
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    info = detect({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(_port())})
+    ran = []
+    rep = distributed.run(info, lambda phase: ran.append(1) or {"verdict": "passed"}, timeout=5, join_timeout=2,
+                          hostname="me", env={})
+    ranks = {r["rank"]: r for n in rep["nodes"] for r in n["ranks"]}
+    ranks.update({m["rank"]: m for m in rep.get("missing_ranks") or []})
+    assert rep["verdict"] == "failed" and not ran
+    assert "could not publish its result channel" in ranks[0]["error"]
+    assert ranks[1]["error"].startswith("never joined")
+    assert any("rendezvous store was not usable" in r for r in rep["reasons"])
