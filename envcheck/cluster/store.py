@@ -4,15 +4,17 @@ The distributed mode's supervising process does not import torch (a rank whose t
 must still report its failure), but it needs the job's store to exchange the result channel's
 port and per-job secret (:mod:`envcheck.validate.distributed.channel`). This speaks the subset
 of c10d's TCPStore wire protocol it needs, as torch's own client does (pytorch
-``torch/csrc/distributed/c10d/TCPStoreBackend.hpp`` ``QueryType``/``CheckResponseType``;
-``TCPStore.cpp`` ``TCPClient``; ``test/distributed/test_store.py`` ``TestClientProtocol``):
+``torch/csrc/distributed/c10d/TCPStoreBackend.hpp`` ``QueryType``/``CheckResponseType``/``validationMagicNumber``;
+``TCPStore.hpp`` ``keyPrefix_``; ``test/distributed/test_store.py`` ``TestClientProtocol``, which
+checks the VALIDATE bytes ``00 ce f7 85 3c`` a torch client sends first):
 
 * a connection starts with ``VALIDATE`` (query byte 0) and the magic ``0x3C85F7CE`` as a
   native uint32 (no reply);
 * ``SET`` (1): key, value; no reply. ``GET`` (3): key; reply: value. ``CHECK`` (5): a count and
   the keys; reply: one byte, 0 READY / 1 NOT_READY;
 * a key or value is a native uint64 length and the bytes; torch's client prefixes every key with
-  ``/`` (``TCPStore::keyPrefix_``), so this one does too and both see the same keys.
+  ``/`` (``TCPStore::keyPrefix_``), so this one does too and both see the same keys. (torch's
+  client also sends a PING after VALIDATE; the server does not require it.)
 
 Tested against ``torch.distributed.TCPStore(is_master=True)`` with both server backends
 (``use_libuv`` True and False) in tests/cluster/test_store.py.
