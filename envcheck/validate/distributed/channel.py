@@ -454,7 +454,11 @@ class Collector:
         if conn.rank is None:
             self._hello(conn, msg)
         elif not isinstance(msg, dict):
-            self._broke(conn, "sent a line that is not a JSON object")
+            with self._cond:
+                st = self.ranks[conn.rank]
+                if not st.has_result and st.error is None:
+                    st.error = "sent a malformed message: not a JSON object (or NaN/Infinity, or nested too deep)"
+            self._close(conn)
         else:
             self.record(msg, conn.rank)
 

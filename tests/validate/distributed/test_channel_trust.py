@@ -159,7 +159,7 @@ def test_a_deeply_nested_result_is_malformed_not_a_crash():
             rep._sock.sendall(b'{"kind": "result", "result": {"verdict": "passed", "x": '
                               + deep + b"}}\n")
             assert not col.wait(deadline=time.monotonic() + 5)
-        assert "malformed" in col.entries()[1]["error"] or "not a JSON object" in col.entries()[1]["error"]
+        assert col.entries()[1]["error"].startswith("sent a malformed message")
 
 
 def _send_flood(sock: socket.socket, total: int, box: dict) -> None:
@@ -266,3 +266,37 @@ def test_drain_refuses_a_node_name_that_is_not_one_node(name):
 
 def test_valid_node_names_pass():
     assert all(slurm.valid_node_name(n) for n in ("gpu01", "node-7.cluster", "a_b", "n1"))
+
+
+@pytest.mark.parametrize("name", ["validate_cpu", "validate_8xh100", "validate_watch_2xh100"])
+def test_real_validate_reports_pass_the_shape_check(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "reports" / f"{name}.json"
+    assert channel.check_report(json.loads(path.read_text())) is None
+
+
+def test_nan_in_a_result_is_malformed():
+    with Collector(2, port=0) as col:
+        col.submit(GOOD)
+        with Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5, secret=col.secret) as rep:
+            rep._sock.sendall(b'{"kind": "result", "result": {"verdict": "passed", "figures": '
+                              b'[{"check": "gemm", "metric": "x", "unit": "u", "value": NaN}]}}\n')
+            assert not col.wait(deadline=time.monotonic() + 5)
+        assert col.entries()[1]["error"].startswith("sent a malformed message")
+
+
+def test_the_collector_raises_its_open_files_soft_limit():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(soft, 1024)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        with Collector(2, port=0) as col:
+            got = col.summary()["nofile"]
+        assert got["soft_before"] == low and got["soft"] >= low
+        if hard != resource.RLIM_INFINITY:
+            assert got["soft"] == hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]), hard))
