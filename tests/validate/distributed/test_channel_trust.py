@@ -300,3 +300,18 @@ def test_the_collector_raises_its_open_files_soft_limit():
             assert got["soft"] == hard
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]), hard))
+
+
+def test_the_collector_listens_on_the_address_the_job_uses():
+    assert channel.listen_address("127.0.0.1") == ("127.0.0.1", None)
+    assert channel.listen_address("localhost")[0] in ("127.0.0.1", "::1")
+    bind, note = channel.listen_address("no-such-host.invalid")
+    assert bind == "" and "all interfaces" in note
+    # a remote MASTER_ADDR: the local address this host routes to it from, never all interfaces
+    src = channel._route_source("203.0.113.7")
+    if src:
+        assert channel.listen_address("203.0.113.7") == (src, None)
+        # rank 0 on MASTER_ADDR's own host: that address itself
+        assert channel.listen_address(src) == (src, None)
+    with Collector(2, port=0, host="127.0.0.1") as col:
+        assert col.host == "127.0.0.1" and col.port > 0
