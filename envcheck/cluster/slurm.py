@@ -159,6 +159,17 @@ def parse_show_node(text: str, name: str | None = None) -> NodeState | None:
     return NodeState(name=(name_m.group(1) if name_m else name) or "", base=base, flags=flags, reason=reason)
 
 
+# One node name as scontrol takes it, and nothing it would expand: ``scontrol update
+# NodeName=`` accepts a hostlist expression ("node[1-100]", "a,b"), so a name with brackets,
+# commas or spaces would act on other nodes (issue 10, class 8: names come from peer ranks).
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+
+
+def valid_node_name(name: object) -> bool:
+    """A single node name: letters, digits, ``.``, ``_``, ``-`` (at most 253), no ``..``."""
+    return isinstance(name, str) and bool(_NODE_NAME.match(name)) and ".." not in name
+
+
 def node_name(env: Mapping[str, str], hostname: str) -> str:
     """Slurm's name for this node: SLURMD_NODENAME (set by slurmd), else the short hostname."""
     return (env.get("SLURMD_NODENAME") or "").strip() or hostname.split(".")[0]
@@ -197,6 +208,10 @@ def apply(outcome: Outcome, node: str | None = None, runner: Runner | None = Non
     runner = runner or run_command
     env = os.environ if env is None else env
     node = node or node_name(env, socket.gethostname())
+    if not valid_node_name(node):
+        shown = re.sub(r"[^\x20-\x7e]", "?", str(node))[:80]
+        return DrainResult(shown, NONE, False, f"--drain: refusing node name {shown!r}: not a single node name "
+                           "(scontrol would expand brackets, commas or spaces to other nodes); not touched")
     result = drain_outcome(outcome)
     reason = outcome_reason(outcome)
     rc, out, err = runner([scontrol, "show", "node", node], COMMAND_TIMEOUT_S)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "envcheck"
-CLUSTER_HELPERS = {"exitmodes", "prom", "slurm", "hostlist", "launch"}
+CLUSTER_HELPERS = {"exitmodes", "prom", "slurm", "hostlist", "launch", "store"}
 
 
 def _imports(path: Path) -> list[str]:

@@ -80,3 +80,17 @@ def test_a_slow_rank_makes_its_node_a_straggler(tmp_path):
     assert rep["verdict"] == "degraded"
     assert [n["straggler"] for n in rep["nodes"]] == [False, True]
     assert rep["nodes"][1]["straggler_figures"][0]["value"] == 0.5
+
+
+def test_standalone_rank_zero_collects_on_an_ephemeral_port(tmp_path):
+    """torchrun --standalone: the agent's store carries the channel's record; no MASTER_PORT+1 to
+    collide with (issue 10, class 9)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
+                                                                     "MASTER_", "GROUP_", "TORCHELASTIC"))}
+    env["OMP_NUM_THREADS"] = "1"
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
+                          str(RANK_SCRIPT)], capture_output=True, text=True, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr
+    rep = _report([(out.returncode, out.stdout, out.stderr)])
+    assert rep["verdict"] == "passed" and rep["world_size"] == 3
+    assert rep["channel"]["authenticated"] == 2 and rep["channel"]["refused"] == 0

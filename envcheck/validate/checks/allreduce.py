@@ -405,6 +405,32 @@ def _collect(store, world: int, out: dict[str, Any]) -> None:
             out["errors"][r] = store.get(f"error/{r}").decode(errors="replace")
 
 
+def loopback_store(dist):
+    """The single-node run's TCPStore, listening on 127.0.0.1 only (issue 10, class 8).
+
+    torch's TCPStore server binds every interface whatever ``host_name`` says; given a socket
+    already bound (``master_listen_fd``, which the store then owns: hence ``detach``) it
+    listens there. A torch too old for ``master_listen_fd`` gets the old behaviour."""
+    import socket
+
+    timeout = timedelta(seconds=30)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        port = sock.getsockname()[1]
+        store = dist.TCPStore("127.0.0.1", port, None, True, timeout, wait_for_workers=False,
+                              master_listen_fd=sock.fileno())
+    except TypeError:
+        sock.close()
+        return dist.TCPStore("127.0.0.1", 0, None, True, timeout, wait_for_workers=False)
+    except BaseException:
+        sock.close()
+        raise
+    sock.detach()
+    return store
+
+
 def launch(world: int, device: str, params: dict[str, Any], timeout: float,
            progress: Callable[[float, str], None] | None = None,
            module: str = "envcheck.validate.checks.allreduce") -> dict[str, Any]:
@@ -421,7 +447,7 @@ def launch(world: int, device: str, params: dict[str, Any], timeout: float,
     from envcheck import proc
 
     say = progress or (lambda f, n="": None)
-    store = dist.TCPStore("127.0.0.1", 0, None, True, timedelta(seconds=30), wait_for_workers=False)
+    store = loopback_store(dist)
     payload = json.dumps(dict(params, timeout=timeout))
     env = _child_env(device)
     out: dict[str, Any] = {"ok": False, "results": {}, "errors": {}, "exit_codes": {}, "hung": None,

@@ -258,6 +258,7 @@ def run_allreduce(info: Launch, binding: Binding, params: dict[str, Any], timeou
 
     env = procs.child_env(binding.kind)
     env.update(info.torch_env())
+    env.update(join.store_env(os.environ))  # the job's store: the launcher's, or the one rank 0 hosts
     backend = "nccl" if binding.kind == "cuda" else "gloo"
     args = [json.dumps({**params, "device": binding.kind, "index": binding.index, "timeout": timeout})]
     child = proc.start(procs.argv("envcheck.validate.distributed.rank", args, python=python), env=env)
@@ -479,7 +480,7 @@ def run(info: Launch, opts: Options, progress: Callable[[str], None], hostname: 
     return join.run(
         info, lambda phase: rank_report(info, opts, phase, say),
         timeout=opts.total_timeout, join_timeout=float(opts.join_timeout or opts.timeout), hostname=hostname,
-        threshold=opts.straggler_threshold,
+        threshold=opts.straggler_threshold, python=opts.python,
     )
 
 
@@ -501,9 +502,9 @@ def main(info: Launch, opts: Options, outputs, *, write: Callable[[str], None],
         progress(f"envcheck: rank {info.rank}: {exc}")
         return 1
     except OSError as exc:  # rank 0 could not listen for the other ranks' results
-        port = channel.report_port(info.master_port)
+        port = channel.report_port() or "(ephemeral)"
         progress(f"envcheck: rank 0 cannot listen on port {port} for the other ranks' results "
-                 f"({exc.strerror or exc}); set MASTER_PORT or ENVCHECK_REPORT_PORT to a free port")
+                 f"({exc.strerror or exc}); unset ENVCHECK_REPORT_PORT or set it to a free port")
         return 2
     if rep is None:
         return 0

@@ -17,11 +17,10 @@ from envcheck.validate.distributed import channel
 from envcheck.validate.distributed.channel import Collector, Reporter, ReporterError
 
 
-def test_report_port():
-    assert channel.report_port(29500, {}) == 29501
-    assert channel.report_port(65535, {}) == 65534
-    assert channel.report_port(29500, {"ENVCHECK_REPORT_PORT": "31000"}) == 31000
-    assert channel.report_port(29500, {"ENVCHECK_REPORT_PORT": "x"}) == 29501
+def test_report_port_is_ephemeral_unless_an_operator_fixes_one():
+    assert channel.report_port({}) == 0
+    assert channel.report_port({"ENVCHECK_REPORT_PORT": "31000"}) == 31000
+    assert channel.report_port({"ENVCHECK_REPORT_PORT": "x"}) == 0
 
 
 def test_expected_hosts_block_distribution():
@@ -33,7 +32,7 @@ def test_every_rank_reports():
     with Collector(3, port=0) as col:
         col.submit({"verdict": "passed"}, hostname="h0", node_rank=0, local_rank=0)
         for r in (1, 2):
-            with Reporter("127.0.0.1", col.port, r, deadline=time.monotonic() + 5,
+            with Reporter("127.0.0.1", col.port, r, deadline=time.monotonic() + 5, secret=col.secret,
                           hostname=f"h{r}", node_rank=r, local_rank=0) as rep:
                 rep.phase("gemm")
                 rep.result({"verdict": "passed", "rank": r})
@@ -49,7 +48,7 @@ def test_every_rank_reports():
 def test_a_rank_that_dies_is_named_without_waiting_for_the_deadline():
     with Collector(2, port=0) as col:
         col.submit({"verdict": "passed"}, hostname="h0")
-        rep = Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5, hostname="h1")
+        rep = Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5, secret=col.secret, hostname="h1")
         rep.phase("allreduce")
         rep.close()  # what the kernel does when the process dies
         t0 = time.monotonic()
@@ -63,7 +62,7 @@ def test_a_rank_that_dies_is_named_without_waiting_for_the_deadline():
 def test_a_hung_rank_is_named_at_the_deadline():
     with Collector(2, port=0) as col:
         col.submit({"verdict": "passed"})
-        with Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5, hostname="h1") as rep:
+        with Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5, secret=col.secret, hostname="h1") as rep:
             rep.phase("allreduce")
             t0 = time.monotonic()
             assert not col.wait(deadline=time.monotonic() + 1.5)
@@ -76,7 +75,7 @@ def test_a_hung_rank_is_named_at_the_deadline():
 def test_a_rank_that_never_joins_ends_the_wait_at_the_join_deadline():
     with Collector(3, port=0) as col:
         col.submit({"verdict": "passed"})
-        with Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5) as rep:
+        with Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5, secret=col.secret) as rep:
             rep.result({"verdict": "passed"})
             t0 = time.monotonic()
             assert not col.wait(deadline=time.monotonic() + 60, join_deadline=time.monotonic() + 1)
@@ -89,7 +88,7 @@ def test_a_rank_that_never_joins_ends_the_wait_at_the_join_deadline():
 def test_reporter_gives_up_at_its_deadline():
     t0 = time.monotonic()
     with pytest.raises(ReporterError) as err:
-        Reporter("127.0.0.1", 1, 1, deadline=time.monotonic() + 0.5)
+        Reporter("127.0.0.1", 1, 1, deadline=time.monotonic() + 0.5, secret=b"s")
     assert time.monotonic() - t0 < 5 and "127.0.0.1:1" in str(err.value)
 
 
@@ -103,10 +102,10 @@ def test_reporter_waits_for_a_collector_that_starts_later():
 
     def late():
         time.sleep(0.7)
-        box["col"] = Collector(2, port=port)
+        box["col"] = Collector(2, port=port, secret=b"k" * 32)
     t = threading.Thread(target=late)
     t.start()
-    with Reporter("127.0.0.1", port, 1, deadline=time.monotonic() + 10) as rep:
+    with Reporter("127.0.0.1", port, 1, deadline=time.monotonic() + 10, secret=b"k" * 32) as rep:
         rep.result({"verdict": "passed"})
     t.join()
     col = box["col"]
@@ -131,8 +130,8 @@ def test_garbage_and_unknown_ranks_are_ignored():
 WORKER = textwrap.dedent("""
     import os, sys, time
     from envcheck.validate.distributed.channel import Reporter
-    rank, port, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    rep = Reporter("127.0.0.1", port, rank, deadline=time.monotonic() + 10, hostname=f"h{rank}",
+    rank, port, mode, secret = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], bytes.fromhex(sys.argv[4])
+    rep = Reporter("127.0.0.1", port, rank, deadline=time.monotonic() + 10, secret=secret, hostname=f"h{rank}",
                    node_rank=rank, local_rank=0)
     rep.phase("allreduce")
     if mode == "die":
@@ -148,7 +147,7 @@ def test_real_processes_one_killed_one_hung(tmp_path):
     script.write_text(WORKER)
     with Collector(4, port=0) as col:
         col.submit({"verdict": "passed"}, hostname="h0")
-        procs = [subprocess.Popen([sys.executable, str(script), str(r), str(col.port), mode],
+        procs = [subprocess.Popen([sys.executable, str(script), str(r), str(col.port), mode, col.secret.hex()],
                                   start_new_session=True)
                  for r, mode in ((1, "ok"), (2, "die"), (3, "hang"))]
         try:
@@ -170,7 +169,7 @@ def test_real_processes_one_killed_one_hung(tmp_path):
 def test_a_rank_that_reports_its_own_error():
     with Collector(2, port=0) as col:
         col.submit({"verdict": "passed"})
-        with Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5) as rep:
+        with Reporter("127.0.0.1", col.port, 1, deadline=time.monotonic() + 5, secret=col.secret) as rep:
             rep.error("RuntimeError: NCCL init failed")
             t0 = time.monotonic()
             assert not col.wait(deadline=time.monotonic() + 30)

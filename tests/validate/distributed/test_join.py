@@ -32,12 +32,14 @@ WORKER = textwrap.dedent("""
             os.kill(os.getpid(), 9)
         if mode == "hang":
             time.sleep(600)
+        if mode == "malformed":
+            return {"verdict": "passed", "checks": [{"name": "allreduce", "status": "pass", "error": "x"}]}
         return {"verdict": "passed", "checks": [{"name": "allreduce", "status": "pass"}],
                 "figures": [{"check": "gemm", "metric": "fp32", "device": "cpu", "unit": "TFLOPS",
                              "value": 0.4 if mode == "slow" else 1.0}]}
 
     try:
-        rep = distributed.run(info, work, timeout=float(os.environ.get("T", "20")), join_timeout=5,
+        rep = distributed.run(info, work, timeout=float(os.environ.get("T", "20")), join_timeout=10,
                               hostname="host%d" % info.node_rank)
     except Exception as exc:
         print("rank %d failed: %s" % (info.rank, exc), file=sys.stderr)
@@ -114,6 +116,16 @@ def test_failing_rank_is_named_quickly(tmp_path, mode, needle):
     assert any(needle in r and "host1" in r for r in rep["reasons"])
 
 
+def test_a_malformed_report_is_that_ranks_failure_and_rank_0_still_writes_its_report(tmp_path):
+    """Issue 10, class 8: a rank's malformed result never crashes rank 0."""
+    rep, _ = launch(tmp_path, modes={3: "malformed"})
+    assert rep is not None and rep["verdict"] == "failed"
+    ranks = {r["rank"]: r for n in rep["nodes"] for r in n["ranks"]}
+    assert ranks[3]["error"].startswith("sent a malformed report")
+    assert all(ranks[r]["error"] is None for r in (0, 1, 2))
+    assert rep["channel"]["authenticated"] == 3
+
+
 def test_hung_rank_is_named_at_the_timeout(tmp_path):
     rep, elapsed = launch(tmp_path, modes={1: "hang"}, extra={"T": "6"})
     assert 5 <= elapsed < 20
@@ -122,8 +134,8 @@ def test_hung_rank_is_named_at_the_timeout(tmp_path):
 
 
 def test_rank_that_never_starts_is_named_with_its_expected_host(tmp_path):
-    rep, elapsed = launch(tmp_path, skip=(3,))
-    assert elapsed < 15  # the 5 s join timeout, not the 20 s run timeout
+    rep, elapsed = launch(tmp_path, skip=(3,), extra={"T": "60"})
+    assert elapsed < 30  # the 10 s join timeout, not the 60 s run timeout
     ranks = {r["rank"]: r for n in rep["nodes"] for r in n["ranks"]}
     assert ranks[3]["error"].startswith("never joined")
     assert rep["nodes"][1]["hostname"] == "host1" and rep["nodes"][1]["verdict"] == "failed"
@@ -151,3 +163,24 @@ def test_in_process_rank_zero_alone():
     rep = distributed.run(info, lambda phase: {"verdict": "certified", "checks": [], "figures": []},
                           timeout=5, hostname="me")
     assert rep["verdict"] == "certified" and rep["nodes"][0]["hostname"] == "me"
+
+
+BROKEN = __import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures" / "broken_torch" / "raises"
+
+
+def test_rank_zero_whose_torch_cannot_host_the_store_still_reports(monkeypatch):
+    """No launcher store and rank 0's torch raises on import: rank 0 itself failed, the others
+    never joined, and the report is written (no traceback)."""
+    monkeypatch.setenv("PYTHONPATH", str(BROKEN))
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    info = detect({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(_port())})
+    ran = []
+    rep = distributed.run(info, lambda phase: ran.append(1) or {"verdict": "passed"}, timeout=5, join_timeout=2,
+                          hostname="me", env={})
+    ranks = {r["rank"]: r for n in rep["nodes"] for r in n["ranks"]}
+    ranks.update({m["rank"]: m for m in rep.get("missing_ranks") or []})
+    assert rep["verdict"] == "failed" and not ran
+    assert "could not publish its result channel" in ranks[0]["error"]
+    assert ranks[1]["error"].startswith("never joined")
+    assert any("rendezvous store was not usable" in r for r in rep["reasons"])

@@ -8,6 +8,7 @@ pieces of the mode (device choice, the all-reduce result, per-node drain).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -306,11 +307,14 @@ def test_pairwise_outside_a_launch_is_one_line_and_exit_2():
     assert "--pairwise pairs the nodes of a multi-node job: start envcheck validate under torchrun or srun" in res.stderr
 
 
-def test_rank_zero_port_in_use_is_one_line_and_exit_2():
+def test_rank_zero_port_in_use_is_one_line_and_exit_2(monkeypatch):
+    """The collector's port is ephemeral (no collision with the launcher's, issue 10 class 9);
+    only a port an operator fixes with ENVCHECK_REPORT_PORT can be taken."""
     with socket.socket() as busy:
-        busy.bind(("", 0))
+        busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
+        monkeypatch.setenv("ENVCHECK_REPORT_PORT", str(port))
         info = detect({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(port - 1)})
         said = []
@@ -459,3 +463,43 @@ def test_span_results_when_the_child_failed_or_a_check_raised():
                                                        "max_bytes": 1024}}, 4, "gloo", child)
     assert d.status == "fail" and "all_gather at 1 KiB: wrong output on rank(s) 2 (first wrong element in rank 0's" \
         in d.message
+
+
+@needs_torch
+@pytest.mark.slow
+def test_srun_ranks_join_the_store_rank_0_hosts_and_leave_nothing_behind(tmp_path):
+    """Under srun nobody hosts the job's store: rank 0 hosts it in a child for the run (issue 10,
+    class 8); the channel's record and every rank's all-reduce (env://, as clients) use it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
+                                                                     "MASTER_", "GROUP_", "TORCHELASTIC"))}
+    tag = uuid.uuid4().hex
+    procs = []
+    for r in (0, 1):
+        env = {**base, "SLURM_PROCID": str(r), "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "2",
+               "SLURM_LOCALID": str(r), "SLURM_NODEID": "0", "SLURM_JOB_ID": "77", "SLURM_STEP_NODELIST": "localhost",
+               "SLURM_STEP_TASKS_PER_NODE": "2", "SLURMD_NODENAME": "localhost", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "ENVCHECK_TEST_TAG": tag}
+        procs.append(subprocess.Popen([sys.executable, "-m", "envcheck", "validate", "--checks", "allreduce",
+                                       "--allreduce-max-mib", "1", "--format", "json", "--timeout", "60"],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      cwd=tmp_path, start_new_session=True))
+    try:
+        outs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    rep = json.loads(outs[0][0])
+    assert outs[1][0] == "" and [p.returncode for p in procs] == [0, 0], outs
+    assert rep["verdict"] == "passed" and rep["channel"]["authenticated"] == 1, rep["reasons"]
+    assert [r["verdict"] for n in rep["nodes"] for r in n["ranks"]] == ["passed", "passed"]
+    left = []
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("ENVCHECK_TEST_TAG") == tag:
+                left.append(proc.pid)
+    assert not left
