@@ -97,6 +97,10 @@ def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
 
 def cuda_touched() -> str | None:
     """Why forking now would be unsafe for CUDA, or None (checked before every fork)."""
+    from envcheck.validate import faults
+
+    if faults.active("forkserver", "cuda") is not None:
+        return "torch initialised CUDA in the fork server (injected fault)"
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         return "torch initialised CUDA in the fork server"
@@ -212,8 +216,12 @@ def _preload() -> None:
 
 
 def main(argv: list[str]) -> int:
+    from envcheck.validate import faults
+
     sock = socket.socket(fileno=int(argv[0]))
     sock.setblocking(True)
+    if faults.active("forkserver", "exit") is not None:
+        return 3
     send(sock, {"op": "hello", "pid": os.getpid()})
     t0 = time.perf_counter()
     import torch  # noqa: F401 - the one import every child shares
@@ -313,6 +321,9 @@ class Server:
         try:
             self.child = proc.start(procs.argv("envcheck.validate.forkserver", [str(theirs.fileno())], python=python),
                                     env=env, stdout="devnull", stderr="file", pass_fds=(theirs.fileno(),))
+        except OSError as exc:
+            ours.close()
+            raise Unavailable(f"the fork server did not start: {exc.strerror or exc}") from None
         finally:
             theirs.close()
         self.sock = ours
@@ -323,7 +334,10 @@ class Server:
             raise Unavailable("the fork server did not start" + self._why())
         ready = self._reply(deadline)
         if ready is None or ready.get("op") != "ready":
-            hung = self.child.popen.poll() is None
+            hung = time.monotonic() >= deadline
+            if not hung:  # it closed the socket while exiting: wait for its status
+                with contextlib.suppress(Exception):
+                    self.child.popen.wait(timeout=5.0)
             tail = self.child.stderr_tail()
             code = self.child.returncode
             self.close()
