@@ -443,10 +443,15 @@ class Server:
         self.child.close()
 
 
+# Read when CUDA/ROCm initialise, which happens only in a forked child (the child sets them
+# before that): a request may differ from the server in these without a restart.
+LATE_ENV = frozenset({"CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"})
+
+
 def _plain(env: dict[str, str]) -> dict[str, str]:
     from envcheck import proc
 
-    return {k: v for k, v in env.items() if k != proc.TOKEN_ENV}
+    return {k: v for k, v in env.items() if k != proc.TOKEN_ENV and k not in LATE_ENV}
 
 
 class Pool:
