@@ -153,3 +153,37 @@ def test_a_disabled_pool_uses_fresh_workers():
 def test_cuda_untouched_in_a_plain_process():
     # pytest's process never imports torch (conftest): nothing here initialised CUDA
     assert forkserver.cuda_touched() is None
+
+
+def _drain(child) -> None:
+    from envcheck import proc
+
+    with proc.Supervisor([child], deadline=time.monotonic() + 120) as sup:
+        sup.watch()
+
+
+@needs_torch
+def test_an_environment_torch_reads_at_load_restarts_the_server_once(process_tag):
+    base = dict(os.environ)
+    with forkserver.Pool() as pool:
+        _drain(pool.start({"mode": "info"}, {**base, "OMP_WAIT_POLICY": "PASSIVE"}))
+        first = _server_pid(pool)
+        # read when CUDA initialises, in the child: no restart
+        _drain(pool.start({"mode": "info"}, {**base, "OMP_WAIT_POLICY": "PASSIVE", "CUDA_VISIBLE_DEVICES": "1"}))
+        assert _server_pid(pool) == first
+        # read when libgomp loads, with torch: one restart with that environment
+        _drain(pool.start({"mode": "info"}, {**base, "OMP_WAIT_POLICY": "ACTIVE"}))
+        assert _server_pid(pool) != first
+        with pytest.raises(forkserver.Unavailable, match="differs"):
+            pool.start({"mode": "info"}, {**base, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert process_tag() == []
+
+
+def test_the_expected_device_follows_the_option_then_the_driver_nodes(monkeypatch):
+    from envcheck.validate import procs
+
+    assert procs.expected_device("cuda") == "cuda"
+    monkeypatch.setattr(os.path, "exists", lambda p: p == "/dev/nvidiactl")
+    assert procs.expected_device(None) == "cuda"
+    monkeypatch.setattr(os.path, "exists", lambda p: False)
+    assert procs.expected_device(None) == "cpu"
