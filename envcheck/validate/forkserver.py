@@ -48,6 +48,7 @@ SUPPORTED = sys.platform.startswith("linux") or sys.platform == "darwin"
 READY_TIMEOUT_S = 300.0  # as runner.PREFLIGHT_TIMEOUT_S: a cold first `import torch`
 REPLY_TIMEOUT_S = 15.0  # a fork answers in milliseconds; longer means the server is stuck
 POLL_S = 0.02  # how often the server looks for exited children
+DISABLE_ENV = "ENVCHECK_FORKSERVER"  # "0": fresh workers only (to compare the two: bench/)
 
 
 # --------------------------------------------------------------------------- wire format
@@ -470,6 +471,8 @@ class Pool:
         self.off: str | None = None
         if not enabled:
             self.off = "disabled"
+        elif os.environ.get(DISABLE_ENV) == "0":
+            self.off = f"{DISABLE_ENV}=0"
         elif not SUPPORTED:
             self.off = f"no fork server on {sys.platform}"
 

@@ -187,3 +187,9 @@ def test_the_expected_device_follows_the_option_then_the_driver_nodes(monkeypatc
     assert procs.expected_device(None) == "cuda"
     monkeypatch.setattr(os.path, "exists", lambda p: False)
     assert procs.expected_device(None) == "cpu"
+
+
+def test_the_fork_server_can_be_switched_off_for_comparisons(monkeypatch):
+    monkeypatch.setenv(forkserver.DISABLE_ENV, "0")
+    with pytest.raises(forkserver.Unavailable, match="ENVCHECK_FORKSERVER=0"):
+        forkserver.Pool().start({"mode": "info"}, {})
