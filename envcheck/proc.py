@@ -183,12 +183,14 @@ def _target(kind: str | None) -> tuple[Any, IO[bytes] | None]:
 
 
 def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
-          stdin: bytes | None = None, stdout: str = "lines", stderr: str = "file") -> Child:
+          stdin: bytes | None = None, stdout: str = "lines", stderr: str = "file",
+          pass_fds: Sequence[int] = ()) -> Child:
     """Start a child in its own session. ``stdout``/``stderr``: "lines" (read on a thread into
     ``Child.lines``), "file" (a temporary file, see ``stderr_tail``), "stdout" (stderr only:
     merged into stdout), "inherit", or "devnull". ``stdin``: bytes written then closed (or
-    /dev/null). Raises OSError when the program cannot be started."""
-    token = uuid.uuid4().hex
+    /dev/null). ``pass_fds``: descriptors the child keeps (the fork server's socket). Raises
+    OSError when the program cannot be started."""
+    token = new_token()
     child_env = dict(os.environ if env is None else env)
     child_env[TOKEN_ENV] = token
     out, out_file = _target(stdout)
@@ -198,6 +200,8 @@ def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str
         kwargs["start_new_session"] = True
     else:  # pragma: no cover - Windows
         kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    if pass_fds:
+        kwargs["pass_fds"] = tuple(pass_fds)
     try:
         popen = subprocess.Popen(list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                  stdout=out, stderr=err, env=child_env, cwd=cwd, **kwargs)
@@ -214,7 +218,17 @@ def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str
                 popen.stdin.close()  # type: ignore[union-attr]
 
         threading.Thread(target=feed, daemon=True).start()
-    child = Child(popen, token, err_file, out_file)
+    return track(Child(popen, token, err_file, out_file))
+
+
+def new_token() -> str:
+    """The value of TOKEN_ENV for one child (and every process it starts with its environment)."""
+    return uuid.uuid4().hex
+
+
+def track(child: Child) -> Child:
+    """Count ``child`` among the live children :func:`kill_all` ends (``start`` does this; a
+    child forked by validate's fork server is tracked the same way)."""
     with _LIVE_LOCK:
         _LIVE.add(child)
     return child

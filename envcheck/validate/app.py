@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from envcheck import redact
-from envcheck.validate import output, runner
+from envcheck.validate import forkserver, output, runner
 from envcheck.validate.config import (
     CHECK_NAMES,
     DEFAULT_BURN_IN_S,
@@ -127,12 +127,13 @@ class Prepared:
 
 
 def prepare(isolation: str = "subprocess", device: str | None = None, machine: bool = True,
-            timeout: float | None = None, python: str | None = None) -> Prepared:
+            timeout: float | None = None, python: str | None = None, pool: Any = None) -> Prepared:
     """Import torch in a worker and probe the machine at the same time (both mostly wait).
 
     The preflight is the run's one torch import before the checks: the machine probes do not
     import torch (the summary takes torch's facts from the preflight). ``timeout`` bounds the
-    torch import: the run's --budget when it has one, else runner.PREFLIGHT_TIMEOUT_S."""
+    torch import: the run's --budget when it has one, else runner.PREFLIGHT_TIMEOUT_S. With a
+    ``pool`` (forkserver.Pool) the fork server's import is that one import."""
     timeout = float(timeout or runner.PREFLIGHT_TIMEOUT_S)
     box: dict[str, Any] = {}
 
@@ -146,13 +147,14 @@ def prepare(isolation: str = "subprocess", device: str | None = None, machine: b
         thread.start()
     try:
         with runner.sigterm_as_interrupt():
-            pre = runner.preflight(isolation=isolation, device=device, timeout=timeout, python=python)
+            pre = runner.preflight(isolation=isolation, device=device, timeout=timeout, python=python, pool=pool)
             if thread:
                 thread.join(timeout=min(90.0, timeout))
     except KeyboardInterrupt:  # the report must still be written: see runner.failed_report
         pre = runner.Preflight(False, {}, runner.INTERRUPTED_BEFORE_CHECKS)
     found = runner.with_torch(box.get("machine", {}), pre.info) if pre.ok else box.get("machine", {})
-    return Prepared(pre, found, {"preflight_s": pre.seconds, "machine_s": box.get("machine_s")})
+    return Prepared(pre, found, {"preflight_s": pre.seconds, "machine_s": box.get("machine_s"),
+                                 "workers": {"preflight": pre.worker}})
 
 
 @dataclass(frozen=True)
@@ -241,20 +243,21 @@ def run_local(req: Request, p: Plan, outputs: output.Outputs, *, write: Callable
     started = time.perf_counter()
     deadline = time.monotonic() + p.budget if p.budget else None
     progress("validate: importing torch and probing the machine..." + (f" (budget {p.budget:g} s)" if p.budget else ""))
-    prep = prepare(isolation=req.isolation, device=req.device, timeout=p.budget, python=req.python)
-    persist = output.persister(outputs, progress)
-    if not prep.preflight.ok:
-        cfg = ValidateConfig(device=req.device or "cpu", profile=p.profile, budget=p.budget)
-        report = runner.failed_report(cfg, p.checks, prep.preflight.error or "torch is not usable",
-                                      machine=prep.machine)
-        progress(f"envcheck: validate needs a working torch: {redact.scrub_text(str(prep.preflight.error))} "
-                 "(`envcheck install` prints the right install command)")
-    else:
-        cfg = resolve(prep.preflight.info, device=req.device, gpus=req.gpus, procs=req.procs, profile=p.profile,
-                      duration=req.duration, timeout=req.timeout, allreduce_max_mib=req.allreduce_max_mib,
-                      budget=p.budget)
-        report = runner.run(cfg, p.checks, prep.preflight.info, isolation=req.isolation, listener=listener,
-                            persist=persist, machine=prep.machine, timings=prep.timings, deadline=deadline,
-                            python=req.python)
+    with forkserver.Pool(req.python, enabled=req.isolation == "subprocess") as pool:
+        prep = prepare(isolation=req.isolation, device=req.device, timeout=p.budget, python=req.python, pool=pool)
+        persist = output.persister(outputs, progress)
+        if not prep.preflight.ok:
+            cfg = ValidateConfig(device=req.device or "cpu", profile=p.profile, budget=p.budget)
+            report = runner.failed_report(cfg, p.checks, prep.preflight.error or "torch is not usable",
+                                          machine=prep.machine)
+            progress(f"envcheck: validate needs a working torch: {redact.scrub_text(str(prep.preflight.error))} "
+                     "(`envcheck install` prints the right install command)")
+        else:
+            cfg = resolve(prep.preflight.info, device=req.device, gpus=req.gpus, procs=req.procs,
+                          profile=p.profile, duration=req.duration, timeout=req.timeout,
+                          allreduce_max_mib=req.allreduce_max_mib, budget=p.budget)
+            report = runner.run(cfg, p.checks, prep.preflight.info, isolation=req.isolation, listener=listener,
+                                persist=persist, machine=prep.machine, timings=prep.timings, deadline=deadline,
+                                python=req.python, pool=pool)
     report.timings["total_s"] = round(time.perf_counter() - started, 3)
     return output.emit(report.to_dict(), outputs, write=write, progress=progress)

@@ -8,6 +8,8 @@ fault always travels the same path as a real failure. Kinds understood:
 ``<check>.raise``     the check raises RuntimeError at its start
 ``<check>.oom``       the check raises torch.OutOfMemoryError ("CUDA out of memory")
 ``<check>.crash``     the worker process kills itself with SIGSEGV
+``<check>.abort``     the worker process calls abort() (SIGABRT, as a failed C assertion)
+``<check>.kill``      the worker process kills itself with SIGKILL (as the kernel's OOM killer)
 ``<check>.stall``     the worker sleeps forever at its start (the runner's stall watchdog)
 ``cnn.nan``           the loss becomes NaN at step ``step`` (default 5)
 ``gemm.sdc``          one repeated product differs in one element (silent corruption)
@@ -23,6 +25,8 @@ fault always travels the same path as a real failure. Kinds understood:
 ``p2p.flip``          one bit of the copy ``src`` -> ``dst`` (default 0 -> 1) is flipped before verification
 ``ddp.skew``          rank ``rank`` (default 1) nudges one DDP parameter after the first step
 ``consensus.flip``    rank ``rank`` (default 1) flips one bit of its consensus result before the digest
+``forkserver.exit``   the fork server exits before it starts (the runner falls back to fresh workers)
+``forkserver.cuda``   the fork server refuses to fork as if CUDA were initialised in it
 ====================  ===========================================================
 
 Example: ``ENVCHECK_TEST_FAULTS=1 ENVCHECK_FAULT=allreduce.hang:rank=1:op=2``.
@@ -72,6 +76,10 @@ def at_start(check: str) -> None:
         )
     if active(check, "crash") is not None:
         os.kill(os.getpid(), signal.SIGSEGV)
+    if active(check, "abort") is not None:
+        os.abort()
+    if active(check, "kill") is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
     if active(check, "stall") is not None:
         while True:
             time.sleep(3600)

@@ -25,6 +25,15 @@ def child_env(device: str | None = None) -> dict[str, str]:
     return env
 
 
+def expected_device(device: str | None) -> str:
+    """The device a run will most likely use, before torch is imported: the option, else "cuda"
+    where a GPU driver's device node exists, else "cpu". The fork server starts with the
+    environment of that device (child_env); a wrong guess costs one server restart."""
+    if device:
+        return device
+    return "cuda" if any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/kfd")) else "cpu"
+
+
 def argv(module: str, args: Sequence[str] = (), python: str | None = None) -> list[str]:
     """argv running envcheck's ``module`` under ``python`` (default: this interpreter)."""
     return proc.envcheck_argv(module, args, python=python)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from envcheck import proc, recipes
 from envcheck import snapshot as snap
 from envcheck.validate import certify as cert
-from envcheck.validate import errors, procs, watch
+from envcheck.validate import errors, forkserver, procs, watch
 from envcheck.validate.checks import REGISTRY
 from envcheck.validate.config import ValidateConfig
 from envcheck.validate.results import FAIL, SKIP, CheckResult, ValidationReport
@@ -47,6 +47,7 @@ class Preflight:
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    worker: str = "fresh"  # how the preflight's worker was started: "forked" or "fresh[: why]"
 
 
 def _event(line: bytes) -> dict[str, Any]:
@@ -58,10 +59,28 @@ def _event(line: bytes) -> dict[str, Any]:
     return event if isinstance(event, dict) else {}
 
 
+def start_worker(request: dict[str, Any], env: dict[str, str], python: str | None,
+                 pool: forkserver.Pool | None, deadline: float | None = None) -> tuple[proc.Child, str]:
+    """A worker answering ``request``: forked by the run's fork server when it can, else a fresh
+    interpreter (``python``). Returns the child and how it started ("forked" or "fresh[: why]").
+    Raises OSError (a fresh worker cannot start) and forkserver.ServerFailed (no torch)."""
+    why = ""
+    if pool is not None:
+        try:
+            return pool.start(request, env, deadline), "forked"
+        except forkserver.Unavailable as exc:
+            why = f": {exc}"
+    child = proc.start(procs.argv("envcheck.validate.worker", python=python), env=env,
+                       stdin=json.dumps(request).encode())
+    return child, "fresh" + why
+
+
 def preflight(isolation: str = "subprocess", timeout: float = PREFLIGHT_TIMEOUT_S,
-              device: str | None = None, python: str | None = None) -> Preflight:
-    """Import torch (in a worker under ``python``, default this interpreter) and describe it
-    and its devices. The one torch import of a run's set-up."""
+              device: str | None = None, python: str | None = None,
+              pool: forkserver.Pool | None = None) -> Preflight:
+    """Import torch (in a worker under ``python``, default this interpreter; or in the fork
+    server of ``pool``, whose forked child answers) and describe it and its devices. The one
+    torch import of a run's set-up."""
     t0 = time.perf_counter()
     if isolation == "inprocess":
         try:
@@ -72,25 +91,34 @@ def preflight(isolation: str = "subprocess", timeout: float = PREFLIGHT_TIMEOUT_
             return Preflight(False, {}, f"torch is not usable here: {type(exc).__name__}: {exc}",
                              round(time.perf_counter() - t0, 3))
     exe = python or sys.executable
+    deadline = time.monotonic() + timeout
+    env = procs.child_env(procs.expected_device(device) if pool is not None else device)
     try:
-        child = proc.start(procs.argv("envcheck.validate.worker", python=exe), env=procs.child_env(device),
-                           stdin=json.dumps({"mode": "info"}).encode())
+        child, kind = start_worker({"mode": "info"}, env, python, pool, deadline)
     except OSError as exc:
         return Preflight(False, {}, f"cannot run {exe}: {exc.strerror or exc}", round(time.perf_counter() - t0, 3))
+    except forkserver.ServerFailed as failed:
+        return _no_torch(exe, timeout, failed.hung, failed.returncode, failed.tail, t0, "forked")
     box: dict[str, Any] = {}
-    with proc.Supervisor([child], deadline=time.monotonic() + timeout) as sup:
+    with proc.Supervisor([child], deadline=deadline) as sup:
         reason = sup.watch(on_line=lambda _i, line: box.update(_event(line)),
                            poll=lambda: box.get("event") == "info", settle_s=5.0)
         tail = child.stderr_tail()
-    seconds = round(time.perf_counter() - t0, 3)
     if box.get("event") == "info":
-        return Preflight(True, box["info"], None, seconds)
-    if reason == "deadline":
-        return Preflight(False, {}, f"importing torch did not finish within {timeout:g} s (hung)", seconds)
-    msg, _ = errors.describe_exit(child.returncode if child.returncode is not None else -9, tail)
+        return Preflight(True, box["info"], None, round(time.perf_counter() - t0, 3), kind)
+    return _no_torch(exe, timeout, reason == "deadline", child.returncode, tail, t0, kind)
+
+
+def _no_torch(exe: str, timeout: float, hung: bool, returncode: int | None, tail: str, t0: float,
+              kind: str) -> Preflight:
+    """The failed preflight: torch hung or could not be imported (the last line of stderr)."""
+    seconds = round(time.perf_counter() - t0, 3)
+    if hung:
+        return Preflight(False, {}, f"importing torch did not finish within {timeout:g} s (hung)", seconds, kind)
+    msg, _ = errors.describe_exit(returncode if returncode is not None else -9, tail)
     lines = [ln for ln in tail.splitlines() if ln.strip()]
     why = lines[-1].strip() if lines else msg
-    return Preflight(False, {}, f"torch is not usable in {exe}: {why}", seconds)
+    return Preflight(False, {}, f"torch is not usable in {exe}: {why}", seconds, kind)
 
 
 def machine_summary(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -189,24 +217,31 @@ class _Watched:
 
 def _run_subprocess(name: str, config: ValidateConfig, info: dict[str, Any], listener: Listener,
                     stall_s: float, deadline: float | None = None, python: str | None = None,
-                    env: dict[str, str] | None = None) -> CheckResult:
-    request = json.dumps({"mode": "check", "check": name, "config": config.to_dict(), "info": info})
-    child = proc.start(procs.argv("envcheck.validate.worker", python=python),
-                       env={**procs.child_env(config.device), **(env or {})}, stdin=request.encode())
+                    env: dict[str, str] | None = None,
+                    pool: forkserver.Pool | None = None) -> tuple[CheckResult, str]:
+    """One check in its own worker; (its result, how the worker started)."""
+    request = {"mode": "check", "check": name, "config": config.to_dict(), "info": info}
+    try:
+        child, kind = start_worker(request, {**procs.child_env(config.device), **(env or {})}, python, pool,
+                                   deadline)
+    except forkserver.ServerFailed:  # a restarted server could not import torch: a fresh worker says why
+        child, kind = start_worker(request, {**procs.child_env(config.device), **(env or {})}, python, None,
+                                   deadline)
+        kind += ": the fork server could not import torch"
     with proc.Supervisor([child], deadline=deadline, stall_s=stall_s) as sup:
         seen = _Watched(name, listener, sup)
         reason = sup.watch(on_line=seen.line, poll=lambda: seen.result is not None)
         tail = child.stderr_tail()
     if seen.result is not None:
-        return seen.result
+        return seen.result, kind
     if reason == "deadline":
-        return out_of_budget(name, config.budget, seen.note)
+        return out_of_budget(name, config.budget, seen.note), kind
     if reason == "stall":
         return CheckResult(name, FAIL, {}, f"no progress for {stall_s:g} s (last: {seen.note}): the check hung; "
                            "its processes were killed",
-                           error={"kind": "hang", "type": "Stall", "message": seen.note, "traceback": ""})
+                           error={"kind": "hang", "type": "Stall", "message": seen.note, "traceback": ""}), kind
     msg, error = errors.describe_exit(child.returncode if child.returncode is not None else -9, tail)
-    return CheckResult(name, FAIL, {}, msg, error=error)
+    return CheckResult(name, FAIL, {}, msg, error=error), kind
 
 
 @dataclass
@@ -224,6 +259,8 @@ class _Run:
     deadline: float | None
     python: str | None
     env: dict[str, str]
+    pool: forkserver.Pool | None = None
+    workers: dict[str, str] = field(default_factory=dict)
 
     def save(self, report: ValidationReport, final: bool) -> None:
         if self.persist is None:
@@ -251,8 +288,10 @@ class _Run:
 
             return worker.execute(name, self.config, self.info,
                                   lambda f, n="": self.listener.progress(name, f, n), registry=self.registry)
-        return _run_subprocess(name, self.config, self.info, self.listener, self.stall_s, self.deadline,
-                               python=self.python, env=self.env)
+        result, self.workers[name] = _run_subprocess(name, self.config, self.info, self.listener, self.stall_s,
+                                                     self.deadline, python=self.python, env=self.env,
+                                                     pool=self.pool)
+        return result
 
 
 def new_report(config: ValidateConfig, info: dict[str, Any], machine: dict[str, Any] | None,
@@ -265,7 +304,7 @@ def new_report(config: ValidateConfig, info: dict[str, Any], machine: dict[str, 
     report = ValidationReport(device=config.device, devices=devices, world_size=config.world_size,
                               profile=config.profile, options=config.to_dict(), versions=versions(info),
                               machine=dict(machine or {}))
-    report.timings = {**(timings or {}), "checks": {}}
+    report.timings = {**(timings or {}), "checks": {}, "workers": dict((timings or {}).get("workers") or {})}
     return report
 
 
@@ -296,6 +335,7 @@ def run(
     deadline: float | None = None,
     python: str | None = None,
     env: dict[str, str] | None = None,
+    pool: forkserver.Pool | None = None,
 ) -> ValidationReport:
     """Run ``checks`` in order and return the certified report (also on Ctrl-C/SIGTERM).
 
@@ -304,12 +344,15 @@ def run(
     (``time.monotonic()``; the end of ``config.budget``) stops the run: the check running then
     fails and is killed (subprocess isolation; in-process it finishes first), and the checks
     not started are skipped. ``python``: the interpreter of the workers (default this one);
-    ``env``: variables set for the workers only (this process's environment is not changed).
+    ``env``: variables set for the workers only (this process's environment is not changed);
+    ``pool``: the run's fork server (:mod:`envcheck.validate.forkserver`), else fresh workers.
+    ``timings.workers`` says how each check's worker started ("forked", or "fresh: why").
     """
     ctx = _Run(config, checks, info, isolation, listener or Listener(), persist, registry or REGISTRY,
-               float(config.timeout) + float(stall_grace), deadline, python, dict(env or {}))
+               float(config.timeout) + float(stall_grace), deadline, python, dict(env or {}), pool)
     t0 = time.perf_counter()
     report = new_report(config, info, machine, timings)
+    ctx.workers = report.timings["workers"]
     current: str | None = None
     try:
         with sigterm_as_interrupt():

@@ -100,10 +100,9 @@ def execute(name: str, config: ValidateConfig, info: dict[str, Any],
     return result
 
 
-def main() -> int:
-    events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)  # stray prints from libraries go to stderr, not into the event stream
-    sys.stdout = sys.stderr
+def serve(request: dict[str, Any], events: Any) -> int:
+    """Answer one request (module docstring) with JSON event lines on ``events``: the body of a
+    fresh worker (:func:`main`) and of a fork server's child (:mod:`envcheck.validate.forkserver`)."""
     lock = threading.Lock()
 
     def emit(obj: dict[str, Any]) -> None:
@@ -111,9 +110,11 @@ def main() -> int:
             events.write(json.dumps(obj, default=str) + "\n")
             events.flush()
 
-    request = json.loads(sys.stdin.read() or "{}")
     if request.get("mode") == "info":
-        emit({"event": "info", "info": preflight()})
+        info = preflight()
+        if request.get("torch_import_s") is not None:  # a fork server imported torch before forking
+            info["torch_import_s"] = request["torch_import_s"]
+        emit({"event": "info", "info": info})
         return 0
     name = request["check"]
     config = ValidateConfig.from_dict(request.get("config") or {})
@@ -121,6 +122,13 @@ def main() -> int:
                      lambda fraction, note="": emit({"event": "progress", "fraction": fraction, "note": note}))
     emit({"event": "result", "result": result.to_dict()})
     return 0
+
+
+def main() -> int:
+    events = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)  # stray prints from libraries go to stderr, not into the event stream
+    sys.stdout = sys.stderr
+    return serve(json.loads(sys.stdin.read() or "{}"), events)
 
 
 if __name__ == "__main__":

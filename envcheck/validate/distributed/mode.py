@@ -432,14 +432,24 @@ def _add_allreduce(report, info: Launch, opts: Options, cfg, binding: Binding, l
 
 def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
                 progress: Callable[[str], None]) -> dict[str, Any]:
-    """This rank's validate report (dict), per-device checks + its part of the world all-reduce."""
+    """This rank's validate report (dict), per-device checks + its part of the world all-reduce;
+    its checks are forked by this rank's fork server (one torch import) where it can."""
+    from envcheck.validate import forkserver
+
+    with forkserver.Pool(opts.python, enabled=opts.isolation == "subprocess") as pool:
+        return _rank_report(info, opts, phase, progress, pool)
+
+
+def _rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
+                 progress: Callable[[str], None], pool: Any) -> dict[str, Any]:
     from envcheck.validate import app
     from envcheck.validate import runner as vrunner
     from envcheck.validate.config import ValidateConfig
 
     deadline = time.monotonic() + opts.budget if opts.budget else None
     phase("preflight")
-    prep = app.prepare(isolation=opts.isolation, device=opts.device, timeout=opts.budget, python=opts.python)
+    prep = app.prepare(isolation=opts.isolation, device=opts.device, timeout=opts.budget, python=opts.python,
+                       pool=pool)
     if not prep.preflight.ok:
         cfg = ValidateConfig(device=opts.device or "cpu", profile=opts.profile, budget=opts.budget)
         report = vrunner.failed_report(cfg, opts.checks, prep.preflight.error or "torch is not usable",
@@ -456,7 +466,7 @@ def rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
     report = vrunner.run(cfg, [c for c in opts.checks if c != "allreduce" and c not in SPAN_CHECKS], info_one,
                          isolation=opts.isolation,
                          listener=listener, machine=prep.machine, timings=prep.timings, deadline=deadline,
-                         python=opts.python, env=env)
+                         python=opts.python, env=env, pool=pool)
     if "allreduce" in opts.checks or any(c in opts.checks for c in SPAN_CHECKS):
         _add_allreduce(report, info, opts, cfg, binding, listener, phase, progress, deadline)
     report.world_size = info.world_size
