@@ -4,9 +4,11 @@ JUnit follows the Jenkins/Surefire-derived schema (pytest's junit-10.xsd; ecosys
 ``<testsuite>`` needs name, tests, failures, errors; ``<testcase>`` needs name; results are
 ``<failure message type>``, ``<error message type>`` or ``<skipped message>``. Issue 5 asks for
 one testcase per check per node: each node is a ``<testsuite>`` (with its ``hostname``), each
-rank's check a ``<testcase classname="<host>.rank<r>">``, plus a ``straggler`` testcase per
-node (and a ``pairwise`` one with ``--pairwise``, failed for a node blamed) and an ``<error>``
-testcase for a rank that sent no result.
+of its checks a ``<testcase classname="<host>.node">`` (the node's worst rank's status; a
+failure names its failing ranks, at most :data:`RANKS_NAMED` of them, with their one-line
+messages), plus a ``straggler`` testcase per node (and a ``pairwise`` one with ``--pairwise``,
+failed for a node blamed) and an ``<error>`` testcase ``<host>.rank<r>`` for a rank that sent no
+result. Per node, not per rank: the file grows with nodes x checks (issue 10, class 11).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 from envcheck.report import style
 from envcheck.report.safe import neutralise_obj
 
+RANKS_NAMED = 8  # failing ranks named in a node check's JUnit failure message; the rest counted
 _VERDICT_COLOURS = {"certified": "green", "passed": "green", "degraded": "yellow", "failed": "red"}
 
 
@@ -143,31 +146,39 @@ def to_junit(report: Mapping) -> str:
     root = ET.Element("testsuites", name="envcheck validate (cluster)")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     suites = []
+    bad_by_node = {b.get("node_rank"): b for b in (report.get("pairwise") or {}).get("bad_nodes") or []}
     for n in report.get("nodes") or []:
         host = str(n.get("hostname") or f"node{n.get('node_rank')}")
         suite = ET.Element("testsuite", name=f"{host} (node {n.get('node_rank')})", hostname=host)
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="verdict", value=str(n.get("verdict")))
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        failing: dict[str, list[str]] = {}  # check -> "rank r: message" of its failing ranks
         for r in n.get("ranks") or []:
-            cls = f"{host}.rank{r.get('rank')}"
             if r.get("error"):
-                case = _case(suite, "rank", cls)
+                case = _case(suite, "rank", f"{host}.rank{r.get('rank')}")
                 ET.SubElement(case, "error", message=str(r["error"]), type="rank-failed")
                 counts["tests"] += 1
                 counts["errors"] += 1
             for c in r.get("checks") or []:
-                case = _case(suite, str(c.get("name")), cls, c.get("seconds"))
-                counts["tests"] += 1
-                status, msg = c.get("status"), str(c.get("message") or c.get("status"))
-                if status == "fail":
-                    ET.SubElement(case, "failure", message=msg, type="fail")
-                    counts["failures"] += 1
-                elif status == "skip":
-                    ET.SubElement(case, "skipped", message=msg)
-                    counts["skipped"] += 1
-                elif status == "warn":
-                    ET.SubElement(case, "system-out").text = f"warning: {msg}"
+                if c.get("status") == "fail":
+                    first = (str(c.get("message") or "fail").strip().splitlines() or ["fail"])[0]
+                    failing.setdefault(str(c.get("name")), []).append(f"rank {r.get('rank')}: {first}")
+        for c in n.get("checks") or []:
+            case = _case(suite, str(c.get("name")), f"{host}.node", c.get("seconds"))
+            counts["tests"] += 1
+            status, msg = c.get("status"), str(c.get("message") or c.get("status"))
+            if status == "fail":
+                who = failing.get(str(c.get("name"))) or [msg]
+                more = len(who) - RANKS_NAMED
+                text = "; ".join(who[:RANKS_NAMED]) + (f"; and {more} more rank(s)" if more > 0 else "")
+                ET.SubElement(case, "failure", message=text, type="fail")
+                counts["failures"] += 1
+            elif status == "skip":
+                ET.SubElement(case, "skipped", message=msg)
+                counts["skipped"] += 1
+            elif status == "warn":
+                ET.SubElement(case, "system-out").text = f"warning: {msg}"
         case = _case(suite, "straggler", f"{host}.node")
         counts["tests"] += 1
         if n.get("straggler"):
@@ -178,7 +189,7 @@ def to_junit(report: Mapping) -> str:
         if pw.get("rounds"):
             case = _case(suite, "pairwise", f"{host}.node")
             counts["tests"] += 1
-            bad = next((b for b in pw.get("bad_nodes") or [] if b.get("node_rank") == n.get("node_rank")), None)
+            bad = bad_by_node.get(n.get("node_rank"))
             if bad:
                 ET.SubElement(case, "failure", message="; ".join(bad.get("why") or []) or "bad node",
                               type="pairwise")
