@@ -9,6 +9,7 @@ credential (vllm-project/vllm#9293, flashinfer-ai/flashinfer#4007).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -139,6 +140,7 @@ def _words(name: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(name)]
 
 
+@functools.lru_cache(maxsize=4096)  # the same few key names, once per dict of a big report
 def is_credential_key(name: str) -> bool:
     """True when a key or variable *name* says its value is a credential (see the block above).
 
@@ -256,6 +258,10 @@ def scrub_text(text: str) -> str:
     return _PAIR.sub(_pair, out)
 
 
+# scrub_text is pure: a report repeats the same keys and values (a cluster report, once per
+# rank), so they are scrubbed once (issue 10, class 11).
+_scrub_cached = functools.lru_cache(maxsize=1 << 16)(scrub_text)
+
 MAX_DEPTH = 100  # deeper than any report envcheck makes; a deeper subtree is replaced, not walked
 
 
@@ -266,13 +272,13 @@ def scrub(obj: Any, _depth: int = 0) -> Any:
     Returns new containers (tuples become lists, as in JSON); the input is not changed.
     """
     if isinstance(obj, str):
-        return scrub_text(obj)
+        return _scrub_cached(obj)
     if _depth > MAX_DEPTH and isinstance(obj, (dict, list, tuple)):
         return "<too deeply nested>"
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            key = scrub_text(k) if isinstance(k, str) else k
+            key = _scrub_cached(k) if isinstance(k, str) else k
             if (isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
                     and v not in ("", REDACTED) and _secret_pair(k, str(v))):
                 out[key] = REDACTED

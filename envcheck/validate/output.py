@@ -77,11 +77,13 @@ def _cluster_view() -> _View:
 
 
 def write_files(doc: dict, outputs: Outputs, on_error: Say, *, cluster: bool = False, final: bool = True,
-                said: set | None = None) -> None:
+                said: set | None = None, scrubbed: bool = False) -> None:
     """--report, --junit and (``final``) --prom-file and --html; a failure is one line via ``on_error``
-    (once per line when ``said`` is shared between calls), never the end of the run."""
+    (once per line when ``said`` is shared between calls), never the end of the run. ``scrubbed``:
+    the caller already ran the scrubber on ``doc`` (emit: once, not twice, on a cluster report)."""
     view = _cluster_view() if cluster else _node_view()
-    doc = redact.scrub(doc)
+    if not scrubbed:
+        doc = redact.scrub(doc)
     jobs = [(outputs.report_path, view.to_json), (outputs.junit_path, view.to_junit)]
     if final:
         jobs.append((outputs.prom_file, lambda d: prom.validate_text(d, time.time())))
@@ -138,7 +140,7 @@ def emit(doc: dict, outputs: Outputs, *, write: Say, progress: Say, cluster: boo
     """Write every output of a finished run and return the exit code."""
     doc = redact.scrub(doc)
     view = _cluster_view() if cluster else _node_view()
-    write_files(doc, outputs, progress, cluster=cluster)
+    write_files(doc, outputs, progress, cluster=cluster, scrubbed=True)
     outcome = exitmodes.validate_outcome(doc)
     decision = exitmodes.decide(outcome, outputs.exit_codes)
     if decision.line is not None:

@@ -45,7 +45,11 @@ def _host(n: Mapping) -> str:
 
 
 def node_values(node: Mapping) -> dict[tuple[str, str], tuple[float, str]]:
-    ranks = [{"report": {"figures": r.get("figures") or []}} for r in node.get("ranks") or [] if isinstance(r, Mapping)]
+    if isinstance(node.get("figures"), list):  # schema 2: the node's worst figure per check and metric
+        ranks = [{"report": {"figures": node["figures"]}}]
+    else:  # schema 1: every rank's figures
+        ranks = [{"report": {"figures": r.get("figures") or []}} for r in node.get("ranks") or []
+                 if isinstance(r, Mapping)]
     return aggregate._node_figures(ranks, aggregate.STRAGGLER_CHECKS)
 
 

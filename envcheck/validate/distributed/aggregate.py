@@ -19,10 +19,10 @@ higher for times (s, ms, us). A straggler node is at least *degraded*.
 Size (issue 10, class 11): the report grows linearly with ranks and stays small per rank. Each
 node carries its merged ``checks`` (worst status per check), its key ``figures`` (the node's
 worst value per (check, metric), the values stragglers are judged on) and the rows of its
-intra-node all-reduce sweep; each rank a summary (:func:`rank_summary`: verdict, error, its
-checks' status with a one-line message when they did not pass, its figures' values, its first
-reason); the full checks of at most :data:`DETAILED_RANKS` ranks (failed first, then in rank
-order: every rank of a small job) are kept. Every step is one pass over the ranks (dict
+intra-node all-reduce sweep; each rank a summary (:func:`rank_summary`: verdict, error, first
+reason, the checks that passed by name, the others with a one-line message, its figures'
+values); the whole checks and figures of at most :data:`DETAILED_RANKS` ranks (failed first,
+then in rank order: every rank of a small job) are kept. Every step is one pass over the ranks (dict
 indexes, no per-rank scan of all nodes).
 """
 
@@ -229,39 +229,37 @@ def _line(text: Any) -> str:
 
 
 def _check_summary(c: Mapping) -> dict:
-    """A check in a rank summary: name, status, seconds; a one-line message and the error's kind
-    when it did not pass."""
-    out: dict[str, Any] = {"name": c.get("name"), "status": c.get("status")}
-    if _num(c.get("seconds")):
-        out["seconds"] = c["seconds"]
-    if c.get("status") != "pass":
-        out["message"] = _line(c.get("message") or c.get("status"))
-        err = c.get("error")
-        if isinstance(err, Mapping) and err.get("kind"):
-            out["error"] = {"kind": err.get("kind"), "type": err.get("type")}
+    """A check that did not pass, in a rank summary: name, status, a one-line message, the
+    error's kind."""
+    out: dict[str, Any] = {"name": c.get("name"), "status": c.get("status"),
+                           "message": _line(c.get("message") or c.get("status"))}
+    err = c.get("error")
+    if isinstance(err, Mapping) and err.get("kind"):
+        out["error"] = {"kind": err.get("kind"), "type": err.get("type")}
     return out
 
 
-_FIGURE_KEYS = ("check", "metric", "device", "value", "unit", "status")
-
-
 def rank_summary(r: Mapping, detailed: bool) -> dict:
-    """A rank in the cluster report: its verdict, error and first reason, its checks (whole when
-    ``detailed``, else :func:`_check_summary`) and its figures' values."""
+    """A rank in the cluster report (issue 10, class 11): verdict, error, first reason, the names
+    of its checks that passed, its other checks (:func:`_check_summary`) and its figures' values
+    (``{"check.metric": value}``, ``@device`` added when the rank has several devices). A
+    ``detailed`` rank keeps its whole ``checks`` and ``figures`` instead."""
     rep = r.get("report") or {}
     checks = [c for c in rep.get("checks") or [] if isinstance(c, Mapping)]
+    figures = [f for f in rep.get("figures") or [] if isinstance(f, Mapping)]
+    out: dict[str, Any] = {"rank": r.get("rank"), "local_rank": r.get("local_rank"), "verdict": _rank_verdict(r),
+                           "error": r.get("error")}
     reasons = rep.get("reasons") or []
-    out = {
-        "rank": r.get("rank"), "local_rank": r.get("local_rank"), "verdict": _rank_verdict(r),
-        "error": r.get("error"),
-        "checks": checks if detailed else [_check_summary(c) for c in checks],
-        "figures": [f if detailed else {k: f[k] for k in _FIGURE_KEYS if k in f}
-                    for f in rep.get("figures") or [] if isinstance(f, Mapping)],
-    }
     if reasons and out["verdict"] in ("failed", "degraded"):
         out["reason"] = _line(reasons[0])
     if detailed:
-        out["detailed"] = True
+        out.update(detailed=True, checks=checks, figures=figures)
+        return out
+    out["passed"] = [c.get("name") for c in checks if c.get("status") == "pass"]
+    out["checks"] = [_check_summary(c) for c in checks if c.get("status") != "pass"]
+    several = len({f.get("device") for f in figures}) > 1
+    out["values"] = {f"{f.get('check')}.{f.get('metric')}" + (f"@{f.get('device')}" if several else ""): f["value"]
+                     for f in figures if _num(f.get("value"))}
     return out
 
 
