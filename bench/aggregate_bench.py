@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from envcheck.validate import output  # noqa: E402
 from envcheck.validate.distributed import aggregate, pairwise  # noqa: E402
 from envcheck.validate.distributed import mode as dmode  # noqa: E402
+from envcheck.validate.distributed.rank import pairwise_summary  # noqa: E402
 
 TARGET_S = 10.0
 TARGET_RSS = 2 << 30
@@ -103,6 +104,7 @@ class _Ranks:
         self.base = json.dumps(base)  # each rank's copy parsed from it (faster than deepcopy)
         self.world_rows = _sweep(46.0, self.world)
         self.pw = _pairwise_table(nnodes, self.rnd) if nnodes > 1 else None
+        self.pw_summary = pairwise_summary(self.pw) if self.pw else None
         self.hosts = tuple(f"gpu{n:04d}" for n in range(nnodes))
 
     def report(self, node: int, local: int) -> dict[str, Any]:
@@ -126,17 +128,21 @@ class _Ranks:
                  "num_nodes": self.nnodes, "nccl_version": "2.28.3", "device_name": H100,
                  "consensus": {"digest": "9f" * 32, "key": {"device": f"{H100} (132 SMs)", "torch": "2.13.0+cu130",
                                                            "cuda": "13.0"}}}
-        if self.pw is not None:
-            child["pairwise"] = self.pw
+        if self.pw is not None:  # rank.py: the table on rank 0, a count on the others
+            child["pairwise" if rank == 0 else "pairwise_summary"] = self.pw if rank == 0 else self.pw_summary
         ar = dmode.allreduce_result(world=self.world, backend="nccl", timeout=120.0, out=child, error=None,
                                     exit_code=0, hung=False, last_mark="done", marks=120)
         ar.seconds = 31.4
         ar.details["nccl_transport"] = dmode.transport_record("nccl", NCCL_LOG, ENV, RDMA)
         ar.details = dmode.shared_once(ar.details, rank, local)
         rep["checks"].insert(3, ar.to_dict())
+        # the host list only on rank 0 (mode.launch_options; built once here, not per rank)
         info = Launch("srun", rank, self.world, local, self.per, node, self.nnodes, self.hosts[0], 20011,
-                      self.hosts, "4242", self.hosts[node])
-        rep["options"] = {**rep["options"], "distributed": dmode.launch_options(info)}
+                      self.hosts if rank == 0 else (), "4242", self.hosts[node])
+        launch = dmode.launch_options(info)
+        if rank:
+            launch["hosts"] = self.nnodes
+        rep["options"] = {**rep["options"], "distributed": launch}
         rep = dmode.with_node_summary(rep, info)
         return rep
 

@@ -54,12 +54,13 @@ sizes become labels instead of name parts.
 A cluster report is exported per node, not per rank (issue 10, class 11: 2.6 M series at 32768
 ranks before): each node's check states (its worst rank's), the durations of its slowest rank,
 and its key figures (its worst rank's value per check and metric, labelled ``node``, ``check``,
-``metric``, without ``device``), plus the cluster totals; the per-rank detail is in the JSON
-report. About 80 series per node.
+``metric``, without ``device``; their floors and specs once, without ``node``), plus the cluster
+totals; the per-rank detail is in the JSON report. About 70 series per node.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -98,11 +99,13 @@ def metric_name(text: str) -> str:
     return name if name and not name[0].isdigit() else f"_{name}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _label_name(text: str) -> str:
     name = re.sub(r"[^a-zA-Z0-9_]+", "_", str(text))
     return name if name and not name[0].isdigit() else f"_{name}"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # node names and check names, repeated in every family
 def _escape_label(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -259,6 +262,8 @@ def _figure_families(figures: Iterable[Mapping], labels: dict[str, str], out: di
         if device:
             lbl["device"] = str(fig.get("device"))
         for kind, what in (("value", "Measured"), ("floor", "Pass floor of"), ("spec", "Spec of")):
+            if kind != "value" and not device:
+                continue  # per node: the value; the floor and spec once for the cluster (validate_families)
             v = fig.get(kind)
             if not _is_num(v):
                 continue
@@ -269,6 +274,18 @@ def _figure_families(figures: Iterable[Mapping], labels: dict[str, str], out: di
             name = PREFIX + "figure_below_floor"
             out.setdefault(name, Family(name, "1 when an envcheck validate figure is below its pass floor.")
                            ).add(1 if fig.get("status") == "below" else 0, **lbl)
+
+
+def _floor_spec_families(figures: Iterable[Mapping], out: dict[str, Family]) -> None:
+    """Cluster run: each figure's floor and spec, once (the same for every node of a GPU model)."""
+    for fig in figures:
+        unit = str(fig.get("unit") or "").strip()
+        suffix, factor = _FIGURE_UNITS.get(unit.lower(), (metric_name(unit) or "value", 1.0))
+        for kind, what in (("floor", "Pass floor of"), ("spec", "Spec of")):
+            if _is_num(fig.get(kind)):
+                name = PREFIX + f"figure_{kind}_" + suffix
+                out.setdefault(name, Family(name, f"{what} an envcheck validate figure, in {suffix.replace('_', ' ')}.")
+                               ).add(fig[kind] * factor, check=str(fig.get("check")), metric=str(fig.get("metric")))
 
 
 def _check_families(checks: Iterable[Mapping], labels: dict[str, str], out: dict[str, Family]) -> None:
@@ -319,6 +336,13 @@ def validate_families(report: Mapping, now: float) -> list[Family]:
             for r in n.get("ranks") or []:
                 if isinstance(r, Mapping) and r.get("verdict") in rank_counts:
                     rank_counts[r["verdict"]] += 1
+        # each (check, metric)'s floor and spec once, from the first node that has them
+        firsts: dict = {}
+        for n in nodes:
+            for f in n.get("figures") or []:
+                if isinstance(f, Mapping):
+                    firsts.setdefault((f.get("check"), f.get("metric")), f)
+        _floor_spec_families(firsts.values(), out)
         cn = Family(PREFIX + "cluster_nodes", "Nodes of the cluster run per verdict.")
         cr = Family(PREFIX + "cluster_ranks", "Ranks of the cluster run per verdict.")
         for v in VERDICTS:

@@ -11,7 +11,6 @@ by its own verdict).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -72,8 +71,7 @@ def _node_view() -> _View:
 def _cluster_view() -> _View:
     from envcheck.report import cluster as render
 
-    return _View(lambda d: json.dumps(d, indent=2, sort_keys=True) + "\n", lambda d, c, _w: render.to_text(d, color=c),
-                 render.to_junit)
+    return _View(render.to_json, lambda d, c, _w: render.to_text(d, color=c), render.to_junit)
 
 
 def write_files(doc: dict, outputs: Outputs, on_error: Say, *, cluster: bool = False, final: bool = True,

@@ -28,6 +28,7 @@ indexes, no per-rank scan of all nodes).
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -48,6 +49,7 @@ def worst_verdict(verdicts: Iterable[str]) -> str:
     return max(vs, key=_ORDER.__getitem__) if vs else "failed"
 
 
+@functools.lru_cache(maxsize=256)
 def _lower_is_better(unit: str) -> bool:
     return str(unit).strip().lower() in _TIME_UNITS
 
@@ -64,19 +66,23 @@ def _node_figures(ranks: list[Mapping], checks: tuple[str, ...]) -> dict[tuple[s
 def _worst_figures(ranks: list[Mapping], checks: tuple[str, ...] | None = None) -> dict[tuple[str, str], dict]:
     """(check, metric) -> the node's worst figure (the whole figure dict, with its rank)."""
     out: dict[tuple[str, str], dict] = {}
+    picked: dict[tuple[str, str], tuple[Any, Mapping]] = {}
     for r in ranks:
         for fig in (r.get("report") or {}).get("figures") or []:
-            if not isinstance(fig, Mapping) or not _num(fig.get("value")):
+            # dict, not Mapping: an abc check per figure costs seconds at 32768 ranks (parsed JSON)
+            if not isinstance(fig, dict) or not _num(fig.get("value")):
                 continue
             if checks is not None and fig.get("check") not in checks:
                 continue
             key = (str(fig["check"]), str(fig.get("metric")))
-            prev = out.get(key)
+            prev = picked.get(key)
             if prev is not None:
                 lower = _lower_is_better(str(fig.get("unit") or ""))
-                if (fig["value"] <= prev["value"]) if lower else (fig["value"] >= prev["value"]):
+                if (fig["value"] <= prev[1]["value"]) if lower else (fig["value"] >= prev[1]["value"]):
                     continue
-            out[key] = {**fig, "rank": r.get("rank")}
+            picked[key] = (r.get("rank"), fig)
+    for key, (rank, fig) in picked.items():  # copied once per key, not once per better value
+        out[key] = {**fig, "rank": rank}
     return out
 
 
@@ -113,7 +119,7 @@ def _merged_checks(entries: list[Mapping]) -> list[dict]:
     by_name: dict[str, dict] = {}
     for e in entries:
         for c in (e.get("report") or {}).get("checks") or []:
-            if not isinstance(c, Mapping) or not c.get("name"):
+            if not isinstance(c, dict) or not c.get("name"):
                 continue
             name = str(c["name"])
             status = str(c.get("status"))
@@ -131,7 +137,7 @@ def _hang_summary(nodes: list[dict], by_node: Mapping[int, list[Mapping]]) -> li
     for n in nodes:
         for r in by_node.get(n["node_rank"]) or []:
             for c in (r.get("report") or {}).get("checks") or []:
-                if not isinstance(c, Mapping):
+                if not isinstance(c, dict):
                     continue
                 err = c.get("error") if isinstance(c.get("error"), Mapping) else {}
                 if c.get("name") == "allreduce" and err.get("kind") == "hang":
@@ -152,7 +158,7 @@ def _pairwise_result(entries: list[Mapping]) -> dict | None:
     the other ranks only a count: the first full table)."""
     for e in entries:
         for c in (e.get("report") or {}).get("checks") or []:
-            if isinstance(c, Mapping) and c.get("name") == "allreduce":
+            if isinstance(c, dict) and c.get("name") == "allreduce":
                 pw = (c.get("details") or {}).get("pairwise")
                 if isinstance(pw, Mapping):
                     return dict(pw)
@@ -245,8 +251,8 @@ def rank_summary(r: Mapping, detailed: bool) -> dict:
     (``{"check.metric": value}``, ``@device`` added when the rank has several devices). A
     ``detailed`` rank keeps its whole ``checks`` and ``figures`` instead."""
     rep = r.get("report") or {}
-    checks = [c for c in rep.get("checks") or [] if isinstance(c, Mapping)]
-    figures = [f for f in rep.get("figures") or [] if isinstance(f, Mapping)]
+    checks = [c for c in rep.get("checks") or [] if isinstance(c, dict)]
+    figures = [f for f in rep.get("figures") or [] if isinstance(f, dict)]
     out: dict[str, Any] = {"rank": r.get("rank"), "local_rank": r.get("local_rank"), "verdict": _rank_verdict(r),
                            "error": r.get("error")}
     reasons = rep.get("reasons") or []
@@ -277,7 +283,7 @@ def _node_checks(ranks: list[Mapping]) -> list[dict]:
     by_name: dict[str, dict] = {}
     for r in ranks:
         for c in (r.get("report") or {}).get("checks") or []:
-            if not isinstance(c, Mapping) or not c.get("name"):
+            if not isinstance(c, dict) or not c.get("name"):
                 continue
             status = str(c.get("status"))
             cur = by_name.get(str(c["name"]))
@@ -297,7 +303,7 @@ def _intranode_rows(ranks: list[Mapping]) -> list | None:
     """The node's intra-node sweep (the same rows on each of its ranks; its local rank 0 sends them)."""
     for r in ranks:
         for c in (r.get("report") or {}).get("checks") or []:
-            if isinstance(c, Mapping) and c.get("name") == "allreduce":
+            if isinstance(c, dict) and c.get("name") == "allreduce":
                 rows = (c.get("details") or {}).get("intranode_rows")
                 if isinstance(rows, list) and rows:
                     return rows
@@ -308,14 +314,14 @@ def _world_rows(entries: list[Mapping]) -> list | None:
     """The world sweep's rows (every rank gets the same MAX/SUM-reduced rows; rank 0 sends them)."""
     for e in entries:
         for c in (e.get("report") or {}).get("checks") or []:
-            if isinstance(c, Mapping) and c.get("name") == "allreduce":
+            if isinstance(c, dict) and c.get("name") == "allreduce":
                 rows = (c.get("details") or {}).get("rows")
                 if isinstance(rows, list) and rows:
                     return rows
     return None
 
 
-def _node(n: int, ranks: list[dict], slow: list, detailed: set) -> dict:
+def _node(n: int, ranks: list[dict], slow: list, detailed: set, worst: dict) -> dict:
     verdict = worst_verdict([_rank_verdict(r) for r in ranks])
     if slow:
         verdict = worst_verdict([verdict, "degraded"])
@@ -326,7 +332,7 @@ def _node(n: int, ranks: list[dict], slow: list, detailed: set) -> dict:
         "straggler": bool(slow),
         "straggler_figures": slow,
         "checks": _node_checks(ranks),
-        "figures": list(_worst_figures(ranks).values()),
+        "figures": list(worst.values()),
         "ranks": [rank_summary(r, r.get("rank") in detailed) for r in ranks],
     }
     rows = _intranode_rows(ranks)
@@ -373,7 +379,7 @@ def node_transport(ranks: list[Mapping]) -> dict | None:
     recs = {}
     for r in ranks:
         for c in (r.get("report") or {}).get("checks") or []:
-            if not isinstance(c, Mapping) or c.get("name") != "allreduce":
+            if not isinstance(c, dict) or c.get("name") != "allreduce":
                 continue
             rec = (c.get("details") or {}).get("nccl_transport")
             if isinstance(rec, Mapping):
@@ -470,9 +476,11 @@ def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float
     """The cluster report: ``verdict``, ``world_size``, ``nodes`` (one per node), ``missing_ranks``."""
     entries = sorted((dict(e) for e in entries), key=lambda e: e.get("rank", 0))
     by_node, missing = _group_by_node(entries, world_size)
-    slow = stragglers({n: _node_figures(ranks, checks) for n, ranks in by_node.items()}, threshold)
+    worst = {n: _worst_figures(ranks) for n, ranks in by_node.items()}  # one pass over the figures
+    slow = stragglers({n: {k: (float(f["value"]), str(f.get("unit") or "")) for k, f in w.items() if k[0] in checks}
+                       for n, w in worst.items()}, threshold)
     detailed = detailed_ranks(entries)
-    nodes = [_node(n, by_node[n], slow[n], detailed) for n in sorted(by_node)]
+    nodes = [_node(n, by_node[n], slow[n], detailed, worst[n]) for n in sorted(by_node)]
     world = _world_rows(entries)
     pw_raw = _pairwise_result(entries)
     pw = pairwise_section(pw_raw, {n["node_rank"]: n["hostname"] for n in nodes}) if pw_raw else None
