@@ -53,6 +53,7 @@ TARGET_RSS = 2 << 30
 TEMPLATE = ROOT / "tests" / "fixtures" / "reports" / "validate_cpu.json"
 H100 = "NVIDIA H100 80GB HBM3"
 NCCL_LOG = ("gpu0001:2228637:2230195 [0] NCCL INFO NET/IB : Using [0]mlx5_0:1/IB [1]mlx5_1:1/IB ; OOB eth0:10.0.1.2<0>\n"
+            "gpu0001:2228637:2230195 [0] NCCL INFO Using network IB\n"
             "gpu0001:2228637:2230195 [0] NCCL INFO Channel 00/0 : 0[0] -> 8[0] [send] via NET/IB/0/GDRDMA\n")
 RDMA = {"active_ports": 2, "peermem": "nvidia_peermem", "memory_peers": None,
         "ports": [{"name": f"mlx5_{i}", "port": 1, "state": "ACTIVE", "link_layer": "InfiniBand"} for i in range(2)]}

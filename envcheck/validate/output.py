@@ -136,6 +136,15 @@ def drain_nodes(report: dict[str, Any], apply=None) -> list:
 def emit(doc: dict, outputs: Outputs, *, write: Say, progress: Say, cluster: bool = False,
          launcher: str | None = None) -> int:
     """Write every output of a finished run and return the exit code."""
+    if cluster:  # a cluster report: no cyclic GC walking rank 0's heap while it is rendered
+        from envcheck.validate.distributed.aggregate import gc_paused
+
+        with gc_paused():
+            return _emit(doc, outputs, write=write, progress=progress, cluster=cluster, launcher=launcher)
+    return _emit(doc, outputs, write=write, progress=progress, cluster=cluster, launcher=launcher)
+
+
+def _emit(doc: dict, outputs: Outputs, *, write: Say, progress: Say, cluster: bool, launcher: str | None) -> int:
     doc = redact.scrub(doc)
     view = _cluster_view() if cluster else _node_view()
     write_files(doc, outputs, progress, cluster=cluster, scrubbed=True)

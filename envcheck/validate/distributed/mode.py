@@ -506,12 +506,20 @@ def launch_options(info: Launch) -> dict[str, Any]:
     return d
 
 
+NODE_MACHINE_KEYS = ("hostname", "driver_version")  # what the other local ranks keep of ``machine``
+
+
 def with_node_summary(rep: dict[str, Any], info: Launch) -> dict[str, Any]:
-    """Issue 17 drift: a node's local rank 0 adds its node's summary (once per node)."""
+    """Issue 17 drift: a node's local rank 0 adds its node's summary (once per node). The node's
+    machine summary (CPU, memory, every GPU, torch) is the same on all its ranks: its other
+    ranks keep only its hostname and driver (consensus groups digests by driver; issue 10,
+    class 11)."""
     if info.local_rank == 0:
         from envcheck.validate.distributed.drift import node_summary
 
         rep["node_summary"] = node_summary(rep.get("machine"), rep.get("versions"), os.environ)
+    elif isinstance(rep.get("machine"), dict):
+        rep["machine"] = {k: rep["machine"][k] for k in NODE_MACHINE_KEYS if k in rep["machine"]}
     return rep
 
 
