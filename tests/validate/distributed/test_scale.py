@@ -9,8 +9,6 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 from envcheck.cluster import prom
 from envcheck.cluster.launch import Launch
 from envcheck.report import cluster as render
