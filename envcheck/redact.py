@@ -262,6 +262,7 @@ def scrub_text(text: str) -> str:
 # rank), so they are scrubbed once (issue 10, class 11).
 _scrub_cached = functools.lru_cache(maxsize=1 << 16)(scrub_text)
 
+_PLAIN = frozenset({int, float, bool, type(None)})
 MAX_DEPTH = 100  # deeper than any report envcheck makes; a deeper subtree is replaced, not walked
 
 
@@ -271,6 +272,11 @@ def scrub(obj: Any, _depth: int = 0) -> Any:
 
     Returns new containers (tuples become lists, as in JSON); the input is not changed.
     """
+    kind = type(obj)
+    if kind is str:
+        return _scrub_cached(obj)
+    if kind in _PLAIN:  # numbers, booleans, None: nothing to scrub (most leaves of a report)
+        return obj
     if isinstance(obj, str):
         return _scrub_cached(obj)
     if _depth > MAX_DEPTH and isinstance(obj, (dict, list, tuple)):
@@ -278,12 +284,16 @@ def scrub(obj: Any, _depth: int = 0) -> Any:
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            key = _scrub_cached(k) if isinstance(k, str) else k
-            if (isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                    and v not in ("", REDACTED) and _secret_pair(k, str(v))):
-                out[key] = REDACTED
+            if isinstance(k, str):
+                key = _scrub_cached(k)
+                # is_credential_key first (cached): _secret_pair's own first test, before str(v)
+                if (is_credential_key(k) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                        and v not in ("", REDACTED) and _secret_pair(k, str(v))):
+                    out[key] = REDACTED
+                    continue
             else:
-                out[key] = scrub(v, _depth + 1)
+                key = k
+            out[key] = scrub(v, _depth + 1)
         return out
     if isinstance(obj, (list, tuple)):
         return [scrub(v, _depth + 1) for v in obj]
