@@ -293,8 +293,8 @@ def scrub(obj: Any, _depth: int = 0) -> Any:
                     continue
             else:
                 key = k
-            out[key] = scrub(v, _depth + 1)
+            out[key] = v if type(v) in _PLAIN else scrub(v, _depth + 1)  # no call per number
         return out
     if isinstance(obj, (list, tuple)):
-        return [scrub(v, _depth + 1) for v in obj]
+        return [v if type(v) in _PLAIN else scrub(v, _depth + 1) for v in obj]
     return obj
