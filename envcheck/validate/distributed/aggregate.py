@@ -138,6 +138,8 @@ def _hang_summary(nodes: list[dict], by_node: Mapping[int, list[Mapping]]) -> li
     hung = []
     for n in nodes:
         for r in by_node.get(n["node_rank"]) or []:
+            if _rank_verdict(r) != "failed":  # a hung check failed, and a failed check fails the rank
+                continue
             for c in (r.get("report") or {}).get("checks") or []:
                 if not isinstance(c, dict):
                     continue
