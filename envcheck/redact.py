@@ -9,6 +9,7 @@ credential (vllm-project/vllm#9293, flashinfer-ai/flashinfer#4007).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -139,6 +140,7 @@ def _words(name: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(name)]
 
 
+@functools.lru_cache(maxsize=4096)  # the same few key names, once per dict of a big report
 def is_credential_key(name: str) -> bool:
     """True when a key or variable *name* says its value is a credential (see the block above).
 
@@ -256,6 +258,11 @@ def scrub_text(text: str) -> str:
     return _PAIR.sub(_pair, out)
 
 
+# scrub_text is pure: a report repeats the same keys and values (a cluster report, once per
+# rank), so they are scrubbed once (issue 10, class 11).
+_scrub_cached = functools.lru_cache(maxsize=1 << 16)(scrub_text)
+
+_PLAIN = frozenset({int, float, bool, type(None)})
 MAX_DEPTH = 100  # deeper than any report envcheck makes; a deeper subtree is replaced, not walked
 
 
@@ -265,20 +272,29 @@ def scrub(obj: Any, _depth: int = 0) -> Any:
 
     Returns new containers (tuples become lists, as in JSON); the input is not changed.
     """
+    kind = type(obj)
+    if kind is str:
+        return _scrub_cached(obj)
+    if kind in _PLAIN:  # numbers, booleans, None: nothing to scrub (most leaves of a report)
+        return obj
     if isinstance(obj, str):
-        return scrub_text(obj)
+        return _scrub_cached(obj)
     if _depth > MAX_DEPTH and isinstance(obj, (dict, list, tuple)):
         return "<too deeply nested>"
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            key = scrub_text(k) if isinstance(k, str) else k
-            if (isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                    and v not in ("", REDACTED) and _secret_pair(k, str(v))):
-                out[key] = REDACTED
+            if isinstance(k, str):
+                key = _scrub_cached(k)
+                # is_credential_key first (cached): _secret_pair's own first test, before str(v)
+                if (is_credential_key(k) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                        and v not in ("", REDACTED) and _secret_pair(k, str(v))):
+                    out[key] = REDACTED
+                    continue
             else:
-                out[key] = scrub(v, _depth + 1)
+                key = k
+            out[key] = v if type(v) in _PLAIN else scrub(v, _depth + 1)  # no call per number
         return out
     if isinstance(obj, (list, tuple)):
-        return [scrub(v, _depth + 1) for v in obj]
+        return [v if type(v) in _PLAIN else scrub(v, _depth + 1) for v in obj]
     return obj

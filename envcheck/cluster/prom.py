@@ -41,17 +41,26 @@ Metrics (labels in braces):
 ``envcheck_node_straggler{node}``                        cluster run: 1 when the node was flagged
 ``envcheck_node_pairwise_bad{node}``                     ``--pairwise``: 1 when the node was blamed
 ``envcheck_world_size``                                  cluster run: ranks that took part
+``envcheck_cluster_nodes{verdict}``                      cluster run: nodes per verdict
+``envcheck_cluster_ranks{verdict}``                      cluster run: ranks per verdict
+``envcheck_cluster_missing_ranks``                       cluster run: ranks that sent no result
 =====================================================  ===================================================
 
 Validate figures get their unit from the key's suffix: ``*_s`` / ``*_seconds`` -> ``_seconds``,
 ``*_ms`` -> ``_seconds`` (divided by 1000), ``*_gbps`` / ``*_gb_s`` -> ``_bytes_per_second``
 (times 1e9), ``*_bytes``, ``*_ratio``, ``*_tflops`` kept. Keys that are device indices, dtypes or
-sizes become labels instead of name parts. In a cluster report every series also carries
-``node`` (and ``rank`` for per-rank figures).
+sizes become labels instead of name parts.
+
+A cluster report is exported per node, not per rank (issue 10, class 11: 2.6 M series at 32768
+ranks before): each node's check states (its worst rank's), the durations of its slowest rank,
+and its key figures (its worst rank's value per check and metric, labelled ``node``, ``check``,
+``metric``, without ``device``; their floors and specs once, without ``node``), plus the cluster
+totals; the per-rank detail is in the JSON report. About 70 series per node.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -90,11 +99,13 @@ def metric_name(text: str) -> str:
     return name if name and not name[0].isdigit() else f"_{name}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _label_name(text: str) -> str:
     name = re.sub(r"[^a-zA-Z0-9_]+", "_", str(text))
     return name if name and not name[0].isdigit() else f"_{name}"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # node names and check names, repeated in every family
 def _escape_label(value: str) -> str:
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -239,16 +250,20 @@ _FIGURE_UNITS = {
 }
 
 
-def _figure_families(figures: Iterable[Mapping], labels: dict[str, str], out: dict[str, Family]) -> None:
+def _figure_families(figures: Iterable[Mapping], labels: dict[str, str], out: dict[str, Family],
+                     device: bool = True) -> None:
     """validate's judged figures: value, floor and spec in base units, and whether it is below its floor."""
     for fig in figures:
         if not isinstance(fig, Mapping) or not _is_num(fig.get("value")):
             continue
         unit = str(fig.get("unit") or "").strip()
         suffix, factor = _FIGURE_UNITS.get(unit.lower(), (metric_name(unit) or "value", 1.0))
-        lbl = {**labels, "check": str(fig.get("check")), "metric": str(fig.get("metric")),
-               "device": str(fig.get("device"))}
+        lbl = {**labels, "check": str(fig.get("check")), "metric": str(fig.get("metric"))}
+        if device:
+            lbl["device"] = str(fig.get("device"))
         for kind, what in (("value", "Measured"), ("floor", "Pass floor of"), ("spec", "Spec of")):
+            if kind != "value" and not device:
+                continue  # per node: the value; the floor and spec once for the cluster (validate_families)
             v = fig.get(kind)
             if not _is_num(v):
                 continue
@@ -259,6 +274,18 @@ def _figure_families(figures: Iterable[Mapping], labels: dict[str, str], out: di
             name = PREFIX + "figure_below_floor"
             out.setdefault(name, Family(name, "1 when an envcheck validate figure is below its pass floor.")
                            ).add(1 if fig.get("status") == "below" else 0, **lbl)
+
+
+def _floor_spec_families(figures: Iterable[Mapping], out: dict[str, Family]) -> None:
+    """Cluster run: each figure's floor and spec, once (the same for every node of a GPU model)."""
+    for fig in figures:
+        unit = str(fig.get("unit") or "").strip()
+        suffix, factor = _FIGURE_UNITS.get(unit.lower(), (metric_name(unit) or "value", 1.0))
+        for kind, what in (("floor", "Pass floor of"), ("spec", "Spec of")):
+            if _is_num(fig.get(kind)):
+                name = PREFIX + f"figure_{kind}_" + suffix
+                out.setdefault(name, Family(name, f"{what} an envcheck validate figure, in {suffix.replace('_', ' ')}.")
+                               ).add(fig[kind] * factor, check=str(fig.get("check")), metric=str(fig.get("metric")))
 
 
 def _check_families(checks: Iterable[Mapping], labels: dict[str, str], out: dict[str, Family]) -> None:
@@ -295,19 +322,35 @@ def validate_families(report: Mapping, now: float) -> list[Family]:
             fams.append(Family(PREFIX + "world_size", "Ranks that took part in the cluster run.").add(report["world_size"]))
         nv = Family(PREFIX + "node_verdict", "State set of each node's verdict in a cluster run.")
         st = Family(PREFIX + "node_straggler", "1 when the cluster run flagged the node as a straggler.")
+        node_counts = dict.fromkeys(VERDICTS, 0)
+        rank_counts = dict.fromkeys(VERDICTS, 0)
         for n in nodes:
             node = str(n.get("hostname") or n.get("node_rank"))
             for v in VERDICTS:
                 nv.add(1 if n.get("verdict") == v else 0, node=node, verdict=v)
             st.add(1 if n.get("straggler") else 0, node=node)
             _check_families(n.get("checks") or [], {"node": node}, out)
-            _figure_families(n.get("figures") or [], {"node": node}, out)
+            _figure_families(n.get("figures") or [], {"node": node}, out, device=False)
+            if n.get("verdict") in node_counts:
+                node_counts[n["verdict"]] += 1
             for r in n.get("ranks") or []:
-                if isinstance(r, Mapping):
-                    rl = {"node": node, "rank": str(r.get("rank"))}
-                    _check_families(r.get("checks") or [], rl, out)
-                    _figure_families(r.get("figures") or [], rl, out)
-        fams += [nv, st]
+                if isinstance(r, Mapping) and r.get("verdict") in rank_counts:
+                    rank_counts[r["verdict"]] += 1
+        # each (check, metric)'s floor and spec once, from the first node that has them
+        firsts: dict = {}
+        for n in nodes:
+            for f in n.get("figures") or []:
+                if isinstance(f, Mapping):
+                    firsts.setdefault((f.get("check"), f.get("metric")), f)
+        _floor_spec_families(firsts.values(), out)
+        cn = Family(PREFIX + "cluster_nodes", "Nodes of the cluster run per verdict.")
+        cr = Family(PREFIX + "cluster_ranks", "Ranks of the cluster run per verdict.")
+        for v in VERDICTS:
+            cn.add(node_counts[v], verdict=v)
+            cr.add(rank_counts[v], verdict=v)
+        missing = Family(PREFIX + "cluster_missing_ranks", "Ranks of the cluster run that sent no result.")
+        missing.add(len(report.get("missing_ranks") or []))
+        fams += [nv, st, cn, cr, missing]
         pw = report.get("pairwise")
         if isinstance(pw, Mapping) and pw.get("rounds"):
             blamed = {b.get("node_rank") for b in pw.get("bad_nodes") or []}

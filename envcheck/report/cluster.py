@@ -4,9 +4,11 @@ JUnit follows the Jenkins/Surefire-derived schema (pytest's junit-10.xsd; ecosys
 ``<testsuite>`` needs name, tests, failures, errors; ``<testcase>`` needs name; results are
 ``<failure message type>``, ``<error message type>`` or ``<skipped message>``. Issue 5 asks for
 one testcase per check per node: each node is a ``<testsuite>`` (with its ``hostname``), each
-rank's check a ``<testcase classname="<host>.rank<r>">``, plus a ``straggler`` testcase per
-node (and a ``pairwise`` one with ``--pairwise``, failed for a node blamed) and an ``<error>``
-testcase for a rank that sent no result.
+of its checks a ``<testcase classname="<host>.node">`` (the node's worst rank's status; a
+failure names its failing ranks, at most :data:`RANKS_NAMED` of them, with their one-line
+messages), plus a ``straggler`` testcase per node (and a ``pairwise`` one with ``--pairwise``,
+failed for a node blamed) and an ``<error>`` testcase ``<host>.rank<r>`` for a rank that sent no
+result. Per node, not per rank: the file grows with nodes x checks (issue 10, class 11).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 from envcheck.report import style
 from envcheck.report.safe import neutralise_obj
 
+RANKS_NAMED = 8  # failing ranks named in a node check's JUnit failure message; the rest counted
 _VERDICT_COLOURS = {"certified": "green", "passed": "green", "degraded": "yellow", "failed": "red"}
 
 
@@ -88,9 +91,47 @@ def transport_lines(nodes: list[Mapping]) -> list[str]:
     return ["", "nccl transport:", *out] if out else []
 
 
+def to_json(report: Mapping) -> str:
+    """The cluster report as JSON: one top-level key per line and one node per line, each value
+    compact with sorted keys. The same document as an indented dump, written with json's C
+    encoder (an indented dump takes its pure-Python path: seconds at 32768 ranks; issue 10,
+    class 11), and still greppable: ``grep '"hostname":"gpu0042"'`` finds a node's line."""
+    import json
+
+    def dump(v) -> str:
+        return json.dumps(v, sort_keys=True, separators=(",", ":"))
+
+    parts = []
+    for key in sorted(report):
+        value = report[key]
+        if key == "nodes" and isinstance(value, list) and value:
+            text = "[\n" + ",\n".join("    " + dump(n) for n in value) + "\n  ]"
+        else:
+            text = dump(value)
+        parts.append(f"  {dump(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}\n" if parts else "{}\n"
+
+
+def _light(report: Mapping, checks: bool) -> dict:
+    """What the text (``checks`` False) or JUnit renderer reads, before it is neutralised: the
+    ranks' numbers and errors (and their checks that did not pass), not their figures and
+    details (a cluster report holds 32768 ranks)."""
+    def rank(r: Mapping) -> dict:
+        out = {"rank": r.get("rank"), "error": r.get("error")}
+        if checks:
+            out["checks"] = [{"name": c.get("name"), "status": c.get("status"), "message": c.get("message")}
+                             for c in r.get("checks") or [] if isinstance(c, Mapping) and c.get("status") != "pass"]
+        return out
+
+    nodes = [{**{k: v for k, v in n.items() if k not in ("ranks", "figures", "intranode_rows")},
+              "ranks": [rank(r) for r in n.get("ranks") or [] if isinstance(r, Mapping)]}
+             for n in report.get("nodes") or [] if isinstance(n, Mapping)]
+    return {**{k: v for k, v in report.items() if k not in ("nodes", "checks", "allreduce_rows")}, "nodes": nodes}
+
+
 def to_text(report: Mapping, color: bool = False) -> str:
     """A node table, worst nodes' reasons under it; the verdict line last (what a log keeps)."""
-    report = neutralise_obj(dict(report))  # peers' hostnames and messages: before any colour
+    report = neutralise_obj(_light(report, checks=False))  # peers' hostnames and messages: before any colour
     nodes = list(report.get("nodes") or [])
     rows = [("node", "host", "verdict", "ranks", "straggler")]
     for n in nodes:
@@ -139,35 +180,43 @@ def _case(suite: ET.Element, name: str, classname: str, seconds=None) -> ET.Elem
 
 def to_junit(report: Mapping) -> str:
     """JUnit XML: a testsuite per node, a testcase per rank and check."""
-    report = neutralise_obj(dict(report))  # XML 1.0 characters only, whatever a peer sent
+    report = neutralise_obj(_light(report, checks=True))  # XML 1.0 characters only, whatever a peer sent
     root = ET.Element("testsuites", name="envcheck validate (cluster)")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     suites = []
+    bad_by_node = {b.get("node_rank"): b for b in (report.get("pairwise") or {}).get("bad_nodes") or []}
     for n in report.get("nodes") or []:
         host = str(n.get("hostname") or f"node{n.get('node_rank')}")
         suite = ET.Element("testsuite", name=f"{host} (node {n.get('node_rank')})", hostname=host)
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="verdict", value=str(n.get("verdict")))
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        failing: dict[str, list[str]] = {}  # check -> "rank r: message" of its failing ranks
         for r in n.get("ranks") or []:
-            cls = f"{host}.rank{r.get('rank')}"
             if r.get("error"):
-                case = _case(suite, "rank", cls)
+                case = _case(suite, "rank", f"{host}.rank{r.get('rank')}")
                 ET.SubElement(case, "error", message=str(r["error"]), type="rank-failed")
                 counts["tests"] += 1
                 counts["errors"] += 1
             for c in r.get("checks") or []:
-                case = _case(suite, str(c.get("name")), cls, c.get("seconds"))
-                counts["tests"] += 1
-                status, msg = c.get("status"), str(c.get("message") or c.get("status"))
-                if status == "fail":
-                    ET.SubElement(case, "failure", message=msg, type="fail")
-                    counts["failures"] += 1
-                elif status == "skip":
-                    ET.SubElement(case, "skipped", message=msg)
-                    counts["skipped"] += 1
-                elif status == "warn":
-                    ET.SubElement(case, "system-out").text = f"warning: {msg}"
+                if c.get("status") == "fail":
+                    first = (str(c.get("message") or "fail").strip().splitlines() or ["fail"])[0]
+                    failing.setdefault(str(c.get("name")), []).append(f"rank {r.get('rank')}: {first}")
+        for c in n.get("checks") or []:
+            case = _case(suite, str(c.get("name")), f"{host}.node", c.get("seconds"))
+            counts["tests"] += 1
+            status, msg = c.get("status"), str(c.get("message") or c.get("status"))
+            if status == "fail":
+                who = failing.get(str(c.get("name"))) or [msg]
+                more = len(who) - RANKS_NAMED
+                text = "; ".join(who[:RANKS_NAMED]) + (f"; and {more} more rank(s)" if more > 0 else "")
+                ET.SubElement(case, "failure", message=text, type="fail")
+                counts["failures"] += 1
+            elif status == "skip":
+                ET.SubElement(case, "skipped", message=msg)
+                counts["skipped"] += 1
+            elif status == "warn":
+                ET.SubElement(case, "system-out").text = f"warning: {msg}"
         case = _case(suite, "straggler", f"{host}.node")
         counts["tests"] += 1
         if n.get("straggler"):
@@ -178,7 +227,7 @@ def to_junit(report: Mapping) -> str:
         if pw.get("rounds"):
             case = _case(suite, "pairwise", f"{host}.node")
             counts["tests"] += 1
-            bad = next((b for b in pw.get("bad_nodes") or [] if b.get("node_rank") == n.get("node_rank")), None)
+            bad = bad_by_node.get(n.get("node_rank"))
             if bad:
                 ET.SubElement(case, "failure", message="; ".join(bad.get("why") or []) or "bad node",
                               type="pairwise")

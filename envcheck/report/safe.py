@@ -50,6 +50,9 @@ def xml_text(text: str) -> str:
     return neutralise(str(text))
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})  # leaves with no text: kept without a call
+
+
 def neutralise_obj(obj: Any, _depth: int = 0) -> Any:
     """:func:`neutralise` on every string (keys too) of a JSON-like structure; a new structure."""
     if isinstance(obj, str):
@@ -57,10 +60,10 @@ def neutralise_obj(obj: Any, _depth: int = 0) -> Any:
     if _depth > MAX_DEPTH and isinstance(obj, (dict, list, tuple)):
         return "<too deeply nested>"
     if isinstance(obj, dict):
-        return {neutralise(k) if isinstance(k, str) else k: neutralise_obj(v, _depth + 1)
+        return {neutralise(k) if isinstance(k, str) else k: v if type(v) in _PLAIN else neutralise_obj(v, _depth + 1)
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [neutralise_obj(v, _depth + 1) for v in obj]
+        return [v if type(v) in _PLAIN else neutralise_obj(v, _depth + 1) for v in obj]
     return obj
 
 

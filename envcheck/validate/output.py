@@ -11,7 +11,6 @@ by its own verdict).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -72,16 +71,17 @@ def _node_view() -> _View:
 def _cluster_view() -> _View:
     from envcheck.report import cluster as render
 
-    return _View(lambda d: json.dumps(d, indent=2, sort_keys=True) + "\n", lambda d, c, _w: render.to_text(d, color=c),
-                 render.to_junit)
+    return _View(render.to_json, lambda d, c, _w: render.to_text(d, color=c), render.to_junit)
 
 
 def write_files(doc: dict, outputs: Outputs, on_error: Say, *, cluster: bool = False, final: bool = True,
-                said: set | None = None) -> None:
+                said: set | None = None, scrubbed: bool = False) -> None:
     """--report, --junit and (``final``) --prom-file and --html; a failure is one line via ``on_error``
-    (once per line when ``said`` is shared between calls), never the end of the run."""
+    (once per line when ``said`` is shared between calls), never the end of the run. ``scrubbed``:
+    the caller already ran the scrubber on ``doc`` (emit: once, not twice, on a cluster report)."""
     view = _cluster_view() if cluster else _node_view()
-    doc = redact.scrub(doc)
+    if not scrubbed:
+        doc = redact.scrub(doc)
     jobs = [(outputs.report_path, view.to_json), (outputs.junit_path, view.to_junit)]
     if final:
         jobs.append((outputs.prom_file, lambda d: prom.validate_text(d, time.time())))
@@ -136,9 +136,18 @@ def drain_nodes(report: dict[str, Any], apply=None) -> list:
 def emit(doc: dict, outputs: Outputs, *, write: Say, progress: Say, cluster: bool = False,
          launcher: str | None = None) -> int:
     """Write every output of a finished run and return the exit code."""
+    if cluster:  # a cluster report: no cyclic GC walking rank 0's heap while it is rendered
+        from envcheck.validate.distributed.aggregate import gc_paused
+
+        with gc_paused():
+            return _emit(doc, outputs, write=write, progress=progress, cluster=cluster, launcher=launcher)
+    return _emit(doc, outputs, write=write, progress=progress, cluster=cluster, launcher=launcher)
+
+
+def _emit(doc: dict, outputs: Outputs, *, write: Say, progress: Say, cluster: bool, launcher: str | None) -> int:
     doc = redact.scrub(doc)
     view = _cluster_view() if cluster else _node_view()
-    write_files(doc, outputs, progress, cluster=cluster)
+    write_files(doc, outputs, progress, cluster=cluster, scrubbed=True)
     outcome = exitmodes.validate_outcome(doc)
     decision = exitmodes.decide(outcome, outputs.exit_codes)
     if decision.line is not None:

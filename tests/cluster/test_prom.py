@@ -98,21 +98,35 @@ def test_validate_metrics_parse_back_with_units_and_labels():
     assert not any("nccl_version" in k[0] or "pattern_ok" in k[0] or "unavailable" in k[0] for k in m)
 
 
-def test_cluster_report_labels_nodes_and_ranks():
-    report = {"verdict": "failed", "world_size": 4, "nodes": [
+def test_cluster_report_is_exported_per_node_not_per_rank():
+    """Issue 10, class 11: series per node (its checks' worst state, its key figures) and
+    cluster totals; a rank's own checks and figures stay in the JSON report."""
+    report = {"verdict": "failed", "world_size": 4, "missing_ranks": [{"rank": 3}], "nodes": [
         {"node_rank": 0, "hostname": "gpu01", "verdict": "certified", "straggler": False,
-         "ranks": [{"rank": 0, "checks": [{"name": "gemm", "status": "pass",
-                                           "metrics": {"bf16_tflops": 700}}]}]},
+         "checks": [{"name": "gemm", "status": "pass", "seconds": 2.5}],
+         "figures": [{"check": "gemm", "metric": "bf16", "device": "cuda:1", "value": 700, "unit": "TFLOPS",
+                      "floor": 500, "status": "ok", "rank": 1}],
+         "ranks": [{"rank": 0, "verdict": "certified", "checks": [{"name": "gemm", "status": "pass"}],
+                    "figures": [{"check": "gemm", "metric": "bf16", "device": "cuda:0", "value": 720}]},
+                   {"rank": 1, "verdict": "certified"}]},
         {"node_rank": 1, "hostname": "gpu02", "verdict": "failed", "straggler": True,
-         "checks": [{"name": "memory", "status": "fail", "metrics": {}}]},
+         "checks": [{"name": "memory", "status": "fail", "metrics": {}}],
+         "ranks": [{"rank": 2, "verdict": "failed"}]},
     ]}
     m = parse(prom.validate_text(report, NOW))
     assert m[("envcheck_world_size", ())] == 4
     assert m[("envcheck_node_verdict", (("node", "gpu02"), ("verdict", "failed")))] == 1
     assert m[("envcheck_node_straggler", (("node", "gpu02"),))] == 1
     assert m[("envcheck_node_straggler", (("node", "gpu01"),))] == 0
-    assert m[("envcheck_gemm_bf16_tflops", (("node", "gpu01"), ("rank", "0")))] == 700
+    assert m[("envcheck_figure_tflops", (("check", "gemm"), ("metric", "bf16"), ("node", "gpu01")))] == 700
+    assert m[("envcheck_figure_floor_tflops", (("check", "gemm"), ("metric", "bf16")))] == 500  # once
     assert m[("envcheck_check_status", (("check", "memory"), ("node", "gpu02"), ("status", "fail")))] == 1
+    assert m[("envcheck_check_duration_seconds", (("check", "gemm"), ("node", "gpu01")))] == 2.5
+    assert m[("envcheck_cluster_ranks", (("verdict", "certified"),))] == 2
+    assert m[("envcheck_cluster_ranks", (("verdict", "failed"),))] == 1
+    assert m[("envcheck_cluster_nodes", (("verdict", "failed"),))] == 1
+    assert m[("envcheck_cluster_missing_ranks", ())] == 1
+    assert not any(dict(labels).get("rank") for _, labels in m)  # nothing per rank
 
 
 def test_render_escapes_labels_and_special_values():

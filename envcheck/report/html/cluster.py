@@ -45,7 +45,11 @@ def _host(n: Mapping) -> str:
 
 
 def node_values(node: Mapping) -> dict[tuple[str, str], tuple[float, str]]:
-    ranks = [{"report": {"figures": r.get("figures") or []}} for r in node.get("ranks") or [] if isinstance(r, Mapping)]
+    if isinstance(node.get("figures"), list):  # schema 2: the node's worst figure per check and metric
+        ranks = [{"report": {"figures": node["figures"]}}]
+    else:  # schema 1: every rank's figures
+        ranks = [{"report": {"figures": r.get("figures") or []}} for r in node.get("ranks") or []
+                 if isinstance(r, Mapping)]
     return aggregate._node_figures(ranks, aggregate.STRAGGLER_CHECKS)
 
 
@@ -280,9 +284,17 @@ def merged_checks(report: Mapping) -> str:
 
 def curves(report: Mapping) -> str:
     """The world all-reduce sweep, and each node's intra-node sweep (stragglers dashed)."""
-    series, world, flagged = [], None, 0
+    series, flagged = [], 0
+    world = report.get("allreduce_rows") if isinstance(report.get("allreduce_rows"), list) else None
     for n in _nodes(report):
-        for r in n.get("ranks") or []:
+        if isinstance(n.get("intranode_rows"), list) and n["intranode_rows"]:  # schema 2: on the node
+            slow = bool(n.get("straggler"))
+            flagged += slow
+            series.append({"label": f"node {n.get('node_rank')} ({_host(n)}), within the node",
+                           "points": [(x.get("bytes"), x.get("busbw_GBps")) for x in n["intranode_rows"]
+                                      if isinstance(x, Mapping)], "style": "alt" if slow else "thin"})
+            continue
+        for r in n.get("ranks") or []:  # schema 1: in each rank's all-reduce details
             ar = next((ch for ch in (r.get("checks") or []) if isinstance(ch, Mapping)
                        and ch.get("name") == "allreduce"), None) if isinstance(r, Mapping) else None
             det = ar.get("details") if isinstance(ar, Mapping) and isinstance(ar.get("details"), Mapping) else {}

@@ -2,9 +2,11 @@
 
 One process per device (NCCL) or ``--procs`` processes on the CPU (gloo), started by
 :func:`launch` around a TCPStore this process serves. Each rank puts rank-identifiable
-values in a float32 tensor: element i of rank r is ``(r + 1) * (i % M + 1)``, so the sum
-is ``n(n+1)/2 * (i % M + 1)``, exact in float32 (M keeps it under 2^24), and a missing or
-doubled rank shows in every element. Sizes go from 1 KiB by x4 up to the cap (1 GiB on
+values in a float32 tensor: element i of rank r is ``1 + (r + i) % K`` with ``n * K < 2^24``
+(:func:`pattern_modulus`), so every partial sum, in any reduction order, is an integer below
+2^24 and exact in float32 at any world size; the sum :func:`expected_sum` depends only on
+``i % K``, and a missing or doubled rank changes every element by at least 1. (The former
+``(r + 1) * (i % M + 1)`` summed to n(n+1)/2, past 2^24 from n = 5793: issue 10, class 11.) Sizes go from 1 KiB by x4 up to the cap (1 GiB on
 GPUs, 64 MiB on CPUs, both lowered to a quarter of free memory). Per size: one checked
 collective (every element compared), then ``warmup`` + ``iters`` timed ones on a zeroed
 buffer (verified still zero). Bandwidths follow nccl-tests (doc/PERFORMANCE.md,
@@ -61,32 +63,51 @@ def busbw_factor(n: int) -> float:
 
 
 def pattern_modulus(n: int) -> int:
-    """Largest M <= 251 with n(n+1)/2 * M exact in float32 (1 for very large worlds)."""
-    total = n * (n + 1) // 2
-    return max(1, min(251, (_FLOAT32_EXACT - 1) // max(1, total)))
+    """K of the pattern ``1 + (r + i) % K``: the largest K <= 251 with n * K < 2^24, so no sum of
+    the n ranks' values (each at most K) leaves float32's exact integers; 1 from n = 2^23."""
+    return max(1, min(251, (_FLOAT32_EXACT - 1) // max(1, n)))
+
+
+def pattern_value(rank: int, i: int, k: int) -> int:
+    """Element ``i`` of rank ``rank``'s checked tensor (pure)."""
+    return 1 + (rank + i) % k
+
+
+def expected_sum(n: int, i, k: int):
+    """Sum over ranks 0..n-1 of ``1 + (r + i) % K`` (pure; ``i`` an int or an int64 tensor).
+
+    The n ranks run through q = n // K whole cycles of 0..K-1 (q * K(K-1)/2) and then ``rem``
+    more values starting at a = i % K, which wrap past K-1 at most once."""
+    q, rem = divmod(n, k)
+    a = i % k
+    base = n + q * k * (k - 1) // 2 + rem * (rem - 1) // 2
+    over = a + rem - k
+    over = over.clamp(min=0) if hasattr(over, "clamp") else max(0, over)
+    return base + rem * a - k * over
 
 
 # --------------------------------------------------------------------------- per rank
 
 
-def _fill(t, start: int, modulus: int, scale: float) -> None:
+def _fill(t, rank: int, modulus: int) -> None:
+    """This rank's pattern ``1 + (rank + i) % K`` (:func:`pattern_value`)."""
     import torch
 
     for s in range(0, t.numel(), _VERIFY_CHUNK):
         e = min(t.numel(), s + _VERIFY_CHUNK)
-        ar = torch.arange(start + s, start + e, dtype=torch.int64, device=t.device)
-        t[s:e].copy_(ar.remainder_(modulus).add_(1)).mul_(scale)
+        ar = torch.arange(rank + s, rank + e, dtype=torch.int64, device=t.device)
+        t[s:e].copy_(ar.remainder_(modulus).add_(1))
 
 
-def _count_wrong(t, modulus: int, total: float) -> tuple[int, int | None]:
-    """(number of wrong elements, index of the first) against ``total * (i % M + 1)``."""
+def _count_wrong(t, modulus: int, n: int) -> tuple[int, int | None]:
+    """(number of wrong elements, index of the first) against :func:`expected_sum`."""
     import torch
 
     wrong, first = 0, None
     for s in range(0, t.numel(), _VERIFY_CHUNK):
         e = min(t.numel(), s + _VERIFY_CHUNK)
         ar = torch.arange(s, e, dtype=torch.int64, device=t.device)
-        expected = ar.remainder_(modulus).add_(1).to(torch.float32).mul_(total)
+        expected = expected_sum(n, ar, modulus).to(torch.float32)
         bad = t[s:e] != expected
         n_bad = int(bad.sum())
         if n_bad and first is None:
@@ -178,7 +199,7 @@ class _Ladder:
 
         from envcheck.validate.timing import sync
 
-        _fill(t, 0, self.modulus, float(self.rank + 1))
+        _fill(t, self.rank, self.modulus)
         if self.injected.corrupt:
             t[t.numel() // 2] += 1.0
 
@@ -187,7 +208,7 @@ class _Ladder:
             sync(self.device)
 
         self._collective(f"all_reduce #{self.op} ({human_bytes(size)}, checked)", body)
-        return _count_wrong(t, self.modulus, float(self.n * (self.n + 1) // 2))
+        return _count_wrong(t, self.modulus, self.n)
 
     def timed(self, t, size: int) -> float:
         """Seconds per timed collective on this rank; zeros stay zeros, so no refill."""
@@ -562,7 +583,7 @@ def run(ctx: CheckContext) -> CheckResult:
         bad = [r for r in rows if r["wrong"]]
         return CheckResult("allreduce", FAIL, metrics,
                            f"{r0['wrong']} wrong element(s) summed over ranks, first at "
-                           f"{human_bytes(bad[0]['bytes'])} (expected n(n+1)/2 x (i % {r0['modulus']} + 1))",
+                           f"{human_bytes(bad[0]['bytes'])} (expected the sum over ranks r of 1 + (r + i) % {r0['modulus']})",
                            details=details)
     single = " (single-rank group: one device, checks the collective path only; busbw is 0 by nccl-tests' formula)" \
         if world == 1 else ""

@@ -9,7 +9,7 @@ again; every element is compared with the integer value it must hold.
 
 Payloads are float32 integers below 2^24, exact in float32 (element i of source a is
 ``(a * 7919 + i) % 65521``, with a encoding the sending rank and, for all-to-all, the
-destination; reduce-scatter sums ``(r + 1) * (i % M + 1)`` like the all-reduce check), so a
+destination; reduce-scatter sums ``1 + (r + i) % K`` like the all-reduce check, exact at any world size), so a
 missing, doubled or misplaced block shows in the elements it touches.
 
 Sizes and bandwidths follow nccl-tests (doc/PERFORMANCE.md): S is the total array in bytes
@@ -93,7 +93,7 @@ class _Op:
         import torch
         import torch.distributed as dist
 
-        from envcheck.validate.checks.allreduce import pattern_modulus
+        from envcheck.validate.checks.allreduce import expected_sum, pattern_modulus
 
         self.op, self.size = op, size
         chunk = size // 4 // n
@@ -106,10 +106,10 @@ class _Op:
         elif op == "reduce_scatter":
             m = pattern_modulus(n)
             j = torch.arange(count, dtype=torch.int64, device=device)
-            self.inp = j.remainder(m).add_(1).to(torch.float32).mul_(rank + 1)
+            self.inp = (j + rank).remainder_(m).add_(1).to(torch.float32)
             self.out = torch.zeros(chunk, device=device)
             mine = j[rank * chunk:(rank + 1) * chunk]
-            self.expected = mine.remainder(m).add_(1).to(torch.float32).mul_(n * (n + 1) // 2)
+            self.expected = expected_sum(n, mine, m).to(torch.float32)
             # torch 2.13 deprecates reduce_scatter_tensor for reduce_scatter_single (same arguments)
             rs = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
             self.call = lambda: rs(self.out, self.inp, group=group)

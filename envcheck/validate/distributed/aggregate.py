@@ -15,10 +15,22 @@ the node is a straggler when that value is worse than the median of the nodes' v
 than ``threshold`` (default 10 %: beyond the few-percent run-to-run spread of identical healthy
 parts; pass ``threshold`` to change it). "Worse" is lower for throughputs (TFLOPS, GB/s, ...) and
 higher for times (s, ms, us). A straggler node is at least *degraded*.
+
+Size (issue 10, class 11): the report grows linearly with ranks and stays small per rank. Each
+node carries its merged ``checks`` (worst status per check), its key ``figures`` (the node's
+worst value per (check, metric), the values stragglers are judged on) and the rows of its
+intra-node all-reduce sweep; each rank a summary (:func:`rank_summary`: verdict, error, first
+reason, the checks that passed by name, the others with a one-line message, its figures'
+values); the whole checks and figures of at most :data:`DETAILED_RANKS` ranks (failed first,
+then in rank order: every rank of a small job) are kept. Every step is one pass over the ranks (dict
+indexes, no per-rank scan of all nodes).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -28,6 +40,9 @@ STRAGGLER_CHECKS = ("gemm", "memory", "allreduce")  # issue 5: GEMM, memory, int
 _ORDER = {"certified": 0, "passed": 1, "degraded": 2, "failed": 3}
 _TIME_UNITS = frozenset({"s", "ms", "us", "ns", "seconds"})
 _STATUS_ORDER = {"pass": 0, "skip": 1, "warn": 2, "fail": 3}
+DETAILED_RANKS = 16  # ranks whose whole checks (details, metrics) stay in the cluster report
+REASON_RANKS = 64  # ranks whose own reasons are listed in the cluster's reasons; the rest counted
+MESSAGE_CHARS = 240  # a check's message in a rank summary: its first line, cut here
 
 
 def worst_verdict(verdicts: Iterable[str]) -> str:
@@ -36,6 +51,7 @@ def worst_verdict(verdicts: Iterable[str]) -> str:
     return max(vs, key=_ORDER.__getitem__) if vs else "failed"
 
 
+@functools.lru_cache(maxsize=256)
 def _lower_is_better(unit: str) -> bool:
     return str(unit).strip().lower() in _TIME_UNITS
 
@@ -46,18 +62,29 @@ def _num(v: Any) -> bool:
 
 def _node_figures(ranks: list[Mapping], checks: tuple[str, ...]) -> dict[tuple[str, str], tuple[float, str]]:
     """(check, metric) -> (the node's worst value, unit) over its ranks' figures."""
-    out: dict[tuple[str, str], tuple[float, str]] = {}
+    return {k: (float(f["value"]), str(f.get("unit") or "")) for k, f in _worst_figures(ranks, checks).items()}
+
+
+def _worst_figures(ranks: list[Mapping], checks: tuple[str, ...] | None = None) -> dict[tuple[str, str], dict]:
+    """(check, metric) -> the node's worst figure (the whole figure dict, with its rank)."""
+    out: dict[tuple[str, str], dict] = {}
+    picked: dict[tuple[str, str], tuple[Any, Mapping]] = {}
     for r in ranks:
         for fig in (r.get("report") or {}).get("figures") or []:
-            if not isinstance(fig, Mapping) or fig.get("check") not in checks or not _num(fig.get("value")):
+            # dict, not Mapping: an abc check per figure costs seconds at 32768 ranks (parsed JSON)
+            if not isinstance(fig, dict) or not _num(fig.get("value")):
+                continue
+            if checks is not None and fig.get("check") not in checks:
                 continue
             key = (str(fig["check"]), str(fig.get("metric")))
-            unit = str(fig.get("unit") or "")
-            value = float(fig["value"])
-            if key in out:
-                prev = out[key][0]
-                value = max(prev, value) if _lower_is_better(unit) else min(prev, value)
-            out[key] = (value, unit)
+            prev = picked.get(key)
+            if prev is not None:
+                lower = _lower_is_better(str(fig.get("unit") or ""))
+                if (fig["value"] <= prev[1]["value"]) if lower else (fig["value"] >= prev[1]["value"]):
+                    continue
+            picked[key] = (r.get("rank"), fig)
+    for key, (rank, fig) in picked.items():  # copied once per key, not once per better value
+        out[key] = {**fig, "rank": rank}
     return out
 
 
@@ -65,9 +92,12 @@ def stragglers(node_figures: Mapping[int, Mapping[tuple[str, str], tuple[float, 
                threshold: float = DEFAULT_THRESHOLD) -> dict[int, list[dict]]:
     """node_rank -> the figures that make it a straggler (empty list: not one)."""
     flagged: dict[int, list[dict]] = {n: [] for n in node_figures}
-    keys = {k for figs in node_figures.values() for k in figs}
-    for key in sorted(keys):
-        values = {n: figs[key] for n, figs in node_figures.items() if key in figs}
+    by_key: dict[tuple[str, str], dict[int, tuple[float, str]]] = {}
+    for n, figs in node_figures.items():  # one pass: key -> node -> value
+        for key, v in figs.items():
+            by_key.setdefault(key, {})[n] = v
+    for key in sorted(by_key):
+        values = by_key[key]
         if len(values) < 2:
             continue
         median = statistics.median(v for v, _ in values.values())
@@ -91,7 +121,7 @@ def _merged_checks(entries: list[Mapping]) -> list[dict]:
     by_name: dict[str, dict] = {}
     for e in entries:
         for c in (e.get("report") or {}).get("checks") or []:
-            if not isinstance(c, Mapping) or not c.get("name"):
+            if not isinstance(c, dict) or not c.get("name"):
                 continue
             name = str(c["name"])
             status = str(c.get("status"))
@@ -103,13 +133,17 @@ def _merged_checks(entries: list[Mapping]) -> list[dict]:
     return list(by_name.values())
 
 
-def _hang_summary(nodes: list[dict]) -> list[str]:
+def _hang_summary(nodes: list[dict], by_node: Mapping[int, list[Mapping]]) -> list[str]:
     """When the all-reduce hung, name the ranks that were behind (fewest progress marks)."""
     hung = []
     for n in nodes:
-        for r in n["ranks"]:
-            for c in r["checks"]:
-                err = c.get("error") or {}
+        for r in by_node.get(n["node_rank"]) or []:
+            if _rank_verdict(r) != "failed":  # a hung check failed, and a failed check fails the rank
+                continue
+            for c in (r.get("report") or {}).get("checks") or []:
+                if not isinstance(c, dict):
+                    continue
+                err = c.get("error") if isinstance(c.get("error"), Mapping) else {}
                 if c.get("name") == "allreduce" and err.get("kind") == "hang":
                     m = c.get("metrics") or {}
                     hung.append((int(m.get("progress_marks") or 0), r["rank"], n["hostname"], m.get("last_mark")))
@@ -124,10 +158,11 @@ def _hang_summary(nodes: list[dict]) -> list[str]:
 
 
 def _pairwise_result(entries: list[Mapping]) -> dict | None:
-    """The --pairwise results of the all-reduce (every rank computed the same; the first one)."""
+    """The --pairwise results of the all-reduce (every rank computed the same; rank 0 sends them,
+    the other ranks only a count: the first full table)."""
     for e in entries:
         for c in (e.get("report") or {}).get("checks") or []:
-            if isinstance(c, Mapping) and c.get("name") == "allreduce":
+            if isinstance(c, dict) and c.get("name") == "allreduce":
                 pw = (c.get("details") or {}).get("pairwise")
                 if isinstance(pw, Mapping):
                     return dict(pw)
@@ -147,10 +182,14 @@ def pairwise_section(pw: Mapping, hosts: Mapping[int, Any]) -> dict:
     runs = [m for r in rounds for m in r]
     verdicts = pw.get("blame") or {}
     good = set(verdicts.get("good") or [])
+    failed_by_node: dict[Any, list[dict]] = {}  # one pass over the runs, not one per bad node
+    for m in runs:
+        if not m.get("passed"):
+            for x in set(m.get("pair") or []):
+                failed_by_node.setdefault(x, []).append(m)
     bad = []
     for n in verdicts.get("bad") or []:
-        against = [m for m in runs if n in (m.get("pair") or []) and not m.get("passed")
-                   and set(m["pair"]) - {n} <= good]
+        against = [m for m in failed_by_node.get(n, []) if set(m["pair"]) - {n} <= good]
         hard = any(m.get("error") or m.get("wrong") for m in against)
         bad.append({"node_rank": n, "hostname": hosts.get(n), "verdict": "failed" if hard else "degraded",
                     "why": [f"with {name(next(iter(set(m['pair']) - {n})))}: {m.get('why')}" for m in against]})
@@ -193,23 +232,117 @@ def _rank_verdict(r: Mapping) -> str | None:
     return (r.get("report") or {}).get("verdict") if r.get("report") else "failed"
 
 
-def _node(n: int, ranks: list[dict], slow: list) -> dict:
+def _line(text: Any) -> str:
+    first = str(text or "").strip().splitlines()
+    line = first[0] if first else ""
+    return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 3] + "..."
+
+
+def _check_summary(c: Mapping) -> dict:
+    """A check that did not pass, in a rank summary: name, status, a one-line message, the
+    error's kind."""
+    out: dict[str, Any] = {"name": c.get("name"), "status": c.get("status"),
+                           "message": _line(c.get("message") or c.get("status"))}
+    err = c.get("error")
+    if isinstance(err, Mapping) and err.get("kind"):
+        out["error"] = {"kind": err.get("kind"), "type": err.get("type")}
+    return out
+
+
+def rank_summary(r: Mapping, detailed: bool) -> dict:
+    """A rank in the cluster report (issue 10, class 11): verdict, error, first reason, the names
+    of its checks that passed, its other checks (:func:`_check_summary`) and its figures' values
+    (``{"check.metric": value}``, ``@device`` added when the rank has several devices). A
+    ``detailed`` rank keeps its whole ``checks`` and ``figures`` instead."""
+    rep = r.get("report") or {}
+    checks = [c for c in rep.get("checks") or [] if isinstance(c, dict)]
+    figures = [f for f in rep.get("figures") or [] if isinstance(f, dict)]
+    out: dict[str, Any] = {"rank": r.get("rank"), "local_rank": r.get("local_rank"), "verdict": _rank_verdict(r),
+                           "error": r.get("error")}
+    reasons = rep.get("reasons") or []
+    if reasons and out["verdict"] in ("failed", "degraded"):
+        out["reason"] = _line(reasons[0])
+    if detailed:
+        out.update(detailed=True, checks=checks, figures=figures)
+        return out
+    out["passed"] = [c.get("name") for c in checks if c.get("status") == "pass"]
+    out["checks"] = [_check_summary(c) for c in checks if c.get("status") != "pass"]
+    several = len({f.get("device") for f in figures}) > 1
+    out["values"] = {f"{f.get('check')}.{f.get('metric')}" + (f"@{f.get('device')}" if several else ""): f["value"]
+                     for f in figures if _num(f.get("value"))}
+    return out
+
+
+def detailed_ranks(entries: list[Mapping], limit: int = DETAILED_RANKS) -> set:
+    """The ranks whose whole checks are kept: failed ones first, then the rest, in rank order."""
+    failed = [e.get("rank") for e in entries if _rank_verdict(e) == "failed"]
+    if len(failed) >= limit:
+        return set(failed[:limit])
+    rest = [e.get("rank") for e in entries if _rank_verdict(e) != "failed"]
+    return set(failed) | set(rest[: limit - len(failed)])
+
+
+def _node_checks(ranks: list[Mapping]) -> list[dict]:
+    """The node's checks: each one's worst status over its ranks, with that rank's message."""
+    by_name: dict[str, dict] = {}
+    for r in ranks:
+        for c in (r.get("report") or {}).get("checks") or []:
+            if not isinstance(c, dict) or not c.get("name"):
+                continue
+            status = str(c.get("status"))
+            cur = by_name.get(str(c["name"]))
+            if cur is None:
+                cur = by_name[str(c["name"])] = {"name": str(c["name"]), "status": status, "seconds": None}
+                if status != "pass":
+                    cur["message"] = f"rank {r.get('rank')}: {_line(c.get('message') or status)}"
+            elif _STATUS_ORDER.get(status, 3) > _STATUS_ORDER.get(cur["status"], 3):
+                cur["status"] = status
+                cur["message"] = f"rank {r.get('rank')}: {_line(c.get('message') or status)}"
+            if _num(c.get("seconds")) and (cur["seconds"] is None or c["seconds"] > cur["seconds"]):
+                cur["seconds"] = c["seconds"]  # the node's slowest rank
+    return [{k: v for k, v in c.items() if v is not None} for c in by_name.values()]
+
+
+def _intranode_rows(ranks: list[Mapping]) -> list | None:
+    """The node's intra-node sweep (the same rows on each of its ranks; its local rank 0 sends them)."""
+    for r in ranks:
+        for c in (r.get("report") or {}).get("checks") or []:
+            if isinstance(c, dict) and c.get("name") == "allreduce":
+                rows = (c.get("details") or {}).get("intranode_rows")
+                if isinstance(rows, list) and rows:
+                    return rows
+    return None
+
+
+def _world_rows(entries: list[Mapping]) -> list | None:
+    """The world sweep's rows (every rank gets the same MAX/SUM-reduced rows; rank 0 sends them)."""
+    for e in entries:
+        for c in (e.get("report") or {}).get("checks") or []:
+            if isinstance(c, dict) and c.get("name") == "allreduce":
+                rows = (c.get("details") or {}).get("rows")
+                if isinstance(rows, list) and rows:
+                    return rows
+    return None
+
+
+def _node(n: int, ranks: list[dict], slow: list, detailed: set, worst: dict) -> dict:
     verdict = worst_verdict([_rank_verdict(r) for r in ranks])
     if slow:
         verdict = worst_verdict([verdict, "degraded"])
-    return {
+    out = {
         "node_rank": n,
         "hostname": next((r.get("hostname") for r in ranks if r.get("hostname")), None),
         "verdict": verdict,
         "straggler": bool(slow),
         "straggler_figures": slow,
-        "ranks": [{
-            "rank": r.get("rank"), "local_rank": r.get("local_rank"), "verdict": _rank_verdict(r),
-            "error": r.get("error"),
-            "checks": (r.get("report") or {}).get("checks") or [],
-            "figures": (r.get("report") or {}).get("figures") or [],
-        } for r in ranks],
+        "checks": _node_checks(ranks),
+        "figures": list(worst.values()),
+        "ranks": [rank_summary(r, r.get("rank") in detailed) for r in ranks],
     }
+    rows = _intranode_rows(ranks)
+    if rows:
+        out["intranode_rows"] = rows
+    return out
 
 
 def _apply_pairwise(nodes: list[dict], pw: dict | None) -> list[str]:
@@ -240,22 +373,26 @@ def _pairwise_reasons(pw: dict | None) -> list[str]:
     return reasons
 
 
-def node_transport(n: Mapping) -> dict | None:
-    """A node's NCCL transport from its ranks' all-reduce records (mode.transport_record), and
-    when NCCL fell back to sockets on ACTIVE RDMA ports, the likely causes (issue 14 point 3)."""
+def node_transport(ranks: list[Mapping]) -> dict | None:
+    """A node's NCCL transport from its ranks' all-reduce records (mode.transport_record; rank
+    entries as received), and when NCCL fell back to sockets on ACTIVE RDMA ports, the likely
+    causes (issue 14 point 3). The node's facts (RDMA ports, NCCL's summary, environment) come
+    from the record of its lowest local rank that sent them whole (mode.shared_once)."""
     from envcheck.validate import nccl_transport as nt
 
     recs = {}
-    for r in n.get("ranks") or []:
-        for c in r.get("checks") or []:
-            rec = (c.get("details") or {}).get("nccl_transport") if c.get("name") == "allreduce" else None
+    for r in ranks:
+        for c in (r.get("report") or {}).get("checks") or []:
+            if not isinstance(c, dict) or c.get("name") != "allreduce":
+                continue
+            rec = (c.get("details") or {}).get("nccl_transport")
             if isinstance(rec, Mapping):
                 recs[r.get("rank")] = rec
     if not recs:
         return None
     kinds = sorted({str(rec.get("transport") or "unknown (no NET line: one node, or NCCL_DEBUG too low)")
                     for rec in recs.values()})
-    first = next(iter(recs.values()))
+    first = next((rec for rec in recs.values() if "rdma" in rec), next(iter(recs.values())))
     out: dict[str, Any] = {"transport": kinds[0] if len(kinds) == 1 else "mixed: " + ", ".join(kinds),
                            "ranks": {str(k): v.get("transport") for k, v in recs.items()}}
     if first.get("transport") == nt.NOT_APPLICABLE_GLOO:
@@ -268,17 +405,18 @@ def node_transport(n: Mapping) -> dict | None:
     fallback = [rec for rec in recs.values() if rec.get("socket_fallback")]
     out["socket_fallback"] = bool(fallback)
     if fallback:
-        out["causes"] = nt.fallback_causes(fallback[0].get("summary") or {}, fallback[0].get("rdma") or {},
-                                           fallback[0].get("env") or {})
+        fb = fallback[0]
+        out["causes"] = nt.fallback_causes(fb.get("summary") or summary, fb.get("rdma") or rdma,
+                                           fb.get("env") or first.get("env") or {})
     return out
 
 
-def apply_nccl_transport(nodes: list[dict]) -> list[str]:
+def apply_nccl_transport(nodes: list[dict], by_node: Mapping[int, list[Mapping]]) -> list[str]:
     """Put ``nccl_transport`` on every node; a socket fallback on a node with ACTIVE RDMA ports
     degrades it (inter-node traffic over TCP: it works, slowly) and says why."""
     reasons = []
     for n in nodes:
-        t = node_transport(n)
+        t = node_transport(by_node.get(n["node_rank"]) or [])
         if t is None:
             continue
         n["nccl_transport"] = t
@@ -290,16 +428,30 @@ def apply_nccl_transport(nodes: list[dict]) -> list[str]:
     return reasons
 
 
-def _reasons(entries: list[dict], nodes: list[dict], missing: list[dict], pw: dict | None) -> list[str]:
+def _reasons(entries: list[dict], nodes: list[dict], missing: list[dict], pw: dict | None,
+             by_node: Mapping[int, list[Mapping]]) -> list[str]:
+    """Why the verdict: ranks that sent nothing, then each failed or degraded rank's own reasons
+    (at most 3 each, for the first :data:`REASON_RANKS` such ranks; the others are counted:
+    each rank's first reason is in its summary), the hang, stragglers, pairwise."""
     reasons = [f"rank {m['rank']}: {m['error']}" for m in missing]
     reasons += [f"rank {r['rank']} ({n['hostname']}): {r['error']}" for n in nodes for r in n["ranks"] if r["error"]]
     by_rank = {e.get("rank"): e for e in entries}
+    listed = more = 0
     for n in nodes:
         for r in n["ranks"]:
             if r["verdict"] in ("failed", "degraded") and not r["error"]:
                 why = list(((by_rank[r["rank"]].get("report") or {}).get("reasons")) or [])[:3]
+                if not why:
+                    continue
+                if listed >= REASON_RANKS:
+                    more += 1
+                    continue
+                listed += 1
                 reasons += [f"rank {r['rank']} ({n['hostname']}): {w}" for w in why]
-    reasons += _hang_summary(nodes)
+    if more:
+        reasons.append(f"{more} more failed or degraded rank(s) with reasons: see each rank's summary "
+                       "(nodes[].ranks[].reason)")
+    reasons += _hang_summary(nodes, by_node)
     reasons += [f"node {n['node_rank']} ({n['hostname']}) is a straggler: {f['message']}"
                 for n in nodes for f in n["straggler_figures"]]
     return reasons + _pairwise_reasons(pw)
@@ -323,30 +475,57 @@ def fleet_sections(entries: list[dict], nodes: list[dict], extra: list[str]) -> 
     return out, reasons
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """No cyclic garbage collection inside: rank 0 holds every rank's parsed report (about a
+    million containers at 32768 ranks), and each collection the report's new containers trigger
+    walks all of them - seconds, growing faster than the ranks. What is built here has no cycles;
+    reference counting frees it. The collector's previous state comes back on the way out."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float = DEFAULT_THRESHOLD,
                    checks: tuple[str, ...] = STRAGGLER_CHECKS) -> dict:
     """The cluster report: ``verdict``, ``world_size``, ``nodes`` (one per node), ``missing_ranks``."""
+    with gc_paused():
+        return _cluster_report(entries, world_size, threshold, checks)
+
+
+def _cluster_report(entries: Iterable[Mapping], world_size: int, threshold: float,
+                    checks: tuple[str, ...]) -> dict:
     entries = sorted((dict(e) for e in entries), key=lambda e: e.get("rank", 0))
     by_node, missing = _group_by_node(entries, world_size)
-    slow = stragglers({n: _node_figures(ranks, checks) for n, ranks in by_node.items()}, threshold)
-    nodes = [_node(n, by_node[n], slow[n]) for n in sorted(by_node)]
+    worst = {n: _worst_figures(ranks) for n, ranks in by_node.items()}  # one pass over the figures
+    slow = stragglers({n: {k: (float(f["value"]), str(f.get("unit") or "")) for k, f in w.items() if k[0] in checks}
+                       for n, w in worst.items()}, threshold)
+    detailed = detailed_ranks(entries)
+    nodes = [_node(n, by_node[n], slow[n], detailed, worst[n]) for n in sorted(by_node)]
+    world = _world_rows(entries)
     pw_raw = _pairwise_result(entries)
     pw = pairwise_section(pw_raw, {n["node_rank"]: n["hostname"] for n in nodes}) if pw_raw else None
     extra = _apply_pairwise(nodes, pw)
     fleet, fleet_reasons = fleet_sections(entries, nodes, extra)
-    transport_reasons = apply_nccl_transport(nodes)
+    transport_reasons = apply_nccl_transport(nodes, by_node)
     verdict = worst_verdict([n["verdict"] for n in nodes] + (["failed"] if missing else []) + extra)
     return {
         "schema": "envcheck.cluster",
-        "schema_version": 1,
+        "schema_version": 2,  # 2: per-rank summaries, node checks/figures (issue 10, class 11)
         "verdict": verdict,
-        "reasons": _reasons(entries, nodes, missing, pw) + fleet_reasons + transport_reasons,
+        "reasons": _reasons(entries, nodes, missing, pw, by_node) + fleet_reasons + transport_reasons,
         "world_size": world_size,
         "num_nodes": len(nodes),
         "straggler_threshold": threshold,
         "checks": _merged_checks(entries),
         "nodes": nodes,
         "missing_ranks": missing,
+        "detailed_ranks": sorted(r for r in detailed if isinstance(r, int)),
+        **({"allreduce_rows": world} if world else {}),
         **({"pairwise": pw} if pw else {}),
         **fleet,
     }

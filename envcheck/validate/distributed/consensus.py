@@ -96,7 +96,7 @@ def _digests(entries: list[Mapping]) -> list[dict]:
         rep = e.get("report") or {}
         driver = (rep.get("machine") or {}).get("driver_version") if isinstance(rep.get("machine"), Mapping) else None
         for c in rep.get("checks") or []:
-            cons = (c.get("details") or {}).get("consensus") if isinstance(c, Mapping) else None
+            cons = (c.get("details") or {}).get("consensus") if isinstance(c, dict) else None
             if c.get("name") == "allreduce" and isinstance(cons, Mapping) and isinstance(cons.get("digest"), str):
                 key = dict(cons.get("key") or {})
                 key["driver"] = driver

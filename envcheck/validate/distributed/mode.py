@@ -155,6 +155,8 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
         details["intranode_rows"] = intra.get("rows") or []
     if out.get("pairwise"):
         details["pairwise"] = out["pairwise"]
+    elif out.get("pairwise_summary"):
+        details["pairwise_summary"] = out["pairwise_summary"]
     if out.get("consensus"):
         details["consensus"] = out["consensus"]  # issue 17: rank 0 compares the digests
     # busbw_GBps is what certification judges against the GPUs' NVLink figure: only the
@@ -180,10 +182,38 @@ def allreduce_result(*, world: int, backend: str, timeout: float, out: dict[str,
     if intra:
         msg += f", intra-node busbw {il.get('busbw_GBps') or 0:.2f} GB/s"
     pw = out.get("pairwise") or {}
+    brief = out.get("pairwise_summary") or {}
     if pw.get("rounds"):
         runs = [m for r in pw["rounds"] for m in r]
         msg += f"; pairwise: {sum(1 for m in runs if m.get('passed'))}/{len(runs)} node pairs passed"
+    elif brief.get("pairs"):
+        msg += f"; pairwise: {brief.get('passed')}/{brief.get('pairs')} node pairs passed"
     return CheckResult("allreduce", PASS, metrics, msg, details=details)
+
+
+def shared_once(details: dict[str, Any], rank: int, local_rank: int) -> dict[str, Any]:
+    """What is the same on many ranks is sent once (issue 10, class 11; pure).
+
+    Every rank gets the same world sweep rows (MAX/SUM-reduced) and computes the same pairwise
+    table: only rank 0 sends them (rank.py already sends the others a pairwise count). A node's
+    ranks share its intra-node sweep rows and its NCCL facts (RDMA ports, NCCL's parsed summary,
+    NCCL_* environment): only its local rank 0 sends them; its other ranks send their transport
+    and whether it fell back to sockets, with the summary and environment only when it did
+    (to explain why). Each rank's own figures are in its metrics."""
+    out = dict(details)
+    if rank != 0:
+        out.pop("rows", None)
+        if "pairwise" in out:
+            from envcheck.validate.distributed.rank import pairwise_summary
+
+            out["pairwise_summary"] = pairwise_summary(out.pop("pairwise"))
+    if local_rank != 0:
+        out.pop("intranode_rows", None)
+        rec = out.get("nccl_transport")
+        if isinstance(rec, dict):
+            keep = ("transport", "socket_fallback") + (("summary", "env") if rec.get("socket_fallback") else ())
+            out["nccl_transport"] = {k: rec[k] for k in keep if k in rec}
+    return out
 
 
 NCCL_LOG_CAP = 4 * 1024 * 1024  # bytes of the child's stderr read for NCCL's INIT/NET lines
@@ -419,9 +449,11 @@ def _add_allreduce(report, info: Launch, opts: Options, cfg, binding: Binding, l
     result = run_allreduce(info, binding, {**_allreduce_params(cfg, opts, binding), "span": span},
                            float(opts.timeout), phase, deadline=deadline, budget=opts.budget, python=opts.python)
     result.seconds = round(time.perf_counter() - t0, 3)
+    span_out = result.details.pop("span", None)
+    result.details = shared_once(result.details, info.rank, info.local_rank)
     report.timings.setdefault("checks", {})["allreduce"] = result.seconds
     backend = "nccl" if binding.kind == "cuda" else "gloo"
-    for res in span_results(span, result.details.pop("span", None), info.world_size, backend, result):
+    for res in span_results(span, span_out, info.world_size, backend, result):
         listener.end(res)
         report.checks.append(res)
     listener.end(result)
@@ -470,17 +502,35 @@ def _rank_report(info: Launch, opts: Options, phase: Callable[[str], None],
     if "allreduce" in opts.checks or any(c in opts.checks for c in SPAN_CHECKS):
         _add_allreduce(report, info, opts, cfg, binding, listener, phase, progress, deadline)
     report.world_size = info.world_size
-    report.options = {**report.options, "distributed": info.to_dict()}
+    report.options = {**report.options, "distributed": launch_options(info)}
     vrunner.finish(report)
     return with_node_summary(report.to_dict(), info)
 
 
+def launch_options(info: Launch) -> dict[str, Any]:
+    """The launch as this rank reports it: the step's host list (one name per node, the same on
+    every rank: 4096 names at 4096 nodes) only in rank 0's report, a count elsewhere (issue 10,
+    class 11)."""
+    d = info.to_dict()
+    if info.rank != 0:
+        d["hosts"] = len(d.get("hosts") or [])
+    return d
+
+
+NODE_MACHINE_KEYS = ("hostname", "driver_version")  # what the other local ranks keep of ``machine``
+
+
 def with_node_summary(rep: dict[str, Any], info: Launch) -> dict[str, Any]:
-    """Issue 17 drift: a node's local rank 0 adds its node's summary (once per node)."""
+    """Issue 17 drift: a node's local rank 0 adds its node's summary (once per node). The node's
+    machine summary (CPU, memory, every GPU, torch) is the same on all its ranks: its other
+    ranks keep only its hostname and driver (consensus groups digests by driver; issue 10,
+    class 11)."""
     if info.local_rank == 0:
         from envcheck.validate.distributed.drift import node_summary
 
         rep["node_summary"] = node_summary(rep.get("machine"), rep.get("versions"), os.environ)
+    elif isinstance(rep.get("machine"), dict):
+        rep["machine"] = {k: rep["machine"][k] for k in NODE_MACHINE_KEYS if k in rep["machine"]}
     return rep
 
 

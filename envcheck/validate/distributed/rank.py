@@ -138,6 +138,13 @@ def run_pairwise(device, nodes: list[int], opts: dict[str, Any], kw: dict[str, i
     return result
 
 
+def pairwise_summary(pw: dict[str, Any]) -> dict[str, Any]:
+    """What a rank other than 0 says of --pairwise: how many node pairs ran and passed."""
+    runs = [m for r in pw.get("rounds") or [] for m in r]
+    return {"pairs": len(runs), "passed": sum(1 for m in runs if m.get("passed")), "skipped": pw.get("skipped"),
+            "table": "sent by rank 0"}
+
+
 def consensus_digest(device, rank: int, mark) -> dict[str, Any]:
     """Issue 17: this rank's digest of the fixed computation (an error is sent, not raised)."""
     from envcheck.validate.distributed import consensus
@@ -219,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                 mark("intra-node sweep")
                 result["intranode"] = sweep(device, group=mine, mark=mark, **kw)
         if params.get("pairwise"):
-            result["pairwise"] = run_pairwise(device, nodes, {**params["pairwise"], "timeout": params["timeout"]},
-                                              kw, mark)
+            pw = run_pairwise(device, nodes, {**params["pairwise"], "timeout": params["timeout"]}, kw, mark)
+            # Every rank computed the same table: rank 0 sends it, the others a count (issue 10, class 11).
+            result["pairwise" if rank == 0 else "pairwise_summary"] = pw if rank == 0 else pairwise_summary(pw)
         result["consensus"] = consensus_digest(device, rank, mark)
         if params.get("span"):
             result["span"] = run_span(device, params["span"], mark)

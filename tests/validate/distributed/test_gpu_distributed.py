@@ -59,7 +59,7 @@ def show(rep: dict) -> None:
         for r in n["ranks"]:
             for c in r["checks"]:
                 print(f"  node {n['node_rank']} rank {r['rank']} {c['status']:<4} {c['name']:<9} {c['message']}")
-            for f in r["figures"]:
+            for f in r.get("figures") or []:  # a rank summary (issue 10, class 11) has "values"
                 print(f"    figure {f['check']} {f['metric']} {f['device']}: {f['value']} {f['unit']} "
                       f"floor {f.get('floor')} -> {f.get('status')}")
 

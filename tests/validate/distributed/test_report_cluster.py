@@ -8,7 +8,8 @@ from envcheck import outfile
 from envcheck.report import cluster as render
 
 
-def test_junit_one_testcase_per_check_per_rank_plus_straggler(tmp_path, cluster_rep):
+def test_junit_one_testcase_per_check_per_node_plus_straggler(tmp_path, cluster_rep):
+    """Per node, not per rank (issue 5; issue 10 class 11): a node check's failure names its ranks."""
     rep = cluster_rep
     path = outfile.write_text(tmp_path / "junit.xml", render.to_junit(rep))
     root = ET.parse(path).getroot()
@@ -21,9 +22,10 @@ def test_junit_one_testcase_per_check_per_rank_plus_straggler(tmp_path, cluster_
         assert all(c.get("name") for c in s.findall("testcase"))
     node1 = suites[1]
     cases = {(c.get("classname"), c.get("name")): c for c in node1.findall("testcase")}
-    assert cases[("gpu01.rank3", "allreduce")].find("failure").get("message") == "wrong sum"
-    assert cases[("gpu01.rank2", "compile")].find("skipped").get("message") == "no C compiler"
-    assert cases[("gpu01.rank2", "gemm")].get("time") == "1.500"
+    assert sorted(cases) == [("gpu01.node", n) for n in ("allreduce", "compile", "gemm", "straggler")]
+    assert cases[("gpu01.node", "allreduce")].find("failure").get("message") == "rank 3: wrong sum"
+    assert cases[("gpu01.node", "compile")].find("skipped").get("message") == "rank 2: no C compiler"
+    assert cases[("gpu01.node", "gemm")].get("time") == "1.500"
     assert "below the cluster median" in cases[("gpu01.node", "straggler")].find("failure").get("message")
     assert node1.find("properties/property").get("value") == "failed"
     missing = suites[2].find("testcase")
@@ -37,7 +39,7 @@ def test_junit_escapes_messages(cluster_rep):
     rep["nodes"][1]["ranks"][1]["checks"][1]["message"] = 'a <b> & "c"'
     root = ET.fromstring(render.to_junit(rep).split("\n", 1)[1])
     msgs = [f.get("message") for f in root.iter("failure")]
-    assert 'a <b> & "c"' in msgs
+    assert 'rank 3: a <b> & "c"' in msgs
 
 
 def test_text_table(cluster_rep):

@@ -101,7 +101,8 @@ def test_two_torchrun_nodes_pass_with_one_report(tmp_path):
     assert ar["metrics"]["num_nodes"] == 2 and ar["metrics"]["world_size"] == 4
     assert ar["metrics"]["intranode_busbw_GBps"] > 0 and ar["metrics"]["world_busbw_GBps"] > 0
     root = ET.parse(tmp_path / "junit.xml").getroot()
-    assert root.get("tests") == "6" and root.get("failures") == "0"
+    # a testcase per check per node, and a straggler testcase per node (issue 10, class 11: not per rank)
+    assert root.get("tests") == "4" and root.get("failures") == "0"
     assert not left, left
 
 
