@@ -42,6 +42,13 @@ def test_repeats_alternate_their_order_and_blocks_are_calibrated():
     assert [vo.order(r) for r in range(3)] == [("a", "b"), ("b", "a"), ("a", "b")]
     assert vo.calibrated_iters(1e-3, 0.5) == 550  # >= 0.5 s with a 10 % margin
     assert vo.calibrated_iters(10.0, 0.5) == 3 and vo.calibrated_iters(0.0, 0.5) == 1_000_000
+    asked: list[int] = []
+
+    def block(k: int) -> float:  # 1 ms a call
+        asked.append(k)
+        return 1e-3
+
+    assert vo.calibrate(block, 0.5) == 625 and asked == [5, 10, 20, 40, 80, 160, 320]
 
 
 def test_summary_and_verdicts_cover_every_section():
