@@ -98,6 +98,19 @@ def calibrated_iters(seconds_per_call: float, block_s: float, lo: int = 3, hi: i
     return max(lo, min(hi, math.ceil(1.1 * block_s / seconds_per_call)))
 
 
+def calibrate(seconds_per_call: Callable[[int], float], block_s: float, start: int = 5,
+              hi: int = 1_000_000) -> int:
+    """Iterations for timed blocks of at least ``block_s``: like timeit's autorange, double a
+    block until it lasts half of ``block_s``, then scale with a 25 % margin (one short probe on a
+    busy machine gave blocks of a fifth of the target)."""
+    k = start
+    while True:
+        per_call = seconds_per_call(k)
+        if per_call * k >= block_s / 2 or k >= hi:
+            return calibrated_iters(per_call, block_s * 1.25 / 1.1, lo=start, hi=hi)
+        k = min(hi, k * 2)
+
+
 def verdicts(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """Every judged row of a result document: (label, row) pairs."""
     out = []
@@ -214,9 +227,8 @@ def collective_pairs(device, *, ops=COLLECTIVES, sizes=(1 << 20,), repeats: int 
                     raise
                 out[op] = {"skipped": reason}
                 break
-            # calibrate: a short direct block, then enough iterations for block_s (agreed: MAX)
-            probe = direct_loop(fn, args, warmup, 5, device, group)
-            iters = int(_slowest(calibrated_iters(probe, block_s), device, group))
+            iters = calibrate(lambda k, fn=fn, args=args: direct_loop(fn, args, warmup, k, device, group), block_s)
+            iters = int(_slowest(iters, device, group))  # every rank runs the same count
             h, d = [], []
             for rep in range(repeats):
                 for side in order(rep):
