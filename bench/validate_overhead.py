@@ -24,11 +24,13 @@ one disturbed block does not decide a 5 % judgement on a shared 2-core machine:
                least ``--block-s`` (0.5 s). Time = the slowest rank's, on both sides. Loss =
                1 - t_direct / t_harness (the bandwidth the harness under-reports). A collective the
                backend lacks is skipped with its error. Target (issue 16): <= 5 %.
-  watcher      One process times fp32 GEMMs (``--gemm-n``) for ``--seconds`` per block with the
-               watcher off and on. Without a GPU the watcher samples the time-scripted fake NVML of
-               tests/fixtures (2 GPUs, all counters) at the runner's interval in the GEMM's own
-               process: harder than a real run, where the watcher lives in the runner process and
-               the GEMM in a worker. Loss = 1 - GFLOPS_on / GFLOPS_off. Target (issue 16): <= 2 %.
+  watcher      One process times fp32 GEMMs (``--gemm-n``; on GPU 0 with ``--device cuda``) for
+               ``--seconds`` per block with the watcher off and on. On GPUs the watcher reads the
+               real NVML of every GPU; without one it samples the time-scripted fake NVML of
+               tests/fixtures (2 GPUs, all counters). Either way at the runner's interval and in
+               the GEMM's own process: harder than a real run, where the watcher lives in the
+               runner process and the GEMM in a worker. Loss = 1 - GFLOPS_on / GFLOPS_off.
+               Target (issue 16): <= 2 %.
 
 On a shared machine the figures are noisy; the per-pair losses are in the JSON (``--json``).
 
@@ -301,19 +303,30 @@ def bench_collectives(args) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- watcher on a GEMM
 
 
-def gemm_gflops(n: int, seconds: float) -> Callable[[], float]:
+def gemm_gflops(n: int, seconds: float, device: str = "cpu") -> Callable[[], float]:
+    """A block of fp32 n x n products lasting ``seconds``, in GFLOPS (synchronised on GPUs, in
+    batches of 8 so the launch queue never runs ahead of the clock)."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
+    dev = torch.device(device)
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    out = torch.empty(n, n, device=dev)
+    batch = 8 if dev.type == "cuda" else 1
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
 
     def run() -> float:
         for _ in range(2):
             torch.matmul(a, b, out=out)
+        sync()
         done, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            torch.matmul(a, b, out=out)
-            done += 1
+            for _ in range(batch):
+                torch.matmul(a, b, out=out)
+            sync()
+            done += batch
         return 2 * n ** 3 * done / (time.perf_counter() - t0) / 1e9
 
     return run
@@ -346,10 +359,12 @@ def bench_watcher(args) -> dict[str, Any]:
     from envcheck.validate import watch
 
     torch.set_num_threads(max(1, args.threads))
+    gpus = 2  # the fake NVML's GPUs
     if args.device == "cuda":
         def backend():
             return None  # the real NVML
         nvml = "real"
+        gpus = torch.cuda.device_count()
     else:
         from fake_nvml_watch import scripted
 
@@ -358,7 +373,7 @@ def bench_watcher(args) -> dict[str, Any]:
         nvml = "fake (tests/fixtures, 2 GPUs)"
 
     def start():
-        return watch.begin("cuda", 2, backend=backend(), interval=args.interval)
+        return watch.begin("cuda", gpus, backend=backend(), interval=args.interval)
 
     # CPU cost of the watcher alone (noise-free on a shared machine): CPU seconds per wall second
     handle = start()
@@ -368,7 +383,7 @@ def bench_watcher(args) -> dict[str, Any]:
     time.sleep(args.seconds)
     handle.stop()
     cpu_share = (time.process_time() - c0) / (time.perf_counter() - w0)
-    row = watcher_pairs(gemm_gflops(args.gemm_n, args.seconds), start, args.repeats)
+    row = watcher_pairs(gemm_gflops(args.gemm_n, args.seconds, args.device), start, args.repeats)
     row.update({"cpu_share_alone": round(cpu_share, 5), "interval_s": args.interval, "nvml": nvml,
                 "gemm_n": args.gemm_n, "block_s": args.seconds})
     return row
@@ -602,10 +617,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=2, help="collectives warm-up calls on both sides")
     ap.add_argument("--gemm-seconds", type=float, default=0.75,
                     help="cli: seconds of timed GEMM products per dtype on each side")
-    ap.add_argument("--gemm-n", type=int, default=512, help="watcher: GEMM size")
+    ap.add_argument("--gemm-n", type=int, default=None, help="watcher: GEMM size (512 on the CPU, 8192 on GPUs)")
     ap.add_argument("--seconds", type=float, default=1.0, help="watcher: seconds per GEMM block")
     ap.add_argument("--interval", type=float, default=0.25, help="watcher: sampling interval (the runner's)")
-    ap.add_argument("--threads", type=int, default=1, help="watcher: torch threads of the GEMM")
+    ap.add_argument("--threads", type=int, default=1, help="watcher: torch threads of a CPU GEMM")
     ap.add_argument("--json", dest="json_path")
     ap.add_argument("--check", action="store_true", help="exit 1 when a judged row is over its target")
     ap.add_argument("validate_args", nargs="*", help="cli: extra validate options, after --")
@@ -616,6 +631,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [s for s in args.sections if s not in SECTIONS] + [o for o in args.ops if o not in COLLECTIVES]
     if bad or args.repeats < 1 or not math.isfinite(args.block_s) or args.block_s < 0:
         ap.error(f"bad value(s): {', '.join(bad) or 'repeats/block-s'}")
+    if args.gemm_n is None:
+        args.gemm_n = 8192 if args.device == "cuda" else 512
     if args.world is None:
         args.world = max(1, torch.cuda.device_count()) if args.device == "cuda" else 2
     return args
