@@ -32,7 +32,12 @@ one disturbed block does not decide a 5 % judgement on a shared 2-core machine:
                runner process and the GEMM in a worker. Loss = 1 - GFLOPS_on / GFLOPS_off.
                Target (issue 16): <= 2 %.
 
-On a shared machine the figures are noisy; the per-pair losses are in the JSON (``--json``).
+Noise floor: in the collectives and watcher sections each repeat also times the reference side a
+second time (A/A control, ``--no-control`` skips it). The median absolute A/A loss says how well
+this machine resolves a difference right now; a row whose noise floor is above half its target
+is reported NOISY instead of PASS/FAIL (on the shared 2-core development VM, A/A pairs of 0.5 s
+blocks differed by tens of percent). ``--check`` exits 1 on a FAIL, else 2 on a NOISY row.
+The per-pair losses are in the JSON (``--json``).
 
     python3 bench/validate_overhead.py [--repeats 5] [--sections cli,collectives,watcher]
         [--sizes 65536,1048576,16777216] [--block-s 0.5] [--json out.json] [--check]
@@ -79,18 +84,30 @@ def pair_losses(measured: list[float], reference: list[float], *, kind: str) -> 
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def judge(losses: list[float], target: float, *, judged: bool = True) -> dict[str, Any]:
-    """The median of the per-pair losses and its verdict against ``target`` (PASS, FAIL, or
-    INFO for rows shown but not judged)."""
+def judge(losses: list[float], target: float, *, judged: bool = True,
+          control: list[float] | None = None) -> dict[str, Any]:
+    """The median of the per-pair losses and its verdict against ``target``: PASS, FAIL, INFO
+    for rows shown but not judged, or NOISY when the A/A control (the reference side timed
+    against itself in the same repeats) says the machine cannot resolve the target: the median
+    absolute A/A loss, the noise floor, is above half the target."""
     med = statistics.median(losses)
     verdict = ("PASS" if med <= target else "FAIL") if judged else "INFO"
-    return {"loss": round(med, 4), "pairs": len(losses), "spread": [round(min(losses), 4), round(max(losses), 4)],
-            "losses": [round(v, 4) for v in losses], "target": target, "verdict": verdict}
+    row: dict[str, Any] = {"loss": round(med, 4), "pairs": len(losses),
+                           "spread": [round(min(losses), 4), round(max(losses), 4)],
+                           "losses": [round(v, 4) for v in losses], "target": target}
+    if control:
+        noise = statistics.median(abs(v) for v in control)
+        row.update(noise=round(noise, 4), control=[round(v, 4) for v in control])
+        if judged and noise > target / 2:
+            verdict = "NOISY"
+    row["verdict"] = verdict
+    return row
 
 
-def order(repeat: int) -> tuple[str, str]:
-    """A then B on even repeats, B then A on odd ones."""
-    return ("a", "b") if repeat % 2 == 0 else ("b", "a")
+def order(repeat: int, sides: tuple[str, ...] = ("a", "b")) -> tuple[str, ...]:
+    """The sides of one repeat, rotated by one each repeat: A,B then B,A (A,B,C; B,C,A; C,A,B)."""
+    k = repeat % len(sides)
+    return sides[k:] + sides[:k]
 
 
 def calibrated_iters(seconds_per_call: float, block_s: float, lo: int = 3, hi: int = 1_000_000) -> int:
@@ -205,9 +222,11 @@ def harness(op: str, size: int, warmup: int, iters: int, device, group) -> float
 
 
 def collective_pairs(device, *, ops=COLLECTIVES, sizes=(1 << 20,), repeats: int = 5, block_s: float = 0.5,
-                     warmup: int = 2, group=None, say: Callable[[str], None] = lambda _t: None) -> dict[str, Any]:
+                     warmup: int = 2, group=None, control: bool = True,
+                     say: Callable[[str], None] = lambda _t: None) -> dict[str, Any]:
     """Interleaved harness / direct pairs per collective and size, in an initialised process group
-    (every rank calls it with the same arguments and gets the same answer)."""
+    (every rank calls it with the same arguments and gets the same answer); ``control`` adds a
+    second direct block per repeat (the A/A noise floor)."""
     import torch
     import torch.distributed as dist
 
@@ -231,16 +250,16 @@ def collective_pairs(device, *, ops=COLLECTIVES, sizes=(1 << 20,), repeats: int 
                 break
             iters = calibrate(lambda k, fn=fn, args=args: direct_loop(fn, args, warmup, k, device, group), block_s)
             iters = int(_slowest(iters, device, group))  # every rank runs the same count
-            h, d = [], []
+            h, d, d2 = [], [], []
             for rep in range(repeats):
-                for side in order(rep):
+                for side in order(rep, ("a", "b", "c") if control else ("a", "b")):
                     if side == "a":
                         h.append(harness(op, size, warmup, iters, device, group))
                     else:
-                        d.append(direct_loop(fn, args, warmup, iters, device, group))
+                        (d if side == "b" else d2).append(direct_loop(fn, args, warmup, iters, device, group))
             del fn, args
             out[op]["sizes"][size] = {"iters": iters, "warmup": warmup, "harness_s": h, "direct_s": d,
-                                      "block_s": round(min(d) * iters, 3)}
+                                      "control_s": d2, "block_s": round(min(d) * iters, 3)}
             say(f"{op} {size} B: {iters} iterations x {repeats} pairs")
     return out
 
@@ -256,7 +275,7 @@ def _rank(rank: int, world: int, port: int, device: str, params: dict, out_path:
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     say = (lambda t: print(t, file=sys.stderr, flush=True)) if rank == 0 else (lambda _t: None)
     res = collective_pairs(dev, ops=params["ops"], sizes=params["sizes"], repeats=params["repeats"],
-                           block_s=params["block_s"], warmup=params["warmup"], say=say)
+                           block_s=params["block_s"], warmup=params["warmup"], control=params["control"], say=say)
     if rank == 0:
         Path(out_path).write_text(json.dumps(res))
     dist.destroy_process_group()
@@ -277,7 +296,8 @@ def summarize_collectives(raw: dict[str, Any]) -> dict[str, Any]:
             continue
         ops[op] = {"sizes": {}}
         for size, s in r["sizes"].items():
-            row = judge(pair_losses(s["harness_s"], s["direct_s"], kind="time"), TARGET)
+            control = pair_losses(s["control_s"], s["direct_s"], kind="time") if s.get("control_s") else None
+            row = judge(pair_losses(s["harness_s"], s["direct_s"], kind="time"), TARGET, control=control)
             row.update({"iters": s["iters"], "block_s": s["block_s"],
                         "harness_us": round(statistics.median(s["harness_s"]) * 1e6, 2),
                         "direct_us": round(statistics.median(s["direct_s"]) * 1e6, 2)})
@@ -291,7 +311,7 @@ def bench_collectives(args) -> dict[str, Any]:
     import torch.multiprocessing as mp
 
     params = {"ops": list(args.ops), "sizes": list(args.sizes), "repeats": args.repeats, "block_s": args.block_s,
-              "warmup": args.warmup}
+              "warmup": args.warmup, "control": args.control}
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "r.json")
         mp.spawn(_rank, args=(args.world, _free_port(), args.device, params, out), nprocs=args.world, join=True)
@@ -332,20 +352,23 @@ def gemm_gflops(n: int, seconds: float, device: str = "cpu") -> Callable[[], flo
     return run
 
 
-def watcher_pairs(gflops: Callable[[], float], start: Callable[[], Any], repeats: int) -> dict[str, Any]:
-    """Interleaved off / on GEMM blocks; ``start()`` starts a watcher (or returns why not)."""
-    off, on, samples = [], [], []
+def watcher_pairs(gflops: Callable[[], float], start: Callable[[], Any], repeats: int,
+                  control: bool = False) -> dict[str, Any]:
+    """Interleaved off / on GEMM blocks; ``start()`` starts a watcher (or returns why not);
+    ``control`` adds a second off block per repeat (the A/A noise floor)."""
+    off, on, off2, samples = [], [], [], []
     for rep in range(repeats):
-        for side in order(rep):
-            if side == "a":
-                off.append(gflops())
+        for side in order(rep, ("a", "b", "c") if control else ("a", "b")):
+            if side in ("a", "c"):
+                (off if side == "a" else off2).append(gflops())
                 continue
             handle = start()
             if isinstance(handle, str):
                 return {"error": handle}
             on.append(gflops())
             samples.append(handle.stop()["samples"])
-    row = judge(pair_losses(on, off, kind="rate"), TARGET_WATCH)
+    row = judge(pair_losses(on, off, kind="rate"), TARGET_WATCH,
+                control=pair_losses(off2, off, kind="rate") if control else None)
     row.update({"gflops_off": round(statistics.median(off), 3), "gflops_on": round(statistics.median(on), 3),
                 "samples_per_block": samples, "off": [round(v, 3) for v in off], "on": [round(v, 3) for v in on]})
     return row
@@ -383,7 +406,7 @@ def bench_watcher(args) -> dict[str, Any]:
     time.sleep(args.seconds)
     handle.stop()
     cpu_share = (time.process_time() - c0) / (time.perf_counter() - w0)
-    row = watcher_pairs(gemm_gflops(args.gemm_n, args.seconds, args.device), start, args.repeats)
+    row = watcher_pairs(gemm_gflops(args.gemm_n, args.seconds, args.device), start, args.repeats, args.control)
     row.update({"cpu_share_alone": round(cpu_share, 5), "interval_s": args.interval, "nvml": nvml,
                 "gemm_n": args.gemm_n, "block_s": args.seconds})
     return row
@@ -577,15 +600,16 @@ def render(result: dict[str, Any]) -> str:
         lines += ["", f"collectives: validate's harness vs a direct loop, {col['world']} ranks over {col['backend']}, "
                       f"same process group (target <= {TARGET:.0%})",
                   f"  {'collective':<16}{'bytes':>10}{'iters':>8}{'block s':>9}{'harness us':>12}{'direct us':>11}"
-                  f"{'loss':>10}{'spread':>20}  verdict"]
+                  f"{'loss':>10}{'spread':>20}{'noise':>9}  verdict"]
         for op, r in col["ops"].items():
             if "skipped" in r:
                 lines.append(f"  {op:<16}skipped: {r['skipped']}")
                 continue
             for size, s in r["sizes"].items():
                 spread = f"{_pct(s['spread'][0])}..{_pct(s['spread'][1])}"
+                noise = f"{100 * s['noise']:.1f} %" if "noise" in s else "-"
                 lines.append(f"  {op:<16}{size:>10}{s['iters']:>8}{s['block_s']:>9.2f}{s['harness_us']:>12.1f}"
-                             f"{s['direct_us']:>11.1f}{_pct(s['loss']):>10}{spread:>20}  {s['verdict']}")
+                             f"{s['direct_us']:>11.1f}{_pct(s['loss']):>10}{spread:>20}{noise:>9}  {s['verdict']}")
     w = result.get("watcher")
     if w:
         lines.append("")
@@ -595,10 +619,18 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"watcher ({w['nvml']} NVML, every {w['interval_s']} s) on a {w['gemm_n']}^2 fp32 GEMM, "
                          f"{w['block_s']} s blocks: {w['gflops_off']:.2f} GFLOPS off, {w['gflops_on']:.2f} on: loss "
                          f"{_pct(w['loss'])} (spread {_pct(w['spread'][0])}..{_pct(w['spread'][1])}; target <= "
-                         f"{TARGET_WATCH:.0%}) {w['verdict']}; alone it uses {100 * w['cpu_share_alone']:.2f} % of "
-                         f"one core")
+                         f"{TARGET_WATCH:.0%}; A/A noise {100 * w.get('noise', 0):.1f} %) {w['verdict']}; alone it "
+                         f"uses {100 * w['cpu_share_alone']:.2f} % of one core")
     failed = [label for label, r in verdicts(result) if r["verdict"] == "FAIL"]
-    lines += ["", f"over target: {', '.join(failed)}" if failed else "every judged row within its target"]
+    noisy = [label for label, r in verdicts(result) if r["verdict"] == "NOISY"]
+    lines.append("")
+    if failed:
+        lines.append(f"over target: {', '.join(failed)}")
+    if noisy:
+        lines.append(f"too noisy to judge (A/A noise above half the target; rerun on a quiet machine or with more "
+                     f"--repeats): {', '.join(noisy)}")
+    if not failed and not noisy:
+        lines.append("every judged row within its target")
     return "\n".join(lines)
 
 
@@ -621,8 +653,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=1.0, help="watcher: seconds per GEMM block")
     ap.add_argument("--interval", type=float, default=0.25, help="watcher: sampling interval (the runner's)")
     ap.add_argument("--threads", type=int, default=1, help="watcher: torch threads of a CPU GEMM")
+    ap.add_argument("--no-control", dest="control", action="store_false",
+                    help="collectives and watcher: skip the A/A control block (the noise floor) of each repeat")
     ap.add_argument("--json", dest="json_path")
-    ap.add_argument("--check", action="store_true", help="exit 1 when a judged row is over its target")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 when a judged row is over its target, else 2 when a row is too noisy to judge")
     ap.add_argument("validate_args", nargs="*", help="cli: extra validate options, after --")
     args = ap.parse_args(argv)
     args.sections = [s for s in args.sections.split(",") if s]
@@ -656,8 +691,10 @@ def main(argv: list[str] | None = None) -> int:
     print(render(result))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(result, indent=2) + "\n")
-    failed = any(r["verdict"] == "FAIL" for _label, r in verdicts(result))
-    return 1 if (failed and args.check) else 0
+    seen = {r["verdict"] for _label, r in verdicts(result)}
+    if not args.check:
+        return 0
+    return 1 if "FAIL" in seen else 2 if "NOISY" in seen else 0
 
 
 if __name__ == "__main__":

@@ -38,8 +38,19 @@ def test_the_median_pair_decides_not_the_best_or_the_worst():
     assert vo.judge([0.5], 0.05, judged=False)["verdict"] == "INFO"
 
 
+
+def test_an_aa_control_above_half_the_target_makes_a_row_noisy():
+    quiet = vo.judge([0.01, 0.02, 0.03], 0.05, control=[0.01, -0.02, 0.005])
+    assert quiet["verdict"] == "PASS" and quiet["noise"] == 0.01
+    assert vo.judge([0.10, 0.12, 0.09], 0.05, control=[0.01, -0.01, 0.0])["verdict"] == "FAIL"
+    noisy = vo.judge([0.01, 0.02, 0.03], 0.05, control=[0.3, -0.2, 0.01])
+    assert noisy["verdict"] == "NOISY" and noisy["noise"] == 0.2
+    assert vo.judge([0.3], 0.05, judged=False, control=[0.3])["verdict"] == "INFO"
+
+
 def test_repeats_alternate_their_order_and_blocks_are_calibrated():
     assert [vo.order(r) for r in range(3)] == [("a", "b"), ("b", "a"), ("a", "b")]
+    assert [vo.order(r, ("a", "b", "c")) for r in range(3)] == [("a", "b", "c"), ("b", "c", "a"), ("c", "a", "b")]
     assert vo.calibrated_iters(1e-3, 0.5) == 550  # >= 0.5 s with a 10 % margin
     assert vo.calibrated_iters(10.0, 0.5) == 3 and vo.calibrated_iters(0.0, 0.5) == 1_000_000
     asked: list[int] = []
@@ -84,6 +95,10 @@ def test_watcher_pairs_interleave_off_and_on():
     assert calls == ["start", "stop", "start", "stop"] and row["samples_per_block"] == [3, 3]
     assert vo.watcher_pairs(lambda: 1.0, lambda: "not available, because x", 1) == {"error": "not available, because x"}
 
+    rates = iter([100.0, 99.0, 100.0])  # off, on, off again (the A/A control)
+    row = vo.watcher_pairs(lambda: next(rates), start, 1, control=True)
+    assert row["on"] == [99.0] and row["control"] == [0.0] and row["verdict"] == "PASS"
+
 
 @needs_torch
 def test_smoke_run_of_collectives_and_watcher(tmp_path):
@@ -101,7 +116,8 @@ def test_smoke_run_of_collectives_and_watcher(tmp_path):
             assert r["skipped"]
             continue
         row = r["sizes"]["1024"]
-        assert row["pairs"] == 2 and row["verdict"] in ("PASS", "FAIL") and row["iters"] >= 3
-        assert row["harness_us"] > 0 and row["direct_us"] > 0
-    assert doc["watcher"]["pairs"] == 2 and doc["watcher"]["nvml"].startswith("fake")
+        assert row["pairs"] == 2 and row["iters"] >= 3
+        assert row["harness_us"] > 0 and row["direct_us"] > 0 and len(row["control"]) == 2
+        assert row["verdict"] in ("PASS", "FAIL", "NOISY")
+    assert doc["watcher"]["pairs"] == 2 and doc["watcher"]["nvml"].startswith("fake") and "noise" in doc["watcher"]
     assert "collectives: validate's harness vs a direct loop, 2 ranks over gloo" in proc.stdout
