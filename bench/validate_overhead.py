@@ -120,12 +120,14 @@ def calibrated_iters(seconds_per_call: float, block_s: float, lo: int = 3, hi: i
 def calibrate(seconds_per_call: Callable[[int], float], block_s: float, start: int = 5,
               hi: int = 1_000_000) -> int:
     """Iterations for timed blocks of at least ``block_s``: like timeit's autorange, double a
-    block until it lasts half of ``block_s``, then scale with a 25 % margin (one short probe on a
-    busy machine gave blocks of a fifth of the target)."""
+    block until it lasts half of ``block_s``, time that block twice more and scale the fastest of
+    the three with a 25 % margin (one short probe on a busy machine gave blocks of a fifth of the
+    target; a slow probe gives too few iterations once the machine is quieter)."""
     k = start
     while True:
         per_call = seconds_per_call(k)
         if per_call * k >= block_s / 2 or k >= hi:
+            per_call = min([per_call, seconds_per_call(k), seconds_per_call(k)])
             return calibrated_iters(per_call, block_s * 1.25 / 1.1, lo=start, hi=hi)
         k = min(hi, k * 2)
 

@@ -59,7 +59,13 @@ def test_repeats_alternate_their_order_and_blocks_are_calibrated():
         asked.append(k)
         return 1e-3
 
-    assert vo.calibrate(block, 0.5) == 625 and asked == [5, 10, 20, 40, 80, 160, 320]
+    assert vo.calibrate(block, 0.5) == 625 and asked == [5, 10, 20, 40, 80, 160, 320, 320, 320]
+    speeds = iter([4e-3, 1e-3, 2e-3])  # the fastest of the three probes decides
+
+    def noisy(k: int) -> float:
+        return next(speeds)
+
+    assert vo.calibrate(noisy, 0.5, start=100) == 625
 
 
 def test_summary_and_verdicts_cover_every_section():
