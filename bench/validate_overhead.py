@@ -32,8 +32,8 @@ one disturbed block does not decide a 5 % judgement on a shared 2-core machine:
                runner process and the GEMM in a worker. Loss = 1 - GFLOPS_on / GFLOPS_off.
                Target (issue 16): <= 2 %.
 
-Noise floor: in the collectives and watcher sections each repeat also times the reference side a
-second time (A/A control, ``--no-control`` skips it). The median absolute A/A loss says how well
+Noise floor: in every section each repeat also times the reference side a second time (A/A
+control, ``--no-control`` skips it). The median absolute A/A loss says how well
 this machine resolves a difference right now; a row whose noise floor is above half its target
 is reported NOISY instead of PASS/FAIL (on the shared 2-core development VM, A/A pairs of 0.5 s
 blocks differed by tens of percent). ``--check`` exits 1 on a FAIL, else 2 on a NOISY row.
@@ -428,11 +428,14 @@ def _env() -> dict[str, str]:
 
 def run_validate(gemm_seconds: float, extra: list[str]) -> dict:
     # burn-in gives the GEMM two thirds of --duration (validate/config.py), split over the dtypes.
-    duration = gemm_seconds * GEMM_DTYPES * 1.5
+    duration = max(1.0, gemm_seconds * GEMM_DTYPES * 1.5)  # validate's --duration starts at 1 s
     out = subprocess.run([sys.executable, "-m", "envcheck", "validate", "--checks", "gemm,allreduce",
                           "--profile", "burn-in", "--duration", f"{duration:g}", "--format", "json", *extra],
                          capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=1800)
-    doc = json.loads(out.stdout)
+    try:
+        doc = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"validate printed no JSON (exit {out.returncode}): {out.stderr[-2000:]}") from None
     bad = [c for c in doc["checks"] if c["status"] != "pass"]
     if bad:
         raise SystemExit(f"validate did not pass: {bad}")
@@ -529,10 +532,12 @@ def bench_cli(args) -> dict[str, Any]:
     d_gemm: dict[str, list[float]] = {}
     v_ar: dict[int, list[float]] = {}
     d_ar: dict[int, list[float]] = {}
+    c_gemm: dict[str, list[float]] = {}  # the direct side again: the A/A control
+    c_ar: dict[int, list[float]] = {}
     setup: dict[str, Any] = {}
     for rep in range(args.repeats):
         doc = None
-        for side in order(rep):
+        for side in order(rep, ("a", "b", "c") if args.control else ("a", "b")):
             if side == "a":
                 doc = run_validate(args.gemm_seconds, args.validate_args)
                 checks = {c["name"]: c for c in doc["checks"]}
@@ -553,15 +558,17 @@ def bench_cli(args) -> dict[str, Any]:
             else:
                 if not setup:  # the direct side needs validate's sizes: first repeat runs validate first
                     continue
+                gemm_to, ar_to = (d_gemm, d_ar) if side == "b" else (c_gemm, c_ar)
                 for dt, v in direct_gemm(setup["gemm_device"], setup["gemm"], setup["gemm_warmup"]).items():
-                    d_gemm.setdefault(dt, []).append(v)
+                    gemm_to.setdefault(dt, []).append(v)
                 for size, sec in direct_allreduce(setup["device"], int(setup["world_size"]), setup["sizes"],
                                                   setup["allreduce_warmup"], setup["allreduce_iters"]).items():
-                    d_ar.setdefault(size, []).append(sec)
+                    ar_to.setdefault(size, []).append(sec)
         print(f"cli: repeat {rep + 1}/{args.repeats} done", file=sys.stderr)
     out: dict[str, Any] = {"setup": setup, "gemm": {}, "allreduce": {}}
     for dt, v in v_gemm.items():
-        row = judge(pair_losses(v, d_gemm[dt], kind="rate"), TARGET)
+        control = pair_losses(c_gemm[dt], d_gemm[dt], kind="rate") if c_gemm.get(dt) else None
+        row = judge(pair_losses(v, d_gemm[dt], kind="rate"), TARGET, control=control)
         row.update({"n": setup["gemm"][dt]["n"], "products": setup["gemm"][dt]["products"],
                     "validate_tflops": round(statistics.median(v), 4),
                     "direct_tflops": round(statistics.median(d_gemm[dt]), 4)})
@@ -569,7 +576,8 @@ def bench_cli(args) -> dict[str, Any]:
     for size in sorted(v_ar):
         d = d_ar[size]
         judged = size >= ALLREDUCE_JUDGED_MIN and statistics.median(d) * setup["allreduce_iters"] >= args.block_s
-        row = judge(pair_losses(v_ar[size], d, kind="time"), TARGET, judged=judged)
+        control = pair_losses(c_ar[size], d, kind="time") if c_ar.get(size) else None
+        row = judge(pair_losses(v_ar[size], d, kind="time"), TARGET, judged=judged, control=control)
         row.update({"validate_us": round(statistics.median(v_ar[size]) * 1e6, 2),
                     "direct_us": round(statistics.median(d) * 1e6, 2)})
         out["allreduce"][size] = row
@@ -583,20 +591,24 @@ def _pct(v: float) -> str:
     return f"{100 * v:+.1f} %"
 
 
+def _noise(row: dict[str, Any]) -> str:
+    return f"{100 * row['noise']:.1f} %" if "noise" in row else "-"
+
+
 def render(result: dict[str, Any]) -> str:
     lines = [f"validate overhead: {result['repeats']} interleaved pair(s) per row, median of the per-pair "
              f"losses (torch {result['torch']}, {result['device']})"]
     cli = result.get("cli")
     if cli:
         lines += ["", f"cli: envcheck validate --checks gemm,allreduce vs direct loops (target <= {TARGET:.0%})",
-                  f"  {'GEMM':<10}{'n':>6}{'validate TFLOPS':>17}{'direct TFLOPS':>15}{'loss':>10}  verdict"]
+                  f"  {'GEMM':<10}{'n':>6}{'validate TFLOPS':>17}{'direct TFLOPS':>15}{'loss':>10}{'noise':>9}  verdict"]
         for dt, r in cli["gemm"].items():
             lines.append(f"  {dt:<10}{r['n']:>6}{r['validate_tflops']:>17.4f}{r['direct_tflops']:>15.4f}"
-                         f"{_pct(r['loss']):>10}  {r['verdict']}")
-        lines.append(f"  {'all-reduce B':<16}{'validate us':>14}{'direct us':>12}{'loss':>10}  verdict")
+                         f"{_pct(r['loss']):>10}{_noise(r):>9}  {r['verdict']}")
+        lines.append(f"  {'all-reduce B':<16}{'validate us':>14}{'direct us':>12}{'loss':>10}{'noise':>9}  verdict")
         for size, r in cli["allreduce"].items():
-            lines.append(f"  {size:<16}{r['validate_us']:>14.1f}{r['direct_us']:>12.1f}{_pct(r['loss']):>10}  "
-                         f"{r['verdict']}")
+            lines.append(f"  {size:<16}{r['validate_us']:>14.1f}{r['direct_us']:>12.1f}{_pct(r['loss']):>10}"
+                         f"{_noise(r):>9}  {r['verdict']}")
     col = result.get("collectives")
     if col:
         lines += ["", f"collectives: validate's harness vs a direct loop, {col['world']} ranks over {col['backend']}, "
@@ -609,7 +621,7 @@ def render(result: dict[str, Any]) -> str:
                 continue
             for size, s in r["sizes"].items():
                 spread = f"{_pct(s['spread'][0])}..{_pct(s['spread'][1])}"
-                noise = f"{100 * s['noise']:.1f} %" if "noise" in s else "-"
+                noise = _noise(s)
                 lines.append(f"  {op:<16}{size:>10}{s['iters']:>8}{s['block_s']:>9.2f}{s['harness_us']:>12.1f}"
                              f"{s['direct_us']:>11.1f}{_pct(s['loss']):>10}{spread:>20}{noise:>9}  {s['verdict']}")
     w = result.get("watcher")
@@ -656,7 +668,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--interval", type=float, default=0.25, help="watcher: sampling interval (the runner's)")
     ap.add_argument("--threads", type=int, default=1, help="watcher: torch threads of a CPU GEMM")
     ap.add_argument("--no-control", dest="control", action="store_false",
-                    help="collectives and watcher: skip the A/A control block (the noise floor) of each repeat")
+                    help="skip the A/A control (the reference side timed a second time: the noise floor) of each repeat")
     ap.add_argument("--json", dest="json_path")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 when a judged row is over its target, else 2 when a row is too noisy to judge")
