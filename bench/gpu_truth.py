@@ -18,7 +18,8 @@ step that would start after the budget is spent is skipped and reported as such)
   pytest_gpu         python -m pytest -m gpu (JUnit XML)                                  [GPU]
   validate_quick     envcheck validate --quick --format json                              [GPU]
   validate_standard  envcheck validate --format json                                      [GPU]
-  validate_overhead  bench/validate_overhead.py --rounds 1 (GEMM vs a direct matmul loop) [GPU]
+  validate_overhead  bench/validate_overhead.py --rounds 1 --sizes 1048576,67108864 (GEMM and
+                     all-reduce vs direct loops, NCCL collectives vs direct loops, watcher on a GEMM) [GPU]
   quick_budget       bench/quick_budget.py --runs 1                                       [GPU]
 
 then a one-screen summary (summary.txt, summary.json; also on stdout): each step's status and
@@ -363,7 +364,7 @@ class Truth:
 
     def do_validate_overhead(self, st: Step) -> None:
         self.command(st, [self.py, str(ROOT / "bench" / "validate_overhead.py"), "--rounds", "1",
-                          "--json", str(self.out / "validate_overhead.json")], stdout_file="validate_overhead.txt")
+                          "--sizes", "1048576,67108864", "--json", str(self.out / "validate_overhead.json")], stdout_file="validate_overhead.txt")
         if (self.out / "validate_overhead.json").is_file():
             st.files.append("validate_overhead.json")
 
@@ -469,11 +470,23 @@ def render_summary(doc: dict) -> str:
             lines.append(f"{str(f['check']):<10}{str(f['metric']):<22}{str(f['device']):<8}{_fmt(f['value'])} "
                          f"{str(f['unit'] or ''):<7}{_fmt(f['spec'])}{_fmt(f['floor'])}  {f['status']}")
     ov = doc.get("overhead")
-    if isinstance(ov, dict) and ov.get("gemm"):
+    ov = ov if isinstance(ov, dict) else {}
+    gemm = ov.get("gemm") or (ov.get("cli") or {}).get("gemm")  # validate_overhead.json: under "cli"
+    if isinstance(gemm, dict) and gemm:
         lines += ["", "GEMM: validate vs direct torch.matmul loop (TFLOPS)"]
-        for dt, r in ov["gemm"].items():
+        for dt, r in gemm.items():
             lines.append(f"  {dt:<6} n={r.get('n')}  validate {r.get('validate_tflops')}  direct "
                          f"{r.get('direct_tflops')}  loss {100 * (r.get('loss') or 0):.1f}%")
+    rows = [(f"{op} {size}", r) for op, o in ((ov.get("collectives") or {}).get("ops") or {}).items()
+            if isinstance(o, dict) for size, r in (o.get("sizes") or {}).items() if isinstance(r, dict)]
+    if rows:
+        worst = max(rows, key=lambda x: x[1].get("loss") or 0)
+        counts = {v: sum(1 for _n, r in rows if r.get("verdict") == v) for v in ("PASS", "FAIL", "NOISY")}
+        lines.append(f"collectives harness vs direct: worst loss {100 * (worst[1].get('loss') or 0):.1f}% "
+                     f"({worst[0]} B); " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    w = ov.get("watcher")
+    if isinstance(w, dict) and "loss" in w:
+        lines.append(f"watcher on a GEMM: loss {100 * w['loss']:.1f}% (target 2%), {w.get('verdict')}")
     qb = doc.get("quick_budget")
     if isinstance(qb, list) and qb:
         lines.append(f"validate --quick cold: {max(r.get('wall_s') or 0 for r in qb):.1f} s wall (budget 50 s)")

@@ -8,7 +8,8 @@ Section shape (see tests/fixtures/snapshots/example_8xh100.json)::
     shm{path, total_bytes, free_bytes}, container{kind, evidence[]}, cgroup{version,
     memory_limit_bytes, memory_limit_source, cpu_quota_cores, cpu_quota_source}, wsl, ulimits{memlock_soft,
     memlock_hard, nofile_soft, nofile_hard}, kernel_modules{nvidia, nvidia_uvm, nvidia_peermem,
-    nouveau}, dev_nodes[], pci_nvidia_devices[{address, device_id, class}]
+    nouveau}, dev_nodes[], pci_nvidia_devices[{address, device_id, class}],
+    cwd_shadowing[{module, path, kind}] (``./torch/``, ``./json.py`` in the working directory)
 
 Every field is computed on its own: a failure becomes ``na("reason")`` for that field only.
 Filesystem facts are read below ``root`` (default ``/``) and variables from ``environ``, so
@@ -441,6 +442,28 @@ def nvidia_driver_packages(root: str | os.PathLike = "/") -> list[str]:
     return sorted(p.name[:-5].split(":")[0] for p in info.iterdir() if _DRIVER_PACKAGES.match(p.name))
 
 
+def cwd_shadowing(cwd: str | os.PathLike | None = None) -> list[dict]:
+    """The modules of recipes/cwd_shadowing.json that a folder ``<name>/__init__.py`` or a file
+    ``<name>.py`` in the working directory shadows for the user's own ``python -c`` / ``-m`` /
+    REPL started there (Python puts the cwd first on sys.path: docs "sys.path"). Paths are
+    relative (``./torch/``); only existence is checked (stat), no file is opened or listed, so
+    nothing else about the folder reaches the snapshot. envcheck's own children drop the cwd
+    from their path (proc.py), so doctor's torch probe is not affected by what this finds."""
+    from envcheck import recipes
+
+    base = Path(os.getcwd() if cwd is None else cwd)
+    out = []
+    for entry in recipes.load("cwd_shadowing")["modules"]:
+        name = entry["name"]
+        # A regular package wins over a module of the same name in one directory (importlib's
+        # FileFinder); both are reported, the package first.
+        if (base / name / "__init__.py").is_file():
+            out.append({"module": name, "path": f"./{name}/", "kind": "package"})
+        if (base / f"{name}.py").is_file():
+            out.append({"module": name, "path": f"./{name}.py", "kind": "module"})
+    return out
+
+
 def probe(root: str | os.PathLike = "/", environ: Mapping[str, str] | None = None) -> dict:
     """Every host fact; each one that cannot be read is na("reason")."""
     env = os.environ if environ is None else environ
@@ -473,4 +496,6 @@ def probe(root: str | os.PathLike = "/", environ: Mapping[str, str] | None = Non
         "nvidia_driver_packages": _field(lambda: nvidia_driver_packages(root)) if linux else not_linux,
         # NVSwitch functions and nvidia-fabricmanager (probes/fabric.py)
         "fabric": _field(lambda: fabric.probe(root)) if linux else not_linux,
+        # what the cwd shadows for the user's own `python -c`/`-m` (rules/env.py)
+        "cwd_shadowing": _field(cwd_shadowing),
     }

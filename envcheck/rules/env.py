@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from envcheck import recipes
 from envcheck.findings import Finding, Severity
 from envcheck.rules import rule
 from envcheck.rules._util import (
@@ -17,6 +18,7 @@ from envcheck.rules._util import (
     parse_visible_devices,
     torch_build,
     torch_site_packages,
+    version_tuple,
 )
 from envcheck.snapshot import get
 
@@ -171,3 +173,49 @@ def nccl_transport_disabled(snapshot: dict):
         evidence={**off, "gpu_count": nvidia_gpu_count(snapshot)},
         fix="`unset " + " ".join(off) + "` unless a known hardware problem needs it",
     )
+
+
+_SHADOWING = recipes.load("cwd_shadowing")
+
+
+@rule
+@emits("env.cwd-shadows-module")
+def cwd_shadows_module(snapshot: dict):
+    """``python -c``, ``python -m`` and the interactive interpreter put the working directory
+    first on sys.path (Python docs, "sys.path"), so a ``torch/`` package or a ``json.py`` there is
+    imported instead of the installed torch or the standard library's module: "import torch"
+    fails or gets the wrong code for every ``python`` the user starts here (issue 10, class 1).
+    Python >= 3.11 leaves the cwd off with ``-P`` or PYTHONSAFEPATH (recipes/cwd_shadowing.json).
+    doctor's own probe drops the cwd (envcheck/proc.py), so torch.* still judge the real torch."""
+    found = get(snapshot, "host.cwd_shadowing")
+    if not isinstance(found, list):
+        return
+    python = get(snapshot, "python.version")
+    version = version_tuple(python)
+    safe_from = version_tuple(_SHADOWING["path_rule"]["safe_path_from"])
+    if _var(snapshot, "PYTHONSAFEPATH") and version is not None and version >= safe_from:
+        return  # the user's python already leaves the cwd off sys.path
+    known = {m["name"]: m for m in _SHADOWING["modules"]}
+    if version is not None and version < safe_from:
+        fix = (f"rename it or run from another directory (`python -P` / PYTHONSAFEPATH=1 need Python "
+               f"\u2265 {_SHADOWING['path_rule']['safe_path_from']}; this is {python})")
+    else:
+        fix = "rename it, run from another directory, or use `python -P` / PYTHONSAFEPATH=1 (Python \u2265 3.11)"
+    installed = bool(get(snapshot, "torch.distributions")) or get(snapshot, "torch.status") == "ok"
+    for entry in found:
+        name, path = (entry.get("module"), entry.get("path")) if isinstance(entry, dict) else (None, None)
+        if name not in known or not isinstance(path, str):
+            continue
+        info = known[name]
+        what = ("the installed torch" if name == "torch" and installed
+                else f"the standard library's {name}" if info["kind"] == "stdlib" else name)
+        yield Finding(
+            id="env.cwd-shadows-module", severity=Severity.WARN,
+            title=f"`{path}` in the working directory shadows {what} for `python` started here",
+            evidence={"path": path, "module": name, "kind": entry.get("kind"), "role": info["why"],
+                      "python": python},
+            fix=fix,
+            detail="`python -c`, `python -m` and the interactive interpreter put the working directory first "
+                   "on sys.path (docs.python.org/3/library/sys.html#sys.path); doctor's own probe does not, "
+                   "so the torch reported here is the installed one",
+        )

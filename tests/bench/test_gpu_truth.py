@@ -170,7 +170,12 @@ def test_summary_lists_figures_next_to_spec_and_floor():
                     "validate_standard": [
             {"check": "gemm", "metric": "tflops_bf16", "device": "cuda:0", "value": 701.2, "unit": "TFLOPS",
              "spec": 989.4, "floor": 593.6, "status": "ok"}]},
-        "overhead": {"gemm": {"bf16": {"n": 8192, "validate_tflops": 700.0, "direct_tflops": 710.0, "loss": 0.0141}}},
+        "overhead": {"cli": {"gemm": {"bf16": {"n": 8192, "validate_tflops": 700.0, "direct_tflops": 710.0,
+                                               "loss": 0.0141}}},
+                     "collectives": {"ops": {"all_gather": {"sizes": {"1048576": {"loss": 0.021, "verdict": "PASS"},
+                                                                      "67108864": {"loss": 0.003, "verdict": "PASS"}}},
+                                             "broadcast": {"skipped": "x"}}},
+                     "watcher": {"loss": 0.004, "verdict": "PASS"}},
         "quick_budget": [{"wall_s": 21.4}],
         "doctor_timing": {"median_s": {"bare": 4.1, "doctor": 3.0}, "ratio": 0.73, "repeats": 3},
     }
@@ -181,6 +186,8 @@ def test_summary_lists_figures_next_to_spec_and_floor():
     assert "  differ  gpu 0 power.limit_w: snapshot 500.0 vs nvidia-smi 700.0" in text
     assert "gemm      tflops_bf16           cuda:0      701.2 TFLOPS     989.4    593.6  ok" in text
     assert "  bf16   n=8192  validate 700.0  direct 710.0  loss 1.4%" in text
+    assert "collectives harness vs direct: worst loss 2.1% (all_gather 1048576 B); 2 PASS, 0 FAIL, 0 NOISY" in text
+    assert "watcher on a GEMM: loss 0.4% (target 2%), PASS" in text
     assert "doctor 3.0 s vs import torch + cuda.init 4.1 s (medians of 3): 0.73x" in text
     assert "quick_only" not in text  # one figures table: the standard profile's
     assert len(text.splitlines()) <= 40  # one screen

@@ -270,3 +270,36 @@ def test_cgroup_unreadable_is_a_reason(tmp_path) -> None:
     assert host.cgroup_limits(tmp_path)["unavailable"] == "/proc/self/cgroup is not readable"
     root = make_root(tmp_path, {"/proc/self/cgroup": "garbage\n"})
     assert host.cgroup_limits(root)["unavailable"] == "no cgroup listed in /proc/self/cgroup"
+
+
+# ------------------------------------------------------------------ what the cwd shadows (issue 10, class 1)
+
+
+def test_cwd_shadowing_names_packages_and_modules_relative(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise RuntimeError('never read')\n")
+    (tmp_path / "json.py").write_text("raise RuntimeError('never read')\n")
+    (tmp_path / "numpy").mkdir()  # no __init__.py: a namespace folder, which an installed numpy beats
+    (tmp_path / "random.txt").write_text("")
+    (tmp_path / "my_secret_project.py").write_text("")  # not a shadowing name: never reported
+    monkeypatch.chdir(tmp_path)
+
+    def no_reading(*_a, **_k):
+        raise AssertionError("the probe opened a file")
+
+    monkeypatch.setattr(Path, "read_text", no_reading)
+    monkeypatch.setattr(Path, "open", no_reading)
+    facts = host.cwd_shadowing()
+    assert facts == [{"module": "torch", "path": "./torch/", "kind": "package"},
+                     {"module": "json", "path": "./json.py", "kind": "module"}]
+    assert str(tmp_path) not in json.dumps(facts)
+
+
+def test_cwd_shadowing_in_the_probe_and_when_the_cwd_is_gone(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert host.probe(root=tmp_path, environ={})["cwd_shadowing"] == []
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert is_na(host.probe(root=tmp_path, environ={})["cwd_shadowing"])

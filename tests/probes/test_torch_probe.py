@@ -339,3 +339,27 @@ def test_doctor_reports_a_broken_torch_with_exit_1(monkeypatch, fixture: str, st
     assert report["torch"]["status"] == status
     assert any(f["severity"] == "error" and f["id"].startswith("torch.") for f in report["findings"])
     no_child_left()
+
+
+def test_doctor_in_a_folder_holding_torch_reports_the_finding_and_the_real_torch(monkeypatch, tmp_path: Path) -> None:
+    """Issue 10, class 1: where doctor diagnoses the user's own `python -c` view, a torch/ in the
+    working directory is a finding of its own (env.cwd-shadows-module), not a broken probe: the
+    probe still imports and reports the installed torch."""
+    import importlib.metadata
+
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise RuntimeError('the cwd torch/ was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)
+    result = CliRunner().invoke(cli, ["doctor", "--format", "json", "--timeout", "60"])
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads(result.stdout)
+    assert report["torch"]["status"] == "ok"
+    assert report["torch"]["version"] == importlib.metadata.version("torch")
+    shadow = [f for f in report["findings"] if f["id"] == "env.cwd-shadows-module"]
+    assert [f["title"] for f in shadow] == [
+        "`./torch/` in the working directory shadows the installed torch for `python` started here"]
+    assert shadow[0]["severity"] == "warn" and "python -P" in shadow[0]["fix"]
+    assert not [f for f in report["findings"] if f["id"].startswith("torch.") and f["severity"] == "error"]
+    assert str(tmp_path) not in json.dumps(shadow)
+    no_child_left()

@@ -121,3 +121,65 @@ def test_nccl_transport_disabled(machine):
 def test_env_section_na(machine):
     s = machine("healthy_8xh100", {"env.vars": machine.na()})
     assert machine.ids(s) == set()
+
+
+# ------------------------------------------------------------------ the cwd shadows a module (issue 10, class 1)
+
+TORCH_DIR = {"module": "torch", "path": "./torch/", "kind": "package"}
+JSON_PY = {"module": "json", "path": "./json.py", "kind": "module"}
+
+
+def _shadow(machine, entries, **patches):
+    return machine.example({"host.cwd_shadowing": entries, **patches})
+
+
+def test_a_torch_folder_in_the_cwd_is_a_warning_with_its_fix(machine):
+    found = [f for f in machine.findings(_shadow(machine, [TORCH_DIR, JSON_PY])) if f.id == "env.cwd-shadows-module"]
+    torch_f, json_f = found if found[0].evidence["module"] == "torch" else found[::-1]
+    assert torch_f.severity is Severity.WARN
+    assert torch_f.title == "`./torch/` in the working directory shadows the installed torch for `python` started here"
+    assert torch_f.fix == ("rename it, run from another directory, or use `python -P` / PYTHONSAFEPATH=1 "
+                           "(Python \u2265 3.11)")
+    assert torch_f.evidence["path"] == "./torch/" and torch_f.evidence["python"] == "3.11.9"
+    assert json_f.title == "`./json.py` in the working directory shadows the standard library's json for `python` " \
+                           "started here"
+
+
+def test_before_python_3_11_the_fix_does_not_offer_safe_path(machine):
+    snap = _shadow(machine, [TORCH_DIR], **{"python.version": "3.10.12"})
+    f = machine.one(snap, "env.cwd-shadows-module")
+    assert f.fix.startswith("rename it or run from another directory") and "this is 3.10.12" in f.fix
+
+
+def test_pythonsafepath_silences_it_only_where_python_honours_it(machine):
+    safe = {"env.vars.PYTHONSAFEPATH": "1"}
+    assert "env.cwd-shadows-module" not in machine.ids(_shadow(machine, [TORCH_DIR], **safe))
+    old = _shadow(machine, [TORCH_DIR], **safe, **{"python.version": "3.10.12"})
+    assert "env.cwd-shadows-module" in machine.ids(old)
+
+
+def test_nothing_in_the_cwd_or_an_unknown_fact_is_silent(machine):
+    from envcheck.snapshot import na
+
+    assert "env.cwd-shadows-module" not in machine.ids(_shadow(machine, []))
+    assert "env.cwd-shadows-module" not in machine.ids(_shadow(machine, na("cwd deleted")))
+    odd = [{"module": "not_in_the_recipe", "path": "./x.py"}, "junk", {"module": "torch"}]
+    assert "env.cwd-shadows-module" not in machine.ids(_shadow(machine, odd))
+
+
+def test_torch_not_installed_is_named_plainly(machine):
+    snap = machine("torch_missing", {"host.cwd_shadowing": [TORCH_DIR]})
+    f = machine.one(snap, "env.cwd-shadows-module")
+    assert "shadows torch for" in f.title
+
+
+def test_the_shadowing_recipe_is_sourced():
+    from envcheck import recipes
+
+    data = recipes.load("cwd_shadowing")
+    entries = [data["path_rule"], *data["modules"]]
+    assert {m["name"] for m in data["modules"]} >= {"torch", "numpy", "typing_extensions", "triton", "json",
+                                                    "random", "copy", "inspect"}
+    for e in entries:
+        assert e["source"] and e["verified"].startswith("2026-"), e
+    assert all(m["kind"] in ("third-party", "stdlib") and m["why"] for m in data["modules"])

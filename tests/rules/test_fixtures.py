@@ -50,6 +50,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "memory_used_by_others": {("nvidia.memory-used-by-others", "warn")},
     "mig_enabled": {("nvidia.mig-enabled", "warn")},
     "multiple_installs": {("torch.multiple-installs", "warn")},
+    "cwd_shadows_torch": {("env.cwd-shadows-module", "warn")},  # ./torch/ and ./json.py
     "no_driver_nouveau": {("host.nouveau-loaded", "error"), ("nvidia.no-driver-with-gpu", "error")},
     "nvlink_down": {("nvidia.nvlink-down", "warn")},
     "nvml_no_permission": {("nvidia.nvml-error", "warn")},
