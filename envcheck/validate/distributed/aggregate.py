@@ -157,16 +157,23 @@ def _hang_summary(nodes: list[dict], by_node: Mapping[int, list[Mapping]]) -> li
                                            if waiting else "")]
 
 
-def _pairwise_result(entries: list[Mapping]) -> dict | None:
-    """The --pairwise results of the all-reduce (every rank computed the same; rank 0 sends them,
-    the other ranks only a count: the first full table)."""
+def _allreduce_detail(entries: list[Mapping], key: str, kind: type) -> Any:
+    """The first non-empty ``details[key]`` of an all-reduce check among ``entries`` (rank
+    reports): what every rank computed alike is sent by one rank only (``mode.shared_once``)."""
     for e in entries:
         for c in (e.get("report") or {}).get("checks") or []:
             if isinstance(c, dict) and c.get("name") == "allreduce":
-                pw = (c.get("details") or {}).get("pairwise")
-                if isinstance(pw, Mapping):
-                    return dict(pw)
+                value = (c.get("details") or {}).get(key)
+                if isinstance(value, kind) and value:
+                    return value
     return None
+
+
+def _pairwise_result(entries: list[Mapping]) -> dict | None:
+    """The --pairwise results of the all-reduce (every rank computed the same; rank 0 sends them,
+    the other ranks only a count: the first full table)."""
+    pw = _allreduce_detail(entries, "pairwise", Mapping)
+    return dict(pw) if pw is not None else None
 
 
 def pairwise_section(pw: Mapping, hosts: Mapping[int, Any]) -> dict:
@@ -305,24 +312,12 @@ def _node_checks(ranks: list[Mapping]) -> list[dict]:
 
 def _intranode_rows(ranks: list[Mapping]) -> list | None:
     """The node's intra-node sweep (the same rows on each of its ranks; its local rank 0 sends them)."""
-    for r in ranks:
-        for c in (r.get("report") or {}).get("checks") or []:
-            if isinstance(c, dict) and c.get("name") == "allreduce":
-                rows = (c.get("details") or {}).get("intranode_rows")
-                if isinstance(rows, list) and rows:
-                    return rows
-    return None
+    return _allreduce_detail(ranks, "intranode_rows", list)
 
 
 def _world_rows(entries: list[Mapping]) -> list | None:
     """The world sweep's rows (every rank gets the same MAX/SUM-reduced rows; rank 0 sends them)."""
-    for e in entries:
-        for c in (e.get("report") or {}).get("checks") or []:
-            if isinstance(c, dict) and c.get("name") == "allreduce":
-                rows = (c.get("details") or {}).get("rows")
-                if isinstance(rows, list) and rows:
-                    return rows
-    return None
+    return _allreduce_detail(entries, "rows", list)
 
 
 def _node(n: int, ranks: list[dict], slow: list, detailed: set, worst: dict) -> dict:
