@@ -452,6 +452,18 @@ def loopback_store(dist):
     return store
 
 
+def launch_ranks(world: int, cfg, params: dict[str, Any], progress: Callable[[float, str], None] | None,
+                 module: str = "envcheck.validate.checks.allreduce") -> tuple[dict[str, Any], dict, dict]:
+    """:func:`launch` for a check (all-reduce, collectives): the run, and the metrics and details
+    every outcome of the check starts from (world, backend; progress marks, exit codes, logs)."""
+    result = launch(world, cfg.device, params, float(cfg.timeout), progress, module=module)
+    metrics: dict[str, Any] = {"world_size": world, "backend": "nccl" if cfg.device == "cuda" else "gloo"}
+    details: dict[str, Any] = {"marks": result["marks"], "exit_codes": result["exit_codes"]}
+    if result.get("logs"):
+        details["logs"] = result["logs"]
+    return result, metrics, details
+
+
 def launch(world: int, device: str, params: dict[str, Any], timeout: float,
            progress: Callable[[float, str], None] | None = None,
            module: str = "envcheck.validate.checks.allreduce") -> dict[str, Any]:
@@ -554,12 +566,7 @@ def run(ctx: CheckContext) -> CheckResult:
     n_sizes = len(size_ladder(int(p["min_bytes"]), max_bytes, int(p["factor"])))
     params = {"max_bytes": max_bytes, "min_bytes": int(p["min_bytes"]), "factor": int(p["factor"]),
               "warmup": int(p["warmup"]), "iters": int(p["iters"]), "n_sizes": n_sizes}
-    result = launch(world, cfg.device, params, float(cfg.timeout), ctx.progress)
-    backend = "nccl" if cfg.device == "cuda" else "gloo"
-    metrics: dict[str, Any] = {"world_size": world, "backend": backend}
-    details: dict[str, Any] = {"marks": result["marks"], "exit_codes": result["exit_codes"]}
-    if result.get("logs"):
-        details["logs"] = result["logs"]
+    result, metrics, details = launch_ranks(world, cfg, params, ctx.progress)
     if not result["ok"]:
         metrics["hung_ranks"] = result["hung"]
         metrics["failed_ranks"] = result["failed"]
@@ -587,7 +594,7 @@ def run(ctx: CheckContext) -> CheckResult:
                            details=details)
     single = " (single-rank group: one device, checks the collective path only; busbw is 0 by nccl-tests' formula)" \
         if world == 1 else ""
-    msg = (f"{world} rank(s) over {backend}, exact sums at {len(rows)} sizes "
+    msg = (f"{world} rank(s) over {metrics['backend']}, exact sums at {len(rows)} sizes "
            f"{human_bytes(rows[0]['bytes'])}..{human_bytes(r0['max_bytes'])}; "
            f"busbw {metrics['busbw_GBps']:.2f} GB/s at {human_bytes(r0['max_bytes'])}{single}")
     return CheckResult("allreduce", PASS, metrics, msg, details=details)

@@ -264,7 +264,7 @@ def summarize(out: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]
 
 
 def run(ctx: CheckContext) -> CheckResult:
-    from envcheck.validate.checks.allreduce import _describe_failure, launch
+    from envcheck.validate.checks.allreduce import _describe_failure, launch_ranks
 
     faults.at_start("collectives")
     cfg, p = ctx.config, ctx.params
@@ -275,13 +275,8 @@ def run(ctx: CheckContext) -> CheckResult:
               "factor": int(p["factor"]), "warmup": int(p["warmup"]), "iters": int(p["iters"]),
               # launch's progress counts 4 marks per size (3 here per op and size)
               "n_sizes": max(1, (3 * n_sizes * len(ops)) // 4)}
-    result = launch(world, cfg.device, params, float(cfg.timeout), ctx.progress,
-                    module="envcheck.validate.checks.collectives")
-    backend = "nccl" if cfg.device == "cuda" else "gloo"
-    metrics: dict[str, Any] = {"world_size": world, "backend": backend}
-    details: dict[str, Any] = {"marks": result["marks"], "exit_codes": result["exit_codes"]}
-    if result.get("logs"):
-        details["logs"] = result["logs"]
+    result, metrics, details = launch_ranks(world, cfg, params, ctx.progress,
+                                            module="envcheck.validate.checks.collectives")
     if not result["ok"]:
         msg = _describe_failure(result, world, float(cfg.timeout)).replace("all-reduce", "collectives", 1)
         return CheckResult("collectives", FAIL, metrics, msg, details=details,
@@ -296,11 +291,11 @@ def run(ctx: CheckContext) -> CheckResult:
         return CheckResult("collectives", FAIL, metrics, "; ".join(problems + skipped), details=details)
     ran = [o for o in ops if "rows" in r0["ops"].get(o, {})]
     if not ran:
-        return CheckResult("collectives", FAIL, metrics, f"{backend} supports none of {', '.join(ops)}: "
+        return CheckResult("collectives", FAIL, metrics, f"{metrics['backend']} supports none of {', '.join(ops)}: "
                            + "; ".join(skipped), details=details)
     bw = ", ".join(f"{o} {metrics[f'{o}_busbw_GBps'] or 0:.2f}" for o in ran)
     single = " (single rank: busbw is 0 by nccl-tests' formula)" if world == 1 else ""
-    msg = (f"{world} rank(s) over {backend}: {', '.join(ran)} exact at every size up to "
+    msg = (f"{world} rank(s) over {metrics['backend']}: {', '.join(ran)} exact at every size up to "
            f"{human_bytes(r0['max_bytes'])}; busbw GB/s at the largest: {bw}{single}")
     return CheckResult("collectives", PASS, metrics, "; ".join([msg] + skipped), details=details)
 
