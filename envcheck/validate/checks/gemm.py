@@ -124,7 +124,12 @@ def run(ctx: CheckContext) -> CheckResult:
     devices = ctx.devices
     plan = [(dev, dt) for dev in devices for dt in dtypes]
     duration = p.get("duration")
-    per_duration = float(duration) / len(plan) if duration else None
+    # burn-in: the duration is shared by the (device, dtype) pairs that run, not those skipped
+    # (fp16/tf32 on the CPU), so a skipped dtype does not shorten the stress
+    runnable = [(dev, dt) for dev, dt in plan if not skip_reason(
+        dt, "cuda" if dev.startswith("cuda") else "cpu",
+        torch.cuda.get_device_capability(dev) if dev.startswith("cuda") else None)]
+    per_duration = float(duration) / max(1, len(runnable)) if duration else None
     rows: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {}
     problems: list[str] = []
