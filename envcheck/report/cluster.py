@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from typing import Any
 
 from envcheck.report import style
 from envcheck.report.safe import neutralise_obj
@@ -129,6 +130,25 @@ def _light(report: Mapping, checks: bool) -> dict:
     return {**{k: v for k, v in report.items() if k not in ("nodes", "checks", "allreduce_rows")}, "nodes": nodes}
 
 
+_MAX_CHANNEL_NOTES = 8
+
+
+def _channel_lines(channel: Any) -> list[str]:
+    """What the result channel refused or noted (a second claim of a rank, a bad peer hostname,
+    where it listened): an operator reads these as a sign of a stranger on the network."""
+    if not isinstance(channel, Mapping):
+        return []
+    notes = [str(n) for n in channel.get("notes") or []]
+    refused, closed = channel.get("refused") or 0, channel.get("closed_unauthenticated") or 0
+    if not notes and not refused and not closed:
+        return []
+    lines = ["", f"result channel: {refused} claim(s) refused, {closed} connection(s) closed unauthenticated"]
+    lines += [f"  - {n}" for n in notes[:_MAX_CHANNEL_NOTES]]
+    if len(notes) > _MAX_CHANNEL_NOTES:
+        lines.append(f"  - and {len(notes) - _MAX_CHANNEL_NOTES} more (see the JSON report's channel.notes)")
+    return lines
+
+
 def to_text(report: Mapping, color: bool = False) -> str:
     """A node table, worst nodes' reasons under it; the verdict line last (what a log keeps)."""
     report = neutralise_obj(_light(report, checks=False))  # peers' hostnames and messages: before any colour
@@ -162,6 +182,7 @@ def to_text(report: Mapping, color: bool = False) -> str:
     elif pw.get("skipped"):
         lines += ["", f"pairwise: skipped ({pw['skipped']})"]
     lines += _fleet_lines(report, color)
+    lines += _channel_lines(report.get("channel"))
     reasons = list(report.get("reasons") or [])
     if reasons:
         lines += ["", "why:"] + [f"  - {r}" for r in reasons]

@@ -142,38 +142,12 @@ def test_html_cluster_page_draws_the_drift_table_and_the_consensus_groups():
 # ---- end to end: two torchrun agents on loopback (gloo) -----------------------------------------
 
 def _agents(tmp_path, agent_env: list[dict], *args, nproc=2, timeout_s=240):
-    """Like test_validate_distributed.torchrun_validate, with an environment of its own per agent."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    import uuid
+    """Two torchrun agents, each with an environment of its own: (outputs, leftover processes)."""
+    from test_validate_distributed import torchrun_validate
 
-    from test_validate_distributed import _leftovers, _port
-
-    port = _port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
-                                                                      "MASTER_", "GROUP_", "TORCHELASTIC", "NCCL_"))}
-    base["OMP_NUM_THREADS"] = "1"
-    base["ENVCHECK_TEST_TAG"] = tag = uuid.uuid4().hex
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(agent_env)), "--nproc-per-node",
-           str(nproc), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "envcheck",
-           "--max-restarts", "0", "-m", "envcheck", "validate", "--checks", "allreduce",
-           "--allreduce-max-mib", "1", *args]
-    agents = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**base, **extra},
-                               cwd=tmp_path, start_new_session=True) for extra in agent_env]
-    outs = []
-    try:
-        for a in agents:
-            outs.append((*a.communicate(timeout=timeout_s), a.returncode))
-    finally:
-        for a in agents:
-            if a.poll() is None:
-                os.killpg(a.pid, signal.SIGKILL)
-                a.wait(timeout=10)
-    time.sleep(0.5)
-    return outs, _leftovers(tag)
+    outs, _elapsed, left = torchrun_validate(tmp_path, *args, timeout_s=timeout_s, nproc=nproc,
+                                             agent_env=agent_env)
+    return outs, left
 
 
 @pytest.mark.slow

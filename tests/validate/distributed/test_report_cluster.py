@@ -52,3 +52,18 @@ def test_text_table(cluster_rep):
     assert "why:" in lines and lines[-1] == "FAILED: 5 ranks on 2 nodes"
     assert "  - rank 4: never joined within 60 s" in lines
     assert "\x1b[" not in text and "\x1b[" in render.to_text(cluster_rep, color=True)
+
+
+def test_text_names_what_the_result_channel_refused_neutralised(cluster_rep):
+    quiet = {**cluster_rep, "channel": {"accepted": 4, "refused": 0, "closed_unauthenticated": 0, "notes": []}}
+    assert "result channel" not in render.to_text(quiet)
+    notes = ["a second connection claimed rank 1: refused (first claim wins)",
+             "rank 2 sent hostname 'node[1-9]\x1b]0;x\x07': not one node name, dropped"]
+    notes += [f"note {i}" for i in range(10)]
+    rep = {**cluster_rep, "channel": {"refused": 1, "closed_unauthenticated": 3, "notes": notes}}
+    lines = render.to_text(rep).splitlines()
+    at = lines.index("result channel: 1 claim(s) refused, 3 connection(s) closed unauthenticated")
+    assert lines[at + 1] == "  - a second connection claimed rank 1: refused (first claim wins)"
+    assert "\x1b" not in lines[at + 2] and "\\x1b" in lines[at + 2]
+    assert lines[at + 9] == "  - and 4 more (see the JSON report's channel.notes)"
+    assert lines[at + 10] == "" and lines[at + 11] == "why:"

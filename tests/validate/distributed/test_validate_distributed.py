@@ -49,10 +49,14 @@ def _leftovers(tag: str) -> list[str]:
 
 
 def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240, nnodes=2, nproc=2, checks="allreduce",
-                     extra_env=None):
+                     extra_env=None, agent_env=None):
+    """``nnodes`` torchrun agents on loopback running validate; ``agent_env``: one extra environment
+    per agent (then ``nnodes`` is its length, and the caller's NCCL_* variables are dropped too)."""
     port = _port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_",
-                                                                     "MASTER_", "GROUP_", "TORCHELASTIC"))}
+    launch_vars = ("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_", "MASTER_", "GROUP_", "TORCHELASTIC")
+    if agent_env is not None:
+        nnodes, launch_vars = len(agent_env), (*launch_vars, "NCCL_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(launch_vars)}
     env["OMP_NUM_THREADS"] = "1"
     env["ENVCHECK_TEST_TAG"] = tag = uuid.uuid4().hex
     if fault:
@@ -63,8 +67,9 @@ def torchrun_validate(tmp_path, *args, fault=None, timeout_s=240, nnodes=2, npro
            "--max-restarts", "0", "-m", "envcheck", "validate", "--checks", checks,
            "--allreduce-max-mib", "1", *args]
     t0 = time.time()
-    agents = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               cwd=tmp_path, start_new_session=True) for _ in range(nnodes)]
+    agents = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**env, **(agent_env[i] if agent_env else {})},
+                               cwd=tmp_path, start_new_session=True) for i in range(nnodes)]
     outs = []
     try:
         for a in agents:
