@@ -108,6 +108,8 @@ def host_store(info: Launch, env: Mapping[str, str], python: str | None = None) 
             event = json.loads(line)
         except (queue.Empty, ValueError):
             event = {"event": "error", "error": "it did not start in time"}
+        if not isinstance(event, dict):
+            event = {"event": "error", "error": "it answered out of protocol"}
         if event.get("event") != "ready":
             problem = f"cannot host the job's store at {info.master_addr}:{info.master_port}: {event.get('error')}"
         yield problem
